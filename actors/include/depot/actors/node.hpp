@@ -1,0 +1,120 @@
+// A depot node: a CAF actor system running the handler actors of every queue of an application
+// on a shared Postgres store, plus the durability agent and the wake-up listener.
+// CAF stays behind this header; the send functions block on Postgres on the caller's thread, so
+// never call them from inside an actor.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "depot/persistence/message_store.hpp"
+#include "depot/runtime/context.hpp"
+#include "depot/runtime/routing.hpp"
+#include "depot/runtime/settings.hpp"
+
+namespace depot {
+
+/// Thrown by node::start with the reason and the fix.
+class startup_error : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Thrown by node::request when no reply arrived in time.
+class request_timeout : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
+/// What this node did since it started.
+struct node_stats {
+  std::uint64_t handled = 0;
+  std::uint64_t expired = 0;
+  std::uint64_t retried = 0;
+  std::uint64_t dead_lettered = 0;
+};
+
+class node {
+public:
+  /// `app` must outlive the node.
+  node(const routing& app, node_settings settings);
+  ~node();
+  node(const node&) = delete;
+  node& operator=(const node&) = delete;
+
+  /// Connects, provisions or checks the schema, registers the node and spawns its actors.
+  /// Throws startup_error.
+  void start();
+  /// Stops the actors, gives unfinished envelopes back and deregisters. Idempotent.
+  void stop();
+
+  /// The owner id of this node's claims.
+  [[nodiscard]] int number() const;
+  [[nodiscard]] const node_settings& settings() const;
+  [[nodiscard]] node_stats stats() const;
+
+  /// Sends `m` durably (one transaction) to the queue that handles its type.
+  template <message T>
+  void send(const T& m, send_options options = {}) {
+    send_bodies(type_name_of<T>(), {to_json(m)}, std::move(options), 0, dispatch::send);
+  }
+
+  /// Sends all of `ms` in one transaction.
+  template <message T>
+  void send_all(const std::vector<T>& ms, send_options options = {}) {
+    std::vector<std::string> bodies;
+    bodies.reserve(ms.size());
+    for (const auto& m : ms)
+      bodies.push_back(to_json(m));
+    send_bodies(type_name_of<T>(), std::move(bodies), std::move(options), 0, dispatch::send);
+  }
+
+  /// Sends `m` to every queue subscribed to its type.
+  template <message T>
+  void publish(const T& m, send_options options = {}) {
+    send_bodies(type_name_of<T>(), {to_json(m)}, std::move(options), 0, dispatch::publish);
+  }
+
+  /// Sends `m` to be handled after `delay`.
+  template <message T, class Rep, class Period>
+  void schedule(const T& m, std::chrono::duration<Rep, Period> delay, send_options options = {}) {
+    auto us = std::chrono::duration_cast<std::chrono::microseconds>(delay).count();
+    send_bodies(type_name_of<T>(), {to_json(m)}, std::move(options), now_micros() + us,
+                dispatch::send);
+  }
+
+  /// Sends `m` and waits for the handler's reply of type R. Throws request_timeout.
+  template <message R, message T>
+  R request(const T& m, std::chrono::milliseconds timeout = std::chrono::seconds{30}) {
+    auto reply = request_body(type_name_of<T>(), to_json(m), timeout);
+    if (reply.message_type != type_name_of<R>())
+      throw decode_error{"reply of type '" + reply.message_type + "', expected '"
+                         + std::string{type_name_of<R>()} + "'"};
+    return from_json<R>(reply.body);
+  }
+
+  /// Sends JSON bodies of a registered type in one transaction; returns the envelope ids.
+  std::vector<std::string> send_bodies(std::string_view type, std::vector<std::string> bodies,
+                                       send_options options, micros at, dispatch how);
+
+  /// Envelope counts per queue and status from the store.
+  [[nodiscard]] std::vector<persistence::queue_count> counts();
+  /// The node's actors and state; defined where CAF is.
+  struct impl;
+
+  /// Waits until no envelope is ready or overdue (scheduled ones in the future do not count).
+  /// Returns false on timeout.
+  bool wait_idle(std::chrono::milliseconds timeout);
+
+private:
+  reply_message request_body(std::string_view type, std::string body,
+                             std::chrono::milliseconds timeout);
+
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace depot

@@ -1,0 +1,29 @@
+// Durable sending from outside a handler (the node's send functions, the CLI's `send`): routes
+// JSON bodies to their queues and inserts them in one transaction. Blocks on Postgres.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "depot/persistence/message_store.hpp"
+#include "depot/runtime/context.hpp"
+#include "depot/runtime/routing.hpp"
+
+namespace depot {
+
+/// The envelopes one send made: `durable` are committed; `buffered` are for a running node's
+/// memory-only queues.
+struct sent_envelopes {
+  std::vector<envelope> durable;
+  std::vector<envelope> buffered;
+};
+
+/// Routes `bodies` of message type `type` and commits the durable envelopes in one transaction.
+/// Throws no_route, decode_error (a body that is not a valid `type`) or persistence::db_error.
+sent_envelopes send_durably(persistence::message_store& store, const routing& routes,
+                            const std::string& source, int sender_node, std::string_view type,
+                            const std::vector<std::string>& bodies, const send_options& options,
+                            micros at, dispatch how);
+
+} // namespace depot

@@ -1,0 +1,185 @@
+// Batch handling of a durable queue. The fast path runs a whole batch in one transaction; when a
+// handler fails, the batch runs again with a savepoint per envelope so that one failure rolls
+// back alone and is decided by the failure policy in the same transaction.
+#include "inbox_processor.hpp"
+
+#include <unordered_set>
+
+#include "depot/persistence/unit_of_work.hpp"
+#include "depot/runtime/failure_policy.hpp"
+#include "depot/runtime/log.hpp"
+
+namespace depot {
+
+using persistence::db_error;
+using persistence::failure_kind;
+using persistence::unit_of_work;
+
+struct inbox_processor::outcome {
+  std::vector<envelope> durable;
+  std::vector<envelope> buffered;
+  std::vector<reply_message> replies;
+  std::vector<std::string> expired;
+  std::size_t handled = 0;
+  std::size_t retried = 0;
+  std::size_t dead = 0;
+};
+
+inbox_processor::inbox_processor(persistence::message_store& store, const routing& routes,
+                                 const queue_definition& queue, const node_settings& settings,
+                                 int owner, dispatch_sink& sink)
+  : store_(store),
+    routes_(routes),
+    queue_(queue),
+    settings_(settings),
+    owner_(owner),
+    sink_(sink),
+    handler_(queue.instantiate()) {
+}
+
+std::size_t inbox_processor::process_batch() {
+  auto batch = store_.claim(queue_.name, owner_, settings_.batch_size);
+  if (batch.empty())
+    return 0;
+  in_flight_.clear();
+  for (const auto& e : batch)
+    in_flight_.push_back(e.id);
+  if (!handle(batch, false))
+    handle(batch, true);
+  in_flight_.clear();
+  return batch.size();
+}
+
+void inbox_processor::recover() {
+  store_.release(in_flight_, owner_);
+  in_flight_.clear();
+}
+
+void inbox_processor::run_one(const envelope& e, outcome& out) {
+  context ctx{e, &store_.session(), routes_, settings_.service};
+  routes_.run_pipeline(*handler_, e, ctx);
+  for (auto& x : ctx.durable())
+    out.durable.push_back(std::move(x));
+  for (auto& x : ctx.buffered())
+    out.buffered.push_back(std::move(x));
+  if (ctx.reply_out())
+    out.replies.push_back(std::move(*ctx.reply_out()));
+  ++out.handled;
+}
+
+namespace {
+
+// A handler failure is the handler's unless the connection died under it.
+void rethrow_if_connection_lost(persistence::message_store& store) {
+  if (!store.connected())
+    throw db_error{failure_kind::connection_lost, "", "connection lost while handling"};
+}
+
+} // namespace
+
+bool inbox_processor::handle(const std::vector<envelope>& batch, bool isolate) {
+  outcome out;
+  unit_of_work uow{store_};
+  std::vector<std::string> ids;
+  for (const auto& e : batch)
+    ids.push_back(e.id);
+  auto locked_ids = store_.begin_handling(ids, owner_);
+  std::unordered_set<std::string> locked{locked_ids.begin(), locked_ids.end()};
+  auto now = now_micros();
+  for (const auto& e : batch) {
+    if (!locked.contains(e.id))
+      continue; // recovered by another node meanwhile: not ours to handle
+    if (e.deliver_by != 0 && e.deliver_by < now) {
+      out.expired.push_back(e.id);
+      continue;
+    }
+    if (!isolate) {
+      try {
+        run_one(e, out);
+      } catch (...) {
+        rethrow_if_connection_lost(store_);
+        return false;
+      }
+      continue;
+    }
+    uow.savepoint("depot_envelope");
+    try {
+      run_one(e, out);
+      uow.release("depot_envelope");
+    } catch (...) {
+      auto error = std::current_exception();
+      rethrow_if_connection_lost(store_);
+      uow.rollback_to("depot_envelope");
+      auto d = decide(settings_.failures, e, error);
+      if (d.what == failure_decision::action::retry) {
+        store_.retry_at(e.id, d.retry_at);
+        ++out.retried;
+        log(log_level::warning, "{} {} on queue {} failed (attempt {}): {}: {}; retrying",
+            e.message_type, e.id, e.queue, e.attempts + 1, d.exception_type, d.reason);
+      } else {
+        store_.dead_letter(e, d.exception_type, d.reason);
+        ++out.dead;
+        log(log_level::warning, "{} {} on queue {} dead-lettered after {} attempt(s): {}: {}",
+            e.message_type, e.id, e.queue, e.attempts + 1, d.exception_type, d.reason);
+      }
+    }
+  }
+  store_.mark_expired(out.expired);
+  store_.insert_incoming(out.durable, owner_);
+  uow.commit();
+  dispatch(out);
+  return true;
+}
+
+void inbox_processor::dispatch(outcome& out) {
+  std::vector<std::string> woken;
+  for (const auto& e : out.durable)
+    if (e.status == envelope_status::incoming)
+      woken.push_back(e.queue);
+  if (!woken.empty())
+    sink_.wake(woken);
+  if (!out.buffered.empty())
+    sink_.deliver_buffered(std::move(out.buffered));
+  for (auto& r : out.replies)
+    sink_.deliver_reply(std::move(r));
+  sink_.count(out.handled, out.expired.size(), out.retried, out.dead);
+}
+
+void inbox_processor::process_buffered(const envelope& incoming) {
+  auto e = incoming;
+  for (;;) {
+    outcome out;
+    std::exception_ptr error;
+    {
+      unit_of_work uow{store_};
+      try {
+        run_one(e, out);
+        store_.insert_incoming(out.durable, owner_);
+        uow.commit();
+      } catch (const db_error&) {
+        throw;
+      } catch (...) {
+        error = std::current_exception();
+        rethrow_if_connection_lost(store_);
+      }
+    }
+    if (!error) {
+      dispatch(out);
+      return;
+    }
+    auto d = decide(settings_.failures, e, error);
+    if (d.what == failure_decision::action::dead_letter) {
+      unit_of_work uow{store_};
+      store_.dead_letter(e, d.exception_type, d.reason);
+      uow.commit();
+      sink_.count(0, 0, 0, 1);
+      log(log_level::warning, "{} {} on buffered queue {} dead-lettered: {}: {}", e.message_type,
+          e.id, e.queue, d.exception_type, d.reason);
+      return;
+    }
+    ++e.attempts; // buffered envelopes retry inline: there is no row to schedule
+    sink_.count(0, 0, 1, 0);
+  }
+}
+
+} // namespace depot

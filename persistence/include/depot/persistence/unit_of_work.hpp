@@ -1,0 +1,37 @@
+// The one transaction type: every path that completes an envelope goes through it. Rolls back
+// unless committed; reports a connection lost during COMMIT as failure_kind::outcome_unknown.
+#pragma once
+
+#include <string>
+
+#include "depot/persistence/message_store.hpp"
+
+namespace depot::persistence {
+
+/// An open transaction on a message_store's connection. Move-only in spirit: not copyable.
+class unit_of_work {
+public:
+  explicit unit_of_work(message_store& store);
+  ~unit_of_work();
+  unit_of_work(const unit_of_work&) = delete;
+  unit_of_work& operator=(const unit_of_work&) = delete;
+
+  [[nodiscard]] message_store& store() { return store_; }
+
+  /// Commits. Throws db_error; after a connection loss during COMMIT the kind is
+  /// outcome_unknown: the caller must find out from the data whether it committed.
+  void commit();
+  /// Rolls back now (the destructor does it too).
+  void rollback();
+
+  /// Savepoints scope one envelope's effects inside a batch transaction.
+  void savepoint(const std::string& name);
+  void rollback_to(const std::string& name);
+  void release(const std::string& name);
+
+private:
+  message_store& store_;
+  bool open_ = false;
+};
+
+} // namespace depot::persistence

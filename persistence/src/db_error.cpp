@@ -1,0 +1,38 @@
+// db_error and the SQLSTATE classification used at the Postgres boundary.
+#include "depot/persistence/db_error.hpp"
+
+#include <libpq-fe.h>
+#include <soci/postgresql/soci-postgresql.h>
+#include <soci/soci.h>
+
+#include "pg_native.hpp"
+
+namespace depot::persistence {
+
+const char* to_string(failure_kind kind) {
+  switch (kind) {
+    case failure_kind::transient: return "transient";
+    case failure_kind::connection_lost: return "connection lost";
+    case failure_kind::outcome_unknown: return "outcome unknown";
+    case failure_kind::permanent: return "permanent";
+  }
+  return "permanent";
+}
+
+db_error::db_error(failure_kind kind, std::string sqlstate, const std::string& what)
+  : std::runtime_error(what), kind_(kind), sqlstate_(std::move(sqlstate)) {
+}
+
+db_error classify(const soci::soci_error& e, soci::session& sql) {
+  std::string state;
+  if (auto* pg = dynamic_cast<const soci::postgresql_soci_error*>(&e))
+    state = pg->sqlstate();
+  auto kind = failure_kind::permanent;
+  if (state == "40001" || state == "40P01" || state == "55P03" || state == "53300")
+    kind = failure_kind::transient;
+  else if (state.starts_with("08") || state.starts_with("57P") || !connection_ok(sql))
+    kind = failure_kind::connection_lost;
+  return db_error{kind, state, e.get_error_message()};
+}
+
+} // namespace depot::persistence

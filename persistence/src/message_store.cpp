@@ -1,0 +1,592 @@
+// The Postgres message store. Every statement depot runs lives here, schema-qualified, in
+// batches: one statement per batch of envelopes, never one per envelope.
+// Blocks on Postgres: callers run it on detached actors or their own threads.
+#include "depot/persistence/message_store.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <set>
+
+#include <fmt/format.h>
+#include <libpq-fe.h>
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+#include <soci/postgresql/soci-postgresql.h>
+#include <soci/soci.h>
+
+#include "migrations.hpp"
+#include "pg_native.hpp"
+
+namespace depot::persistence {
+
+PGconn* native_connection(soci::session& sql) {
+  return static_cast<soci::postgresql_session_backend*>(sql.get_backend())->conn_;
+}
+
+bool connection_ok(soci::session& sql) {
+  auto* conn = sql.get_backend() ? native_connection(sql) : nullptr;
+  return conn != nullptr && PQstatus(conn) == CONNECTION_OK;
+}
+
+namespace {
+
+// Runs `f`, turning SOCI's exceptions into classified db_errors.
+template <class F>
+auto guarded(soci::session& sql, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const soci::soci_error& e) {
+    throw classify(e, sql);
+  }
+}
+
+void check_identifier(const std::string& name) {
+  auto ok = !name.empty() && name.size() < 64 && !std::isdigit(static_cast<unsigned char>(name[0]))
+            && std::all_of(name.begin(), name.end(), [](char c) {
+                 return std::islower(static_cast<unsigned char>(c)) || std::isdigit(c) || c == '_';
+               });
+  if (!ok)
+    throw db_error{failure_kind::permanent, "",
+                   fmt::format("schema name '{}' is not a lower-case identifier; set --schema "
+                               "(DEPOT_SCHEMA) to letters, digits and '_'",
+                               name)};
+}
+
+// A Postgres array literal of uuids; ids come from depot and never need quoting.
+std::string uuid_array(const std::vector<std::string>& ids) {
+  return fmt::format("{{{}}}", fmt::join(ids, ","));
+}
+
+std::string headers_json(const std::map<std::string, std::string>& headers) {
+  rapidjson::StringBuffer out;
+  rapidjson::Writer<rapidjson::StringBuffer> w{out};
+  w.StartObject();
+  for (const auto& [k, v] : headers) {
+    w.Key(k.data(), static_cast<rapidjson::SizeType>(k.size()));
+    w.String(v.data(), static_cast<rapidjson::SizeType>(v.size()));
+  }
+  w.EndObject();
+  return out.GetString();
+}
+
+std::map<std::string, std::string> parse_headers(const std::string& text) {
+  std::map<std::string, std::string> result;
+  rapidjson::Document doc;
+  if (doc.Parse(text.data(), text.size()).HasParseError() || !doc.IsObject())
+    return result;
+  for (const auto& m : doc.GetObject())
+    if (m.value.IsString())
+      result.emplace(m.name.GetString(), m.value.GetString());
+  return result;
+}
+
+// The rows of an insert as one JSON array, expanded server-side by json_to_recordset: a batch
+// is one statement and one round trip.
+std::string rows_json(const std::vector<envelope>& envelopes) {
+  rapidjson::StringBuffer out;
+  rapidjson::Writer<rapidjson::StringBuffer> w{out};
+  auto str = [&w](const char* key, const std::string& value) {
+    w.Key(key);
+    w.String(value.data(), static_cast<rapidjson::SizeType>(value.size()));
+  };
+  w.StartArray();
+  for (const auto& e : envelopes) {
+    w.StartObject();
+    str("id", e.id);
+    str("queue", e.queue);
+    str("message_type", e.message_type);
+    str("body", e.body);
+    str("headers", headers_json(e.headers));
+    str("status", to_string(e.status));
+    w.Key("execution_time");
+    w.Int64(e.execution_time);
+    w.Key("deliver_by");
+    w.Int64(e.deliver_by);
+    w.Key("priority");
+    w.Int(e.priority);
+    w.Key("attempts");
+    w.Int(e.attempts);
+    str("tenant", e.tenant);
+    w.EndObject();
+  }
+  w.EndArray();
+  return out.GetString();
+}
+
+constexpr const char* micros_of = "(extract(epoch from {}) * 1000000)::bigint";
+
+std::string micros_expr(const char* column) {
+  return fmt::format(fmt::runtime(micros_of), column);
+}
+
+} // namespace
+
+message_store::message_store(store_settings settings) : settings_(std::move(settings)) {
+  check_identifier(settings_.schema);
+  if (settings_.db.empty())
+    throw db_error{failure_kind::permanent, "",
+                   "no database configured: set DEPOT_DB or --db to a libpq connection URI"};
+  session_ = open_session(settings_.db);
+}
+
+std::unique_ptr<soci::session> open_session(const std::string& db) {
+  // SOCI mangles URIs: hand it libpq's own parse as keyword=value pairs.
+  char* error = nullptr;
+  auto* options = PQconninfoParse(db.c_str(), &error);
+  if (options == nullptr) {
+    auto reason = std::string{error ? error : "out of memory"};
+    PQfreemem(error);
+    throw db_error{failure_kind::permanent, "",
+                   fmt::format("invalid database connection string (check DEPOT_DB or --db): {}",
+                               reason)};
+  }
+  std::string keywords;
+  for (auto* o = options; o->keyword != nullptr; ++o) {
+    if (o->val == nullptr)
+      continue;
+    std::string value;
+    for (const char* c = o->val; *c != '\0'; ++c) {
+      if (*c == '\\' || *c == '\'')
+        value += '\\';
+      value += *c;
+    }
+    keywords += fmt::format("{}='{}' ", o->keyword, value);
+  }
+  PQconninfoFree(options);
+  try {
+    auto session = std::make_unique<soci::session>(soci::postgresql, keywords);
+    *session << "SET client_min_messages = warning"; // no NOTICEs on stderr
+    return session;
+  } catch (const soci::soci_error& e) {
+    throw db_error{failure_kind::connection_lost, "",
+                   fmt::format("cannot connect to the database (check DEPOT_DB or --db): {}",
+                               e.get_error_message())};
+  }
+}
+
+message_store::~message_store() = default;
+
+soci::session& message_store::session() {
+  return *session_;
+}
+
+std::string message_store::table(std::string_view name) const {
+  return fmt::format("{}.{}", settings_.schema, name);
+}
+
+std::string message_store::notify_channel() const {
+  return "depot_" + settings_.schema;
+}
+
+bool message_store::connected() {
+  return connection_ok(*session_);
+}
+
+void message_store::reconnect() {
+  try {
+    session_->reconnect();
+  } catch (const soci::soci_error& e) {
+    throw db_error{failure_kind::connection_lost, "",
+                   fmt::format("reconnect failed: {}", e.get_error_message())};
+  }
+}
+
+// -- schema -----------------------------------------------------------------------------------
+
+int message_store::latest_schema_version() {
+  return migrations().back().version;
+}
+
+int message_store::schema_version() {
+  auto& sql = *session_;
+  return guarded(sql, [&] {
+    int exists = 0;
+    sql << "SELECT count(*) FROM information_schema.tables WHERE table_schema = :s AND "
+           "table_name = 'schema_version'",
+      soci::use(settings_.schema), soci::into(exists);
+    if (exists == 0)
+      return 0;
+    int version = 0;
+    sql << fmt::format("SELECT coalesce(max(version), 0) FROM {}", table("schema_version")),
+      soci::into(version);
+    return version;
+  });
+}
+
+std::vector<int> message_store::apply_schema() {
+  auto& sql = *session_;
+  return guarded(sql, [&] {
+    std::vector<int> applied;
+    soci::transaction tr{sql};
+    // Serialises concurrent appliers (two nodes starting at once) on this schema.
+    auto lock_key = "depot.schema." + settings_.schema;
+    sql << "SELECT pg_advisory_xact_lock(hashtext(:k))", soci::use(lock_key);
+    sql << fmt::format("CREATE SCHEMA IF NOT EXISTS {}", settings_.schema);
+    sql << fmt::format("CREATE TABLE IF NOT EXISTS {} (version integer PRIMARY KEY, "
+                       "description text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
+                       table("schema_version"));
+    int current = 0;
+    sql << fmt::format("SELECT coalesce(max(version), 0) FROM {}", table("schema_version")),
+      soci::into(current);
+    for (const auto& m : migrations()) {
+      if (m.version <= current)
+        continue;
+      sql << fmt::format("SET LOCAL search_path TO {}", settings_.schema);
+      // A migration file holds several statements: only libpq's simple protocol runs those.
+      auto script = std::string{m.sql};
+      auto* res = PQexec(native_connection(sql), script.c_str());
+      auto ok = PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK;
+      auto message = std::string{PQresultErrorMessage(res)};
+      PQclear(res);
+      if (!ok)
+        throw db_error{failure_kind::permanent, "",
+                       fmt::format("migration {} failed: {}", m.version, message)};
+      auto description = std::string{m.description};
+      sql << fmt::format("INSERT INTO {} (version, description) VALUES (:v, :d)",
+                         table("schema_version")),
+        soci::use(m.version), soci::use(description);
+      sql << "RESET search_path";
+      applied.push_back(m.version);
+    }
+    tr.commit();
+    return applied;
+  });
+}
+
+// -- inbox ------------------------------------------------------------------------------------
+
+std::size_t message_store::insert_incoming(const std::vector<envelope>& envelopes,
+                                           int sender_node) {
+  if (envelopes.empty())
+    return 0;
+  auto& sql = *session_;
+  return guarded(sql, [&] {
+    auto rows = rows_json(envelopes);
+    soci::statement st = (sql.prepare << fmt::format(
+                            "INSERT INTO {} (id, queue, message_type, body, headers, status, "
+                            "execution_time, deliver_by, priority, attempts, tenant) "
+                            "SELECT r.id, r.queue, r.message_type, r.body, r.headers::jsonb, "
+                            "r.status, CASE WHEN r.execution_time = 0 THEN now() ELSE "
+                            "timestamptz 'epoch' + r.execution_time * interval '1 microsecond' "
+                            "END, CASE WHEN r.deliver_by = 0 THEN NULL ELSE timestamptz 'epoch' "
+                            "+ r.deliver_by * interval '1 microsecond' END, r.priority, "
+                            "r.attempts, nullif(r.tenant, '') "
+                            "FROM json_to_recordset(:rows::json) AS r(id uuid, queue text, "
+                            "message_type text, body text, headers text, status text, "
+                            "execution_time bigint, deliver_by bigint, priority integer, "
+                            "attempts integer, tenant text) ON CONFLICT (id) DO NOTHING",
+                            table("incoming")),
+                          soci::use(rows));
+    st.execute(true);
+    auto inserted = static_cast<std::size_t>(st.get_affected_rows());
+    std::set<std::string> ready;
+    for (const auto& e : envelopes)
+      if (e.status == envelope_status::incoming)
+        ready.insert(e.queue);
+    if (inserted > 0 && !ready.empty()) {
+      // One notification per transaction and queue set; Postgres folds duplicates.
+      auto channel = notify_channel();
+      auto payload = fmt::format("{}|{}", sender_node, fmt::join(ready, ","));
+      sql << "SELECT pg_notify(:c, :p)", soci::use(channel), soci::use(payload);
+    }
+    return inserted;
+  });
+}
+
+std::vector<envelope> message_store::claim(std::string_view queue, int owner, int limit) {
+  auto& sql = *session_;
+  return guarded(sql, [&] {
+    auto n = static_cast<std::size_t>(std::max(limit, 1));
+    std::vector<std::string> ids(n), queues(n), types(n), bodies(n), headers(n), tenants(n);
+    std::vector<long long> exec(n), deliver(n), received(n);
+    std::vector<int> attempts(n), priorities(n);
+    auto q = std::string{queue};
+    soci::transaction tr{sql};
+    // A claim lost in a crash only leaves the row unowned, as recovery would: no fsync needed.
+    sql << "SET LOCAL synchronous_commit = off";
+    sql << fmt::format("UPDATE {0} SET owner = :owner WHERE id IN (SELECT id FROM {0} WHERE "
+                       "queue = :q AND status = 'incoming' AND owner = 0 AND execution_time <= "
+                       "now() ORDER BY priority DESC, received_at LIMIT :n FOR UPDATE SKIP "
+                       "LOCKED) RETURNING id::text, queue, message_type, body, headers::text, "
+                       "{1}, coalesce({2}, 0), attempts, priority, {3}, coalesce(tenant, '')",
+                       table("incoming"), micros_expr("execution_time"),
+                       micros_expr("deliver_by"), micros_expr("received_at")),
+      soci::use(owner, "owner"), soci::use(q, "q"), soci::use(limit, "n"), soci::into(ids),
+      soci::into(queues), soci::into(types), soci::into(bodies), soci::into(headers),
+      soci::into(exec), soci::into(deliver), soci::into(attempts), soci::into(priorities),
+      soci::into(received), soci::into(tenants);
+    tr.commit();
+    std::vector<envelope> result(ids.size());
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      auto& e = result[i];
+      e.id = std::move(ids[i]);
+      e.queue = std::move(queues[i]);
+      e.message_type = std::move(types[i]);
+      e.body = std::move(bodies[i]);
+      e.headers = parse_headers(headers[i]);
+      e.execution_time = exec[i];
+      e.deliver_by = deliver[i];
+      e.attempts = attempts[i];
+      e.priority = priorities[i];
+      e.received_at = received[i];
+      e.tenant = std::move(tenants[i]);
+    }
+    // RETURNING does not keep the subquery's order.
+    std::stable_sort(result.begin(), result.end(), [](const envelope& a, const envelope& b) {
+      return a.priority != b.priority ? a.priority > b.priority : a.received_at < b.received_at;
+    });
+    return result;
+  });
+}
+
+std::vector<std::string> message_store::begin_handling(const std::vector<std::string>& ids,
+                                                       int owner) {
+  if (ids.empty())
+    return {};
+  auto& sql = *session_;
+  return guarded(sql, [&] {
+    std::vector<std::string> locked(ids.size());
+    auto id_array = uuid_array(ids);
+    auto window = static_cast<long long>(settings_.dedup_window);
+    sql << fmt::format("UPDATE {} SET status = 'handled', keep_until = now() + :w * interval "
+                       "'1 microsecond' WHERE id = ANY(:ids::uuid[]) AND owner = :o AND status = "
+                       "'incoming' RETURNING id::text",
+                       table("incoming")),
+      soci::use(window, "w"), soci::use(id_array, "ids"), soci::use(owner, "o"),
+      soci::into(locked);
+    return locked;
+  });
+}
+
+void message_store::mark_expired(const std::vector<std::string>& ids) {
+  if (ids.empty())
+    return;
+  auto& sql = *session_;
+  guarded(sql, [&] {
+    auto id_array = uuid_array(ids);
+    sql << fmt::format("UPDATE {} SET status = 'expired' WHERE id = ANY(:ids::uuid[])",
+                       table("incoming")),
+      soci::use(id_array);
+  });
+}
+
+void message_store::retry_at(const std::string& id, micros at) {
+  auto& sql = *session_;
+  guarded(sql, [&] {
+    auto when = static_cast<long long>(at);
+    sql << fmt::format("UPDATE {} SET status = 'scheduled', owner = 0, attempts = attempts + 1, "
+                       "keep_until = NULL, execution_time = timestamptz 'epoch' + :at * interval "
+                       "'1 microsecond' WHERE id = :id::uuid",
+                       table("incoming")),
+      soci::use(when, "at"), soci::use(id, "id");
+  });
+}
+
+void message_store::dead_letter(const envelope& e, std::string_view exception_type,
+                                std::string_view exception_message) {
+  auto& sql = *session_;
+  guarded(sql, [&] {
+    auto headers = headers_json(e.headers);
+    auto type = std::string{exception_type};
+    auto message = std::string{exception_message};
+    auto attempts = e.attempts + 1;
+    auto source = e.header_value(header::source);
+    sql << fmt::format("INSERT INTO {} (id, queue, message_type, body, headers, exception_type, "
+                       "exception_message, attempts, source) VALUES (:id::uuid, :q, :t, :b, "
+                       ":h::jsonb, :et, :em, :a, nullif(:s, '')) ON CONFLICT (id) DO UPDATE SET "
+                       "exception_type = excluded.exception_type, exception_message = "
+                       "excluded.exception_message, attempts = excluded.attempts, failed_at = "
+                       "now()",
+                       table("dead_letters")),
+      soci::use(e.id, "id"), soci::use(e.queue, "q"), soci::use(e.message_type, "t"),
+      soci::use(e.body, "b"), soci::use(headers, "h"), soci::use(type, "et"),
+      soci::use(message, "em"), soci::use(attempts, "a"), soci::use(source, "s");
+  });
+}
+
+void message_store::release(const std::vector<std::string>& ids, int owner) {
+  if (ids.empty())
+    return;
+  auto& sql = *session_;
+  guarded(sql, [&] {
+    auto id_array = uuid_array(ids);
+    sql << fmt::format("UPDATE {} SET owner = 0 WHERE id = ANY(:ids::uuid[]) AND owner = :o AND "
+                       "status = 'incoming'",
+                       table("incoming")),
+      soci::use(id_array, "ids"), soci::use(owner, "o");
+  });
+}
+
+// -- nodes ------------------------------------------------------------------------------------
+
+int message_store::node_lock_class() const {
+  // FNV-1a of the schema name: the first key of every node lock of this store.
+  std::uint32_t h = 2166136261u;
+  for (char c : settings_.schema)
+    h = (h ^ static_cast<unsigned char>(c)) * 16777619u;
+  return static_cast<int>(h & 0x7fffffff);
+}
+
+bool message_store::lock_node_number(int number) {
+  auto& sql = *session_;
+  return guarded(sql, [&] {
+    int locked = 0;
+    auto cls = node_lock_class();
+    sql << "SELECT pg_try_advisory_lock(:c, :n)::int", soci::use(cls, "c"),
+      soci::use(number, "n"), soci::into(locked);
+    return locked != 0;
+  });
+}
+
+node_registration message_store::register_node(int number, std::string_view uri,
+                                               std::string_view version) {
+  auto& sql = *session_;
+  return guarded(sql, [&] {
+    node_registration self{new_envelope_id(), number};
+    soci::transaction tr{sql};
+    sql << fmt::format("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE", table("nodes"));
+    if (number == 0)
+      sql << fmt::format("SELECT coalesce(max(number), 0) + 1 FROM {}", table("nodes")),
+        soci::into(self.number);
+    // A live node holds its number's advisory lock on its session; a dead process's lock went
+    // with its connection, so a restart takes its number over at once.
+    if (!lock_node_number(self.number))
+      throw db_error{failure_kind::permanent, "",
+                     fmt::format("node id {} is held by a live node; give this node another "
+                                 "--node-id (DEPOT_NODE_ID)",
+                                 self.number)};
+    sql << fmt::format("DELETE FROM {} WHERE number = :n", table("nodes")),
+      soci::use(self.number);
+    auto u = std::string{uri};
+    auto v = std::string{version};
+    sql << fmt::format("INSERT INTO {} (id, number, uri, version) VALUES (:id::uuid, :n, :u, :v)",
+                       table("nodes")),
+      soci::use(self.id, "id"), soci::use(self.number, "n"), soci::use(u, "u"),
+      soci::use(v, "v");
+    // Whatever an earlier incarnation with this number claimed is unfinished: release it.
+    sql << fmt::format("UPDATE {} SET owner = 0 WHERE owner = :n AND status = 'incoming'",
+                       table("incoming")),
+      soci::use(self.number);
+    tr.commit();
+    return self;
+  });
+}
+
+void message_store::heartbeat(const node_registration& self, std::string_view version) {
+  auto& sql = *session_;
+  guarded(sql, [&] {
+    soci::statement st = (sql.prepare << fmt::format(
+                            "UPDATE {} SET heartbeat = now() WHERE id = :id::uuid", table("nodes")),
+                          soci::use(self.id));
+    st.execute(true);
+    if (st.get_affected_rows() > 0)
+      return;
+    // Declared dead by another node (its work was recovered): come back under the same number.
+    auto v = std::string{version};
+    soci::statement back = (sql.prepare << fmt::format(
+                              "INSERT INTO {} (id, number, version) VALUES (:id::uuid, :n, :v) "
+                              "ON CONFLICT DO NOTHING",
+                              table("nodes")),
+                            soci::use(self.id, "id"), soci::use(self.number, "n"),
+                            soci::use(v, "v"));
+    back.execute(true);
+    if (back.get_affected_rows() == 0)
+      throw db_error{failure_kind::permanent, "",
+                     fmt::format("node id {} was taken by another node while this one was "
+                                 "unreachable; restart this node",
+                                 self.number)};
+  });
+}
+
+void message_store::deregister(const node_registration& self) {
+  auto& sql = *session_;
+  guarded(sql, [&] {
+    soci::transaction tr{sql};
+    sql << fmt::format("UPDATE {} SET owner = 0 WHERE owner = :n AND status = 'incoming'",
+                       table("incoming")),
+      soci::use(self.number);
+    sql << fmt::format("DELETE FROM {} WHERE id = :id::uuid", table("nodes")), soci::use(self.id);
+    tr.commit();
+  });
+}
+
+std::vector<std::string> message_store::recover_stale(micros stale_after) {
+  auto& sql = *session_;
+  return guarded(sql, [&] {
+    auto stale = static_cast<long long>(stale_after);
+    auto cls = node_lock_class();
+    // Dead: silent for too long, or its advisory lock is gone with its connection.
+    soci::rowset<std::string> rows =
+      (sql.prepare << fmt::format(
+         "WITH dead AS (DELETE FROM {0} n WHERE n.heartbeat < now() - :s * interval "
+         "'1 microsecond' OR NOT EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' "
+         "AND l.objsubid = 2 AND l.classid = :c::oid AND l.objid = n.number::oid AND l.granted "
+         "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())) "
+         "RETURNING number), moved AS (UPDATE {1} SET owner = 0 WHERE status = 'incoming' AND "
+         "owner <> 0 AND (owner IN (SELECT number FROM dead) OR owner NOT IN (SELECT number FROM "
+         "{0})) RETURNING queue) SELECT DISTINCT queue FROM moved",
+         table("nodes"), table("incoming")),
+       soci::use(stale, "s"), soci::use(cls, "c"));
+    return std::vector<std::string>(rows.begin(), rows.end());
+  });
+}
+
+// -- maintenance ------------------------------------------------------------------------------
+
+std::vector<std::string> message_store::promote_due(int limit) {
+  auto& sql = *session_;
+  return guarded(sql, [&] {
+    soci::rowset<std::string> rows =
+      (sql.prepare << fmt::format(
+         "WITH due AS (UPDATE {0} SET status = 'incoming', owner = 0 WHERE id IN (SELECT id FROM "
+         "{0} WHERE status = 'scheduled' AND execution_time <= now() ORDER BY execution_time "
+         "LIMIT :n FOR UPDATE SKIP LOCKED) RETURNING queue) SELECT DISTINCT queue FROM due",
+         table("incoming")),
+       soci::use(limit));
+    return std::vector<std::string>(rows.begin(), rows.end());
+  });
+}
+
+std::int64_t message_store::pending() {
+  auto& sql = *session_;
+  return guarded(sql, [&] {
+    long long n = 0;
+    sql << fmt::format("SELECT count(*) FROM {} WHERE status = 'incoming' OR (status = "
+                       "'scheduled' AND execution_time <= now())",
+                       table("incoming")),
+      soci::into(n);
+    return static_cast<std::int64_t>(n);
+  });
+}
+
+std::size_t message_store::remove_expired_ids(int limit) {
+  auto& sql = *session_;
+  return guarded(sql, [&] {
+    soci::statement st = (sql.prepare << fmt::format(
+                            "DELETE FROM {0} WHERE id IN (SELECT id FROM {0} WHERE status IN "
+                            "('handled', 'expired') AND keep_until < now() LIMIT :n)",
+                            table("incoming")),
+                          soci::use(limit));
+    st.execute(true);
+    return static_cast<std::size_t>(st.get_affected_rows());
+  });
+}
+
+std::vector<queue_count> message_store::counts() {
+  auto& sql = *session_;
+  return guarded(sql, [&] {
+    std::vector<queue_count> result;
+    soci::rowset<soci::row> rows =
+      (sql.prepare << fmt::format("SELECT queue, status, count(*) FROM {} GROUP BY 1, 2 UNION "
+                                  "ALL SELECT queue, 'dead', count(*) FROM {} GROUP BY 1 "
+                                  "ORDER BY 1, 2",
+                                  table("incoming"), table("dead_letters")));
+    for (const auto& r : rows)
+      result.push_back({r.get<std::string>(0), r.get<std::string>(1), r.get<long long>(2)});
+    return result;
+  });
+}
+
+} // namespace depot::persistence

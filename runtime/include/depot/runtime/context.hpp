@@ -1,0 +1,114 @@
+// The message context a handler receives: the open database session of its transaction and the
+// ways to send messages that commit with it. Nothing sent through it leaves before the commit.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "depot/runtime/envelope.hpp"
+#include "depot/runtime/message.hpp"
+
+namespace soci {
+class session;
+}
+
+namespace depot {
+
+class routing;
+
+/// Options of one send.
+struct send_options {
+  /// Discard the message unhandled when it is not handled within this time; 0 = never.
+  std::chrono::microseconds deliver_within{0};
+  /// Higher priorities are claimed first.
+  std::int32_t priority = 0;
+  /// Extra headers carried with the envelope.
+  std::map<std::string, std::string> headers{};
+};
+
+/// How an outgoing message is addressed.
+enum class dispatch { send, publish };
+
+/// The reply a request handler produced.
+struct reply_message {
+  std::string reply_to; ///< the requester's reply address (envelope header reply-to)
+  std::string request_id; ///< the correlation id the requester waits under
+  std::string message_type;
+  std::string body;
+};
+
+/// A handler's view of the transaction it runs in. One per handled envelope.
+class context {
+public:
+  /// `incoming` is the envelope being handled; `db` the session of its open transaction.
+  context(const envelope& incoming, soci::session* db, const routing& routes,
+          std::string source);
+
+  /// The open session of the handling transaction: write your own data through it.
+  [[nodiscard]] soci::session& db();
+  /// The envelope being handled.
+  [[nodiscard]] const envelope& incoming() const { return incoming_; }
+
+  /// Sends `m` to the queue that handles its type; throws no_route when none does.
+  template <message T>
+  void send(const T& m, send_options options = {}) {
+    enqueue(type_name_of<T>(), to_json(m), std::move(options), 0, dispatch::send);
+  }
+
+  /// Sends `m` to every queue subscribed to its type; none is fine.
+  template <message T>
+  void publish(const T& m, send_options options = {}) {
+    enqueue(type_name_of<T>(), to_json(m), std::move(options), 0, dispatch::publish);
+  }
+
+  /// Sends `m` to be handled after `delay` (persisted; survives restarts).
+  template <message T, class Rep, class Period>
+  void schedule(const T& m, std::chrono::duration<Rep, Period> delay, send_options options = {}) {
+    auto us = std::chrono::duration_cast<std::chrono::microseconds>(delay).count();
+    enqueue(type_name_of<T>(), to_json(m), std::move(options), now_micros() + us, dispatch::send);
+  }
+
+  /// Sends `m` to be handled at `at` (persisted; survives restarts).
+  template <message T>
+  void schedule(const T& m, std::chrono::system_clock::time_point at, send_options options = {}) {
+    auto us = std::chrono::duration_cast<std::chrono::microseconds>(at.time_since_epoch()).count();
+    enqueue(type_name_of<T>(), to_json(m), std::move(options), us, dispatch::send);
+  }
+
+  /// Answers the request being handled; ignored when the sender asked for no reply.
+  template <message T>
+  void reply(const T& m) {
+    set_reply(type_name_of<T>(), to_json(m));
+  }
+
+  /// Adds an envelope of any registered type from its JSON body (used by the CLI and bridges).
+  void enqueue(std::string_view type, std::string body, send_options options, micros at,
+               dispatch how);
+
+  // -- read by the runtime after the handler returned ---------------------------------------
+
+  /// Durable envelopes to insert in the handling transaction.
+  [[nodiscard]] std::vector<envelope>& durable() { return durable_; }
+  /// Memory-only envelopes to hand to their queues after commit.
+  [[nodiscard]] std::vector<envelope>& buffered() { return buffered_; }
+  /// The reply, when the handler gave one to a requester.
+  [[nodiscard]] std::optional<reply_message>& reply_out() { return reply_; }
+
+  void set_reply(std::string_view type, std::string body);
+
+private:
+  const envelope& incoming_;
+  soci::session* db_;
+  const routing& routes_;
+  std::string source_;
+  std::vector<envelope> durable_;
+  std::vector<envelope> buffered_;
+  std::optional<reply_message> reply_;
+};
+
+} // namespace depot

@@ -1,0 +1,54 @@
+// The envelope: a message body plus the metadata depot needs to route, schedule, expire and
+// trace it. Plain data; it knows nothing of Postgres or CAF.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+
+namespace depot {
+
+/// Microseconds since the Unix epoch: how depot moves times between C++ and Postgres.
+using micros = std::int64_t;
+
+/// The current wall-clock time in microseconds since the epoch.
+[[nodiscard]] micros now_micros();
+
+/// A new time-ordered (version 7) UUID in its canonical text form.
+[[nodiscard]] std::string new_envelope_id();
+
+/// Well-known header names carried in `envelope::headers`.
+namespace header {
+inline constexpr const char* source = "source";
+inline constexpr const char* correlation_id = "correlation-id";
+inline constexpr const char* causation_id = "causation-id";
+inline constexpr const char* reply_to = "reply-to";
+inline constexpr const char* traceparent = "traceparent";
+} // namespace header
+
+/// Where an envelope waits before it is handled.
+enum class envelope_status { incoming, scheduled, handled, expired };
+
+[[nodiscard]] const char* to_string(envelope_status);
+
+/// A message body (JSON text) with its metadata.
+struct envelope {
+  std::string id;                             ///< uuid; the dedup key and the CloudEvents id
+  std::string queue;                          ///< the local queue that handles it
+  std::string message_type;                   ///< registered type name, e.g. bank.debit-account
+  std::string body;                           ///< JSON text
+  std::map<std::string, std::string> headers; ///< correlation, causation, reply-to, ...
+  envelope_status status = envelope_status::incoming;
+  micros execution_time = 0;                  ///< not handled before this time; 0 = now
+  micros deliver_by = 0;                      ///< discarded when not handled by then; 0 = never
+  std::int32_t attempts = 0;                  ///< failed handling attempts so far
+  std::int32_t priority = 0;                  ///< higher is claimed first
+  micros received_at = 0;                     ///< when the store accepted it
+  std::string tenant;
+
+  /// The value of header `name`, or "" when absent.
+  [[nodiscard]] const std::string& header_value(const std::string& name) const;
+};
+
+} // namespace depot

@@ -1,0 +1,178 @@
+// The application's handlers and routes: which queue handles which message type, in which
+// endpoint mode, through which middleware. Built once before the node starts; read-only after.
+#pragma once
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <unordered_map>
+#include <vector>
+
+#include "depot/runtime/context.hpp"
+#include "depot/runtime/message.hpp"
+
+namespace depot {
+
+/// Where a queue's envelopes wait.
+enum class endpoint_mode {
+  durable,  ///< rows in Postgres: survives crashes, handled exactly once in effect
+  buffered, ///< memory only: lost on crash, for ephemeral messages
+};
+
+[[nodiscard]] const char* to_string(endpoint_mode);
+
+/// Thrown when a message has no queue to go to.
+class no_route : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Thrown when a queue receives a type it has no handler for. Never retried.
+class unknown_message_type : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
+/// A set of handlers serving one queue, instantiated once per worker of that queue. Function
+/// handlers are stateless; a handler actor's object lives as long as its worker.
+class queue_handler {
+public:
+  virtual ~queue_handler() = default;
+  /// Decodes the body and runs the handler for `e.message_type`. Throws decode_error,
+  /// unknown_message_type, or whatever the handler throws.
+  virtual void invoke(const envelope& e, context& ctx) = 0;
+};
+
+using invoker = std::function<void(const envelope&, context&, void* self)>;
+
+/// What a queue is and how it is served.
+struct queue_definition {
+  std::string name;
+  endpoint_mode mode = endpoint_mode::durable;
+  int concurrency = 0; ///< workers on each node; 0 = the node's default
+  /// message type → call of its handler (self is the handler actor's object, or null)
+  std::unordered_map<std::string, invoker> handlers;
+  /// Makes the state object of one worker (handler actors), or null for function handlers.
+  std::function<std::shared_ptr<void>()> make_state;
+
+  [[nodiscard]] std::unique_ptr<queue_handler> instantiate() const;
+};
+
+/// The next step of the handling pipeline.
+using next_step = std::function<void()>;
+/// Middleware wraps every handler invocation: call `next()` to continue, throw to fail.
+using middleware = std::function<void(const envelope&, context&, const next_step& next)>;
+
+namespace detail {
+
+template <class F, class T>
+void call_handler(F& f, const T& m, context& ctx) {
+  using result = std::invoke_result_t<F&, const T&, context&>;
+  if constexpr (std::is_void_v<result>) {
+    f(m, ctx);
+  } else {
+    static_assert(message<result>, "a handler returns void or a reply message");
+    ctx.reply(f(m, ctx));
+  }
+}
+
+} // namespace detail
+
+class routing;
+
+/// Chains the configuration of one queue: `app.handle<T>(f).on_queue("q").buffered()`.
+class queue_builder {
+public:
+  queue_builder(routing& r, std::string queue) : routing_(r), queue_(std::move(queue)) {}
+  /// Moves the handlers registered through this builder to queue `name`.
+  queue_builder& on_queue(std::string name);
+  /// Memory-only endpoint.
+  queue_builder& buffered();
+  /// Workers per node for this queue.
+  queue_builder& concurrency(int n);
+
+private:
+  routing& routing_;
+  std::string queue_;
+};
+
+/// The application: message types, handlers, queues, middleware.
+class routing {
+public:
+  /// Registers a function handler `void f(const T&, context&)` (or one returning a reply
+  /// message). By default its queue is named after the message type.
+  template <message T, class F>
+  queue_builder handle(F f) {
+    auto type = std::string{type_name_of<T>()};
+    add_type<T>();
+    add_handler(type, type, [f](const envelope& e, context& ctx, void*) mutable {
+      auto m = from_json<T>(e.body);
+      detail::call_handler(f, m, ctx);
+    });
+    return queue_builder{*this, type};
+  }
+
+  /// Registers a handler actor: class A has `handle(const M&, context&)` for each of Ms and
+  /// keeps state across messages. Each worker of `queue` owns one A.
+  template <class A, message... Ms>
+  queue_builder handler_actor(std::string queue) {
+    auto& q = define_queue(queue);
+    q.make_state = [] { return std::static_pointer_cast<void>(std::make_shared<A>()); };
+    (add_type<Ms>(), ...);
+    (add_handler(queue, std::string{type_name_of<Ms>()},
+                 [](const envelope& e, context& ctx, void* self) {
+                   auto m = from_json<Ms>(e.body);
+                   auto& actor = *static_cast<A*>(self);
+                   auto call = [&actor](const Ms& x, context& c) { return actor.handle(x, c); };
+                   detail::call_handler(call, m, ctx);
+                 }),
+     ...);
+    return queue_builder{*this, queue};
+  }
+
+  /// Registers message type T so that bodies sent to it are checked before they are stored.
+  template <message T>
+  void add_type() {
+    validators_[std::string{type_name_of<T>()}] = [](std::string_view body) {
+      (void)from_json<T>(body);
+    };
+  }
+
+  /// Throws decode_error when `body` is not a valid `type` (or, for a type registered nowhere,
+  /// not a JSON object).
+  void validate(std::string_view type, std::string_view body) const;
+  /// Every registered message type, sorted.
+  [[nodiscard]] std::vector<std::string> message_types() const;
+
+  /// Adds middleware; the first added runs outermost.
+  void use(middleware m) { middleware_.push_back(std::move(m)); }
+
+  /// Runs the middleware chain and then `handler.invoke`.
+  void run_pipeline(queue_handler& handler, const envelope& e, context& ctx) const;
+
+  // -- lookups --------------------------------------------------------------------------------
+
+  /// The queue `send` routes `type` to; throws no_route.
+  [[nodiscard]] const queue_definition& route_of(std::string_view type) const;
+  /// Every queue subscribed to `type`.
+  [[nodiscard]] std::vector<const queue_definition*> subscribers_of(std::string_view type) const;
+  [[nodiscard]] const queue_definition* find_queue(std::string_view name) const;
+  [[nodiscard]] const std::deque<queue_definition>& queues() const { return queues_; }
+
+  // -- used by queue_builder ------------------------------------------------------------------
+  queue_definition& define_queue(const std::string& name);
+  void move_handlers(const std::string& from, const std::string& to);
+
+private:
+  void add_handler(const std::string& queue, const std::string& type, invoker call);
+
+  std::deque<queue_definition> queues_; // deque: definitions keep their address
+  std::vector<middleware> middleware_;
+  std::unordered_map<std::string, std::function<void(std::string_view)>> validators_;
+};
+
+} // namespace depot

@@ -1,0 +1,64 @@
+// The message context: turns sends into envelopes that commit with the handling transaction.
+#include "depot/runtime/context.hpp"
+
+#include <stdexcept>
+
+#include "depot/runtime/routing.hpp"
+
+namespace depot {
+
+context::context(const envelope& incoming, soci::session* db, const routing& routes,
+                 std::string source)
+  : incoming_(incoming), db_(db), routes_(routes), source_(std::move(source)) {
+}
+
+soci::session& context::db() {
+  if (db_ == nullptr)
+    throw std::logic_error{"this context has no database session"};
+  return *db_;
+}
+
+void context::enqueue(std::string_view type, std::string body, send_options options, micros at,
+                      dispatch how) {
+  std::vector<const queue_definition*> targets;
+  if (how == dispatch::send)
+    targets.push_back(&routes_.route_of(type));
+  else
+    targets = routes_.subscribers_of(type);
+  auto now = now_micros();
+  for (const auto* q : targets) {
+    if (q->mode == endpoint_mode::buffered && at > now)
+      throw std::logic_error{"queue '" + q->name + "' is buffered: it cannot hold scheduled "
+                             "messages; make it durable"};
+    envelope e;
+    e.id = new_envelope_id();
+    e.queue = q->name;
+    e.message_type = std::string{type};
+    e.body = body;
+    e.headers = options.headers;
+    e.headers[header::source] = source_;
+    if (!incoming_.id.empty()) {
+      e.headers[header::causation_id] = incoming_.id;
+      const auto& correlation = incoming_.header_value(header::correlation_id);
+      e.headers[header::correlation_id] = correlation.empty() ? incoming_.id : correlation;
+    }
+    e.status = at > now ? envelope_status::scheduled : envelope_status::incoming;
+    e.execution_time = at;
+    e.deliver_by = options.deliver_within.count() > 0 ? now + options.deliver_within.count() : 0;
+    e.priority = options.priority;
+    e.tenant = incoming_.tenant;
+    (q->mode == endpoint_mode::durable ? durable_ : buffered_).push_back(std::move(e));
+  }
+}
+
+void context::set_reply(std::string_view type, std::string body) {
+  const auto& to = incoming_.header_value(header::reply_to);
+  if (to.empty())
+    return;
+  // A requester waits under the correlation id it gave its request.
+  const auto& correlation = incoming_.header_value(header::correlation_id);
+  reply_ = reply_message{to, correlation.empty() ? incoming_.id : correlation, std::string{type},
+                         std::move(body)};
+}
+
+} // namespace depot

@@ -1,0 +1,139 @@
+// Routes and handler registration; the middleware pipeline.
+#include "depot/runtime/routing.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+namespace depot {
+
+const char* to_string(endpoint_mode mode) {
+  return mode == endpoint_mode::durable ? "durable" : "buffered";
+}
+
+namespace {
+
+class dispatching_handler : public queue_handler {
+public:
+  dispatching_handler(const queue_definition& q, std::shared_ptr<void> state)
+    : queue_(q), state_(std::move(state)) {}
+
+  void invoke(const envelope& e, context& ctx) override {
+    auto i = queue_.handlers.find(e.message_type);
+    if (i == queue_.handlers.end())
+      throw unknown_message_type{fmt::format("queue '{}' has no handler for message type '{}'",
+                                             queue_.name, e.message_type)};
+    i->second(e, ctx, state_.get());
+  }
+
+private:
+  const queue_definition& queue_;
+  std::shared_ptr<void> state_;
+};
+
+} // namespace
+
+std::unique_ptr<queue_handler> queue_definition::instantiate() const {
+  return std::make_unique<dispatching_handler>(*this, make_state ? make_state() : nullptr);
+}
+
+queue_builder& queue_builder::on_queue(std::string name) {
+  routing_.move_handlers(queue_, name);
+  queue_ = std::move(name);
+  return *this;
+}
+
+queue_builder& queue_builder::buffered() {
+  routing_.define_queue(queue_).mode = endpoint_mode::buffered;
+  return *this;
+}
+
+queue_builder& queue_builder::concurrency(int n) {
+  routing_.define_queue(queue_).concurrency = n;
+  return *this;
+}
+
+queue_definition& routing::define_queue(const std::string& name) {
+  auto i = std::find_if(queues_.begin(), queues_.end(),
+                        [&](const queue_definition& q) { return q.name == name; });
+  if (i != queues_.end())
+    return *i;
+  queue_definition q;
+  q.name = name;
+  queues_.push_back(std::move(q));
+  return queues_.back();
+}
+
+void routing::add_handler(const std::string& queue, const std::string& type, invoker call) {
+  auto& q = define_queue(queue);
+  if (!q.handlers.emplace(type, std::move(call)).second)
+    throw std::logic_error{
+      fmt::format("message type '{}' already has a handler on queue '{}'", type, queue)};
+}
+
+void routing::move_handlers(const std::string& from, const std::string& to) {
+  if (from == to)
+    return;
+  auto source = define_queue(from);
+  auto& target = define_queue(to);
+  for (auto& [type, call] : source.handlers)
+    if (!target.handlers.emplace(type, call).second)
+      throw std::logic_error{
+        fmt::format("message type '{}' already has a handler on queue '{}'", type, to)};
+  if (!target.make_state)
+    target.make_state = source.make_state;
+  queues_.erase(std::find_if(queues_.begin(), queues_.end(),
+                             [&](const queue_definition& q) { return q.name == from; }));
+}
+
+void routing::run_pipeline(queue_handler& handler, const envelope& e, context& ctx) const {
+  std::function<void(std::size_t)> step = [&](std::size_t i) {
+    if (i == middleware_.size())
+      handler.invoke(e, ctx);
+    else
+      middleware_[i](e, ctx, [&step, i] { step(i + 1); });
+  };
+  step(0);
+}
+
+const queue_definition& routing::route_of(std::string_view type) const {
+  for (const auto& q : queues_)
+    if (q.handlers.contains(std::string{type}))
+      return q;
+  throw no_route{fmt::format("no handler for message type '{}': register one with "
+                             "handle<T>() or handler_actor<A, T>()",
+                             type)};
+}
+
+std::vector<const queue_definition*> routing::subscribers_of(std::string_view type) const {
+  std::vector<const queue_definition*> result;
+  for (const auto& q : queues_)
+    if (q.handlers.contains(std::string{type}))
+      result.push_back(&q);
+  return result;
+}
+
+void routing::validate(std::string_view type, std::string_view body) const {
+  auto i = validators_.find(std::string{type});
+  if (i != validators_.end())
+    i->second(body);
+  else if (!is_json_object(body))
+    throw decode_error{fmt::format("the body of a {} is not a JSON object", type)};
+}
+
+std::vector<std::string> routing::message_types() const {
+  std::vector<std::string> result;
+  for (const auto& [type, check] : validators_)
+    result.push_back(type);
+  std::sort(result.begin(), result.end());
+  return result;
+}
+
+const queue_definition* routing::find_queue(std::string_view name) const {
+  for (const auto& q : queues_)
+    if (q.name == name)
+      return &q;
+  return nullptr;
+}
+
+} // namespace depot

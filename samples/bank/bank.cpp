@@ -1,0 +1,96 @@
+// The bank's handlers. DebitAccount changes a balance and cascades; the cascade handlers record
+// what they saw in account_events (one row per envelope, so counts prove exactly-once).
+#include "bank.hpp"
+
+#include <chrono>
+#include <stdexcept>
+
+#include <soci/soci.h>
+
+namespace bank {
+
+using namespace std::chrono_literals;
+
+namespace {
+
+struct account {
+  std::string id;
+  std::int64_t balance = 0;
+  std::int64_t minimum_threshold = 0;
+};
+
+account load_for_update(soci::session& db, const std::string& id) {
+  account a{id};
+  soci::indicator found = soci::i_null;
+  long long balance = 0, threshold = 0;
+  db << "SELECT balance, minimum_threshold FROM accounts WHERE id = :id FOR UPDATE",
+    soci::use(id), soci::into(balance, found), soci::into(threshold);
+  if (found == soci::i_null || !db.got_data())
+    throw std::runtime_error{"no account " + id};
+  a.balance = balance;
+  a.minimum_threshold = threshold;
+  return a;
+}
+
+void save(soci::session& db, const account& a) {
+  long long balance = a.balance;
+  db << "UPDATE accounts SET balance = :b WHERE id = :id", soci::use(balance), soci::use(a.id);
+}
+
+void record(depot::context& ctx, const std::string& account_id, std::int64_t balance) {
+  long long b = balance;
+  const auto& e = ctx.incoming();
+  ctx.db() << "INSERT INTO account_events (envelope_id, message_type, account_id, balance) "
+              "VALUES (:id::uuid, :t, :a, :b)",
+    soci::use(e.id), soci::use(e.message_type), soci::use(account_id), soci::use(b);
+}
+
+void handle(const debit_account& cmd, depot::context& ctx) {
+  auto acct = load_for_update(ctx.db(), cmd.account_id);
+  acct.balance -= cmd.amount;
+  save(ctx.db(), acct);
+  if (acct.balance > 0 && acct.balance < acct.minimum_threshold) {
+    ctx.send(low_balance_detected{acct.id, acct.balance});
+  } else if (acct.balance < 0) {
+    ctx.send(account_overdrawn{acct.id, acct.balance}, {.deliver_within = 1h});
+    ctx.schedule(enforce_account_overdrawn_deadline{acct.id}, 240h);
+  }
+  ctx.send(account_updated{acct.id, acct.balance}, {.deliver_within = 5s});
+}
+
+} // namespace
+
+void create_tables(soci::session& db) {
+  db << "CREATE TABLE IF NOT EXISTS accounts (id text PRIMARY KEY, balance bigint NOT NULL, "
+        "minimum_threshold bigint NOT NULL)";
+  db << "CREATE TABLE IF NOT EXISTS account_events (envelope_id uuid PRIMARY KEY, message_type "
+        "text NOT NULL, account_id text NOT NULL, balance bigint, recorded_at timestamptz NOT "
+        "NULL DEFAULT now())";
+}
+
+void seed(soci::session& db, std::int64_t n, std::int64_t balance, std::int64_t threshold) {
+  long long count = n, b = balance, t = threshold;
+  db << "INSERT INTO accounts (id, balance, minimum_threshold) SELECT 'acct-' || i, :b, :t FROM "
+        "generate_series(1, :n) AS i ON CONFLICT (id) DO UPDATE SET balance = excluded.balance, "
+        "minimum_threshold = excluded.minimum_threshold",
+    soci::use(b, "b"), soci::use(t, "t"), soci::use(count, "n");
+}
+
+void register_bank(depot::routing& app) {
+  app.handle<debit_account>(handle);
+  app.handle<low_balance_detected>([](const low_balance_detected& m, depot::context& ctx) {
+    record(ctx, m.account_id, m.balance);
+  });
+  app.handle<account_overdrawn>([](const account_overdrawn& m, depot::context& ctx) {
+    record(ctx, m.account_id, m.balance);
+  });
+  app.handle<enforce_account_overdrawn_deadline>(
+    [](const enforce_account_overdrawn_deadline& m, depot::context& ctx) {
+      record(ctx, m.account_id, 0);
+    });
+  app.handle<account_updated>([](const account_updated& m, depot::context& ctx) {
+    record(ctx, m.account_id, m.balance);
+  });
+}
+
+} // namespace bank

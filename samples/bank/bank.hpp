@@ -1,0 +1,52 @@
+// The bank sample: messages, the accounts table and the handlers of DESIGN.md's DebitAccount
+// example. Registered on a depot::routing by register_bank().
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <depot/depot.hpp>
+
+namespace bank {
+
+struct debit_account {
+  std::string account_id;
+  std::int64_t amount = 0;
+};
+DEPOT_MESSAGE(debit_account, "bank.debit-account", account_id, amount)
+
+struct low_balance_detected {
+  std::string account_id;
+  std::int64_t balance = 0;
+};
+DEPOT_MESSAGE(low_balance_detected, "bank.low-balance-detected", account_id, balance)
+
+struct account_overdrawn {
+  std::string account_id;
+  std::int64_t balance = 0;
+};
+DEPOT_MESSAGE(account_overdrawn, "bank.account-overdrawn", account_id, balance)
+
+struct enforce_account_overdrawn_deadline {
+  std::string account_id;
+};
+DEPOT_MESSAGE(enforce_account_overdrawn_deadline, "bank.enforce-account-overdrawn-deadline",
+              account_id)
+
+struct account_updated {
+  std::string account_id;
+  std::int64_t balance = 0;
+};
+DEPOT_MESSAGE(account_updated, "bank.account-updated", account_id, balance)
+
+/// Creates the sample's tables: accounts, and account_events where the handlers of the
+/// cascaded messages record what they saw. Idempotent.
+void create_tables(soci::session& db);
+
+/// Creates or resets accounts acct-1 ... acct-n.
+void seed(soci::session& db, std::int64_t n, std::int64_t balance, std::int64_t threshold);
+
+/// Registers the bank's handlers.
+void register_bank(depot::routing& app);
+
+} // namespace bank

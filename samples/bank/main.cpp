@@ -1,0 +1,215 @@
+// The bank node binary: depot's commands plus `seed` and `demo`.
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <mutex>
+
+#include <fmt/format.h>
+
+#include "bank.hpp"
+
+namespace {
+
+using namespace std::chrono;
+
+struct seed_options {
+  std::int64_t accounts = 250;
+  std::int64_t balance = 1000;
+  std::int64_t threshold = 200;
+  std::int64_t messages = 10000;
+};
+
+/// What the demo expects after every debit was handled once.
+struct expectation {
+  std::map<std::string, std::int64_t> balances;
+  std::int64_t low = 0, overdrawn = 0, updated = 0;
+};
+
+/// Debit k goes to account (k mod n) + 1 with that account's fixed amount, so the sequence of
+/// balances of each account, and with it every cascade count, does not depend on the order in
+/// which workers handle the debits.
+std::int64_t amount_of(std::int64_t account) {
+  return 10 + (account * 7) % 41;
+}
+
+expectation expect(const seed_options& o) {
+  expectation x;
+  for (std::int64_t a = 1; a <= o.accounts; ++a) {
+    auto debits = o.messages / o.accounts + (a <= o.messages % o.accounts ? 1 : 0);
+    auto balance = o.balance;
+    for (std::int64_t k = 0; k < debits; ++k) {
+      balance -= amount_of(a);
+      if (balance > 0 && balance < o.threshold)
+        ++x.low;
+      else if (balance < 0)
+        ++x.overdrawn;
+      ++x.updated;
+    }
+    x.balances[fmt::format("acct-{}", a)] = balance;
+  }
+  return x;
+}
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty())
+    return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<std::size_t>(p * static_cast<double>(v.size())))];
+}
+
+int run_demo(const seed_options& o, depot::command_env& env) {
+  if (o.accounts < 1 || o.messages < 1)
+    throw std::invalid_argument{"--accounts and --messages must be at least 1"};
+  // Latency of a debit: from the commit that stored it to the start of its handler.
+  std::mutex m;
+  std::vector<double> latencies;
+  depot::routing app;
+  bank::register_bank(app);
+  app.use([&](const depot::envelope& e, depot::context&, const depot::next_step& next) {
+    if (e.message_type == depot::type_name_of<bank::debit_account>()) {
+      auto ms = static_cast<double>(depot::now_micros() - e.received_at) / 1000.0;
+      std::lock_guard guard{m};
+      latencies.push_back(ms);
+    }
+    next();
+  });
+
+  auto session = depot::persistence::open_session(env.settings.db);
+  auto& db = *session;
+  depot::node node{app, env.settings};
+  node.start();
+  const auto& schema = env.settings.schema;
+  {
+    soci::transaction tr{db};
+    bank::create_tables(db);
+    db << "TRUNCATE account_events";
+    db << fmt::format("DELETE FROM {}.incoming WHERE queue LIKE 'bank.%'", schema);
+    db << fmt::format("DELETE FROM {}.dead_letters WHERE queue LIKE 'bank.%'", schema);
+    db << "DELETE FROM accounts";
+    bank::seed(db, o.accounts, o.balance, o.threshold);
+    tr.commit();
+  }
+  fmt::print("seeded {} accounts with balance {} (threshold {}); sending {} debits\n", o.accounts,
+             o.balance, o.threshold, o.messages);
+
+  auto started = steady_clock::now();
+  constexpr std::int64_t batch = 500;
+  for (std::int64_t k = 0; k < o.messages; k += batch) {
+    std::vector<bank::debit_account> debits;
+    for (auto i = k; i < std::min(k + batch, o.messages); ++i) {
+      auto a = i % o.accounts + 1;
+      debits.push_back({fmt::format("acct-{}", a), amount_of(a)});
+    }
+    node.send_all(debits);
+  }
+  auto sent = steady_clock::now();
+  if (!node.wait_idle(minutes{5})) {
+    fmt::print(stderr, "demo: queues did not drain within 5 minutes\n");
+    return depot::exit_code::failure;
+  }
+  auto drained = steady_clock::now();
+  auto stats = node.stats();
+  node.stop();
+
+  auto x = expect(o);
+  int failures = 0;
+  std::int64_t exact = 0;
+  soci::rowset<soci::row> rows = db.prepare << "SELECT id, balance FROM accounts";
+  for (const auto& r : rows) {
+    auto id = r.get<std::string>(0);
+    auto balance = r.get<long long>(1);
+    if (x.balances.contains(id) && x.balances[id] == balance) {
+      ++exact;
+    } else if (failures++ < 5) {
+      fmt::print(stderr, "balance of {} is {}, expected {}\n", id, balance, x.balances[id]);
+    }
+  }
+  auto count_of = [&db](const std::string& sql) {
+    long long n = 0;
+    db << sql, soci::into(n);
+    return static_cast<std::int64_t>(n);
+  };
+  auto events = [&](const char* type) {
+    return count_of(
+      fmt::format("SELECT count(*) FROM account_events WHERE message_type = '{}'", type));
+  };
+  auto expired = count_of(fmt::format(
+    "SELECT count(*) FROM {}.incoming WHERE queue = 'bank.account-updated' AND status = "
+    "'expired'",
+    schema));
+  auto deadlines = count_of(fmt::format(
+    "SELECT count(*) FROM {}.incoming WHERE message_type = "
+    "'bank.enforce-account-overdrawn-deadline' AND status = 'scheduled'",
+    schema));
+  auto dead = count_of(
+    fmt::format("SELECT count(*) FROM {}.dead_letters WHERE queue LIKE 'bank.%'", schema));
+  struct check {
+    const char* what;
+    std::int64_t got, want;
+  };
+  std::vector<check> checks{
+    {"low-balance-detected handled", events("bank.low-balance-detected"), x.low},
+    {"account-overdrawn handled", events("bank.account-overdrawn"), x.overdrawn},
+    {"overdraft deadlines scheduled", deadlines, x.overdrawn},
+    {"account-updated handled + expired", events("bank.account-updated") + expired, x.updated},
+    {"dead letters", dead, 0},
+  };
+  bool cascades_exact = true;
+  for (const auto& c : checks) {
+    fmt::print("  {:<36} {:>7} (expected {})\n", c.what, c.got, c.want);
+    cascades_exact = cascades_exact && c.got == c.want;
+  }
+
+  auto seconds = duration<double>(drained - started).count();
+  fmt::print("sent {} debits in {:.2f} s; all queues drained after {:.2f} s\n", o.messages,
+             duration<double>(sent - started).count(), seconds);
+  fmt::print("handled {} envelopes ({} debits + cascades): {:.0f} debits/s, {:.0f} envelopes/s; "
+             "{} account-updated expired\n",
+             stats.handled, o.messages, static_cast<double>(o.messages) / seconds,
+             static_cast<double>(stats.handled) / seconds, expired);
+  fmt::print("debit latency from send commit to handler start: p50 {:.1f} ms, p99 {:.1f} ms\n",
+             percentile(latencies, 0.50), percentile(latencies, 0.99));
+  if (exact != o.accounts || !cascades_exact) {
+    fmt::print("FAILED: {} of {} balances exact, cascades {}\n", exact, o.accounts,
+               cascades_exact ? "exact" : "wrong");
+    return depot::exit_code::failure;
+  }
+  fmt::print("verified: {} debits, {} balances exact, cascades exact\n", o.messages, exact);
+  return depot::exit_code::ok;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  depot::routing app;
+  bank::register_bank(app);
+  depot::cli cli{"bank", app};
+  cli.on_db_apply(bank::create_tables);
+  seed_options o;
+  cli.add_command({{"seed"}, "", "create or reset accounts acct-1 ... acct-N",
+                   [&o](depot::command_options& opts) {
+                     opts.add(o.accounts, "accounts", "number of accounts");
+                     opts.add(o.balance, "balance", "starting balance of each account");
+                     opts.add(o.threshold, "threshold", "minimum threshold of each account");
+                   },
+                   [&o](depot::command_env& env) {
+                     auto db = depot::persistence::open_session(env.settings.db);
+                     soci::transaction tr{*db};
+                     bank::create_tables(*db);
+                     bank::seed(*db, o.accounts, o.balance, o.threshold);
+                     tr.commit();
+                     fmt::print("seeded {} accounts (balance {}, threshold {})\n", o.accounts,
+                                o.balance, o.threshold);
+                     return depot::exit_code::ok;
+                   }});
+  cli.add_command({{"demo"}, "",
+                   "reset the sample, send debits through a node, verify every effect",
+                   [&o](depot::command_options& opts) {
+                     opts.add(o.accounts, "accounts", "number of accounts");
+                     opts.add(o.messages, "messages", "number of DebitAccount commands");
+                     opts.add(o.balance, "balance", "starting balance of each account");
+                     opts.add(o.threshold, "threshold", "minimum threshold of each account");
+                   },
+                   [&o](depot::command_env& env) { return run_demo(o, env); }});
+  return cli.run(argc, argv);
+}
