@@ -138,8 +138,25 @@ public:
         options.push_back(fmt::format("{}={}", a, argv[++i]));
       }
     }
+    // CAF flags take no value: apply "--flag=true|false" (command line or DEPOT_*) ourselves.
+    std::vector<std::pair<const caf::config_option*, bool>> flags;
+    std::erase_if(options, [&](const std::string& o) {
+      auto eq = o.find('=');
+      if (!o.starts_with("--") || eq == std::string::npos)
+        return false;
+      auto* opt = custom_options_.cli_long_name_lookup(caf::string_view{o.data() + 2, eq - 2});
+      if (opt == nullptr || !opt->is_flag())
+        return false;
+      auto value = o.substr(eq + 1);
+      if (value != "true" && value != "false")
+        throw usage_error{fmt::format("{} takes true or false", o.substr(0, eq))};
+      flags.emplace_back(opt, value == "true");
+      return true;
+    });
     if (auto err = parse(std::move(options)))
       throw usage_error{render(err)};
+    for (auto [opt, value] : flags)
+      opt->store(caf::config_value{value});
     s_.dedup_window = to_ms(dedup_);
     s_.polling_interval = to_ms(polling_);
     s_.heartbeat_interval = to_ms(heartbeat_);
