@@ -40,6 +40,20 @@ std::string env_name(const std::string& option) {
   return result;
 }
 
+/// An error as one line: libpq's multi-line messages folded.
+std::string one_line(std::string_view text) {
+  std::string result;
+  for (char c : text) {
+    auto blank = c == '\n' || c == '\t' || c == ' ';
+    if (blank && (result.empty() || result.back() == ' '))
+      continue;
+    result += blank ? ' ' : c;
+  }
+  while (!result.empty() && result.back() == ' ')
+    result.pop_back();
+  return result;
+}
+
 std::chrono::milliseconds to_ms(caf::timespan t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t);
 }
@@ -211,6 +225,15 @@ struct cli::impl {
       std::chrono::duration_cast<std::chrono::microseconds>(s.dedup_window).count()});
   }
 
+  /// A store whose schema is provisioned, or an error saying how to provision it.
+  std::unique_ptr<message_store> open_provisioned_store(const node_settings& s) {
+    auto store = open_store(s);
+    if (store->schema_version() == 0)
+      throw std::runtime_error{
+        fmt::format("schema {} is not provisioned: run `{} db apply`", s.schema, program)};
+    return store;
+  }
+
   const node_config* config = nullptr; // of the command being run
 
   void add_builtins();
@@ -283,7 +306,7 @@ void cli::impl::add_builtins() {
        if (env.args.size() != 2)
          throw usage_error{"send takes <type> and <json> (or - for JSON lines on stdin)"};
        const auto& type = env.args[0];
-       auto store = open_store(env.settings);
+       auto store = open_provisioned_store(env.settings);
        std::size_t total = 0;
        auto flush = [&](std::vector<std::string>& bodies) {
          auto sent = send_durably(*store, app, env.settings.service, 0, type, bodies, {}, 0,
@@ -319,7 +342,7 @@ void cli::impl::add_builtins() {
      }});
   commands.push_back({{"storage", "counts"}, "", "envelopes per queue and status", {},
                       [this](command_env& env) {
-                        auto store = open_store(env.settings);
+                        auto store = open_provisioned_store(env.settings);
                         fmt::print("{:<40} {:<10} {:>10}\n", "queue", "status", "count");
                         for (const auto& c : store->counts())
                           fmt::print("{:<40} {:<10} {:>10}\n", c.queue, c.status, c.count);
@@ -428,6 +451,8 @@ int cli::run(int argc, char** argv) {
       throw usage_error{args.empty() ? "no command given (see --help)"
                                      : "unknown command (see --help)"};
     auto positional = config.parse_all(args);
+    if (config.cli_helptext_printed) // --long-help or --dump-config: CAF printed it
+      return exit_code::ok;
     positional.erase(positional.begin(),
                      positional.begin() + static_cast<std::ptrdiff_t>(chosen->words.size()));
     command_env env{settings, d.app, positional};
@@ -436,10 +461,10 @@ int cli::run(int argc, char** argv) {
       throw usage_error{"no database configured: set DEPOT_DB or --db to a libpq connection URI"};
     return chosen->run(env);
   } catch (const usage_error& e) {
-    fmt::print(stderr, "{}: {}\n", d.program, e.what());
+    fmt::print(stderr, "{}: {}\n", d.program, one_line(e.what()));
     return exit_code::usage;
   } catch (const std::exception& e) {
-    fmt::print(stderr, "{}: {}\n", d.program, e.what());
+    fmt::print(stderr, "{}: {}\n", d.program, one_line(e.what()));
     return exit_code::failure;
   }
 }
