@@ -16,7 +16,7 @@
 #include <soci/soci.h>
 
 #include "depot/actors/node.hpp"
-#include "depot/actors/sender.hpp"
+#include "depot/transports/local.hpp"
 #include "depot/persistence/unit_of_work.hpp"
 #include "depot/runtime/log.hpp"
 

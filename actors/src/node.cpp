@@ -14,7 +14,7 @@
 
 #include <caf/all.hpp>
 
-#include "depot/actors/sender.hpp"
+#include "depot/transports/local.hpp"
 #include "depot/persistence/notification_listener.hpp"
 #include "depot/runtime/log.hpp"
 #include "inbox_processor.hpp"

@@ -1,5 +1,6 @@
-// Durable sending from outside a handler (the node's send functions, the CLI's `send`): routes
-// JSON bodies to their queues and inserts them in one transaction. Blocks on Postgres.
+// The local transport: durable sending from outside a handler (the node's send functions, the
+// CLI's `send`). Routes JSON bodies to their queues and inserts them in one transaction. Blocks
+// on Postgres.
 #pragma once
 
 #include <string>

@@ -1,5 +1,5 @@
-// Durable sending from outside a handler.
-#include "depot/actors/sender.hpp"
+// The local transport: durable sending from outside a handler.
+#include "depot/transports/local.hpp"
 
 #include "depot/persistence/unit_of_work.hpp"
 
