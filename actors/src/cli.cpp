@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <map>
+#include <set>
 
 #include <caf/actor_system_config.hpp>
 #include <caf/config_option_adder.hpp>
@@ -81,6 +82,18 @@ std::map<std::string, int> parse_queue_concurrency(const std::string& text) {
 
 } // namespace
 
+/// The names of the commands' options that take a value.
+struct value_options : command_options {
+  std::set<std::string> names;
+  void add(std::string&, const std::string& name, const std::string&) override {
+    names.insert(name);
+  }
+  void add(std::int64_t&, const std::string& name, const std::string&) override {
+    names.insert(name);
+  }
+  void add(bool&, const std::string&, const std::string&) override {}
+};
+
 /// CAF's config with depot's options bound to a node_settings.
 class node_config : public caf::actor_system_config, public command_options {
 public:
@@ -110,6 +123,12 @@ public:
       .add(retry_delay_, "retry-delay", "delay of the first retry (x4 each further one)");
     for (const auto& opt : custom_options_)
       depot_options_.emplace_back(opt.long_name().data(), opt.long_name().size());
+  }
+
+  /// Whether depot's option `name` takes a value (is known and not a flag).
+  [[nodiscard]] bool takes_value(const std::string& name) const {
+    auto* opt = custom_options_.cli_long_name_lookup(caf::string_view{name.data(), name.size()});
+    return opt != nullptr && !opt->is_flag();
   }
 
   // command_options: a command's own options share the same machinery.
@@ -410,23 +429,33 @@ int cli::run(int argc, char** argv) {
       return help = true;
     return false;
   });
-  // The command: the longest list of words that starts the positional arguments.
-  auto matches = [&args](const command& c) {
-    std::vector<std::string> words;
-    for (const auto& a : args)
-      if (!a.starts_with("-"))
-        words.push_back(a);
-    if (words.size() < c.words.size())
-      return false;
-    return std::equal(c.words.begin(), c.words.end(), words.begin());
+  node_settings settings;
+  node_config config{settings};
+  // The command: the longest list of words that starts the positional arguments. The value of
+  // "--name value" is not a word: depot's options and every command's own are known here.
+  value_options command_values;
+  for (const auto& c : d.commands)
+    if (c.options)
+      c.options(command_values);
+  std::vector<std::string> words;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const auto& a = args[i];
+    if (!a.starts_with("-")) {
+      words.push_back(a);
+    } else if (a.starts_with("--") && a.find('=') == std::string::npos) {
+      auto name = a.substr(2);
+      if (config.takes_value(name) || command_values.names.contains(name))
+        ++i;
+    }
+  }
+  auto matches = [&words](const command& c) {
+    return words.size() >= c.words.size() &&
+           std::equal(c.words.begin(), c.words.end(), words.begin());
   };
   const command* chosen = nullptr;
   for (const auto& c : d.commands)
     if (matches(c) && (chosen == nullptr || c.words.size() > chosen->words.size()))
       chosen = &c;
-
-  node_settings settings;
-  node_config config{settings};
   if (chosen != nullptr && chosen->options)
     chosen->options(config);
   auto print_help = [&] {

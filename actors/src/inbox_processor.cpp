@@ -86,7 +86,8 @@ bool inbox_processor::handle(const std::vector<envelope>& batch, bool isolate) {
   auto locked_ids = store_.begin_handling(ids, owner_);
   std::unordered_set<std::string> locked{locked_ids.begin(), locked_ids.end()};
   auto now = now_micros();
-  for (const auto& e : batch) {
+  for (auto i = batch.begin(); i != batch.end(); ++i) {
+    const auto& e = *i;
     if (!locked.contains(e.id))
       continue; // recovered by another node meanwhile: not ours to handle
     if (e.deliver_by != 0 && e.deliver_by < now) {
@@ -110,6 +111,12 @@ bool inbox_processor::handle(const std::vector<envelope>& batch, bool isolate) {
       auto error = std::current_exception();
       rethrow_if_connection_lost(store_);
       uow.rollback_to("depot_envelope");
+      if (persistence::is_transient(error)) {
+        // A deadlock or serialization failure with another transaction, which waits for the locks
+        // this batch holds: commit what is done to free them, and requeue the rest untouched.
+        requeue_rest(i, batch.end(), locked, error);
+        break;
+      }
       auto d = decide(settings_.failures, e, error);
       if (d.what == failure_decision::action::retry) {
         store_.retry_at(e.id, d.retry_at);
@@ -129,6 +136,19 @@ bool inbox_processor::handle(const std::vector<envelope>& batch, bool isolate) {
   uow.commit();
   dispatch(out);
   return true;
+}
+
+void inbox_processor::requeue_rest(std::vector<envelope>::const_iterator first,
+                                   std::vector<envelope>::const_iterator last,
+                                   const std::unordered_set<std::string>& locked,
+                                   const std::exception_ptr& error) {
+  std::vector<std::string> rest;
+  for (; first != last; ++first)
+    if (locked.contains(first->id))
+      rest.push_back(first->id);
+  store_.requeue(rest, owner_);
+  log(log_level::info, "queue {}: {} envelope(s) requeued after a conflict with another "
+      "transaction: {}", queue_.name, rest.size(), describe(error));
 }
 
 void inbox_processor::dispatch(outcome& out) {

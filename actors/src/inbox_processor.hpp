@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "depot/persistence/message_store.hpp"
@@ -51,6 +52,11 @@ private:
   /// failure is decided by policy; without, the first failure aborts the attempt (returns false).
   bool handle(const std::vector<envelope>& batch, bool isolate);
   void run_one(const envelope& e, outcome& out);
+  /// Requeues the envelopes of [first, last) that this transaction locked.
+  void requeue_rest(std::vector<envelope>::const_iterator first,
+                    std::vector<envelope>::const_iterator last,
+                    const std::unordered_set<std::string>& locked,
+                    const std::exception_ptr& error);
   /// After commit: wake-ups, buffered envelopes, replies, counters.
   void dispatch(outcome& out);
 

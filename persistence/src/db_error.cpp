@@ -23,12 +23,33 @@ db_error::db_error(failure_kind kind, std::string sqlstate, const std::string& w
   : std::runtime_error(what), kind_(kind), sqlstate_(std::move(sqlstate)) {
 }
 
+namespace {
+
+// Serialization failure, deadlock, lock not available, too many connections.
+bool transient_state(const std::string& state) {
+  return state == "40001" || state == "40P01" || state == "55P03" || state == "53300";
+}
+
+} // namespace
+
+bool is_transient(const std::exception_ptr& error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const db_error& e) {
+    return e.kind() == failure_kind::transient;
+  } catch (const soci::postgresql_soci_error& e) {
+    return transient_state(e.sqlstate());
+  } catch (...) {
+    return false;
+  }
+}
+
 db_error classify(const soci::soci_error& e, soci::session& sql) {
   std::string state;
   if (auto* pg = dynamic_cast<const soci::postgresql_soci_error*>(&e))
     state = pg->sqlstate();
   auto kind = failure_kind::permanent;
-  if (state == "40001" || state == "40P01" || state == "55P03" || state == "53300")
+  if (transient_state(state))
     kind = failure_kind::transient;
   else if (state.starts_with("08") || state.starts_with("57P") || !connection_ok(sql))
     kind = failure_kind::connection_lost;

@@ -318,6 +318,9 @@ std::vector<envelope> message_store::claim(std::string_view queue, int owner, in
       soci::into(exec), soci::into(deliver), soci::into(attempts), soci::into(priorities),
       soci::into(received), soci::into(tenants);
     tr.commit();
+    // SOCI leaves vectors of size 1 untouched when no row comes back.
+    if (!sql.got_data())
+      return std::vector<envelope>{};
     std::vector<envelope> result(ids.size());
     for (std::size_t i = 0; i < ids.size(); ++i) {
       auto& e = result[i];
@@ -356,6 +359,8 @@ std::vector<std::string> message_store::begin_handling(const std::vector<std::st
                        table("incoming")),
       soci::use(window, "w"), soci::use(id_array, "ids"), soci::use(owner, "o"),
       soci::into(locked);
+    if (!sql.got_data()) // SOCI leaves vectors of size 1 untouched when no row comes back
+      locked.clear();
     return locked;
   });
 }
@@ -403,6 +408,19 @@ void message_store::dead_letter(const envelope& e, std::string_view exception_ty
       soci::use(e.id, "id"), soci::use(e.queue, "q"), soci::use(e.message_type, "t"),
       soci::use(e.body, "b"), soci::use(headers, "h"), soci::use(type, "et"),
       soci::use(message, "em"), soci::use(attempts, "a"), soci::use(source, "s");
+  });
+}
+
+void message_store::requeue(const std::vector<std::string>& ids, int owner) {
+  if (ids.empty())
+    return;
+  auto& sql = *session_;
+  guarded(sql, [&] {
+    auto id_array = uuid_array(ids);
+    sql << fmt::format("UPDATE {} SET status = 'incoming', owner = 0, keep_until = NULL WHERE id "
+                       "= ANY(:ids::uuid[]) AND owner = :o AND status = 'handled'",
+                       table("incoming")),
+      soci::use(id_array, "ids"), soci::use(owner, "o");
   });
 }
 

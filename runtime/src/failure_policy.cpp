@@ -21,25 +21,36 @@ std::string demangle(const char* name) {
   return status == 0 && out ? out.get() : name;
 }
 
-} // namespace
-
-failure_decision decide(const failure_policy& policy, const envelope& e,
-                        std::exception_ptr error) {
-  failure_decision d;
-  bool permanent = false;
+// What was thrown, as a dead-letter decision; `permanent` when retrying cannot help.
+failure_decision what_was_thrown(const std::exception_ptr& error, bool& permanent) {
+  permanent = false;
   try {
     std::rethrow_exception(error);
   } catch (const decode_error& x) {
-    d = {failure_decision::action::dead_letter, 0, "depot::decode_error", x.what()};
     permanent = true;
+    return {failure_decision::action::dead_letter, 0, "depot::decode_error", x.what()};
   } catch (const unknown_message_type& x) {
-    d = {failure_decision::action::dead_letter, 0, "depot::unknown_message_type", x.what()};
     permanent = true;
+    return {failure_decision::action::dead_letter, 0, "depot::unknown_message_type", x.what()};
   } catch (const std::exception& x) {
-    d = {failure_decision::action::dead_letter, 0, demangle(typeid(x).name()), x.what()};
+    return {failure_decision::action::dead_letter, 0, demangle(typeid(x).name()), x.what()};
   } catch (...) {
-    d = {failure_decision::action::dead_letter, 0, "unknown", "a non-standard exception"};
+    return {failure_decision::action::dead_letter, 0, "unknown", "a non-standard exception"};
   }
+}
+
+} // namespace
+
+std::string describe(const std::exception_ptr& error) {
+  bool permanent = false;
+  auto d = what_was_thrown(error, permanent);
+  return d.exception_type + ": " + d.reason;
+}
+
+failure_decision decide(const failure_policy& policy, const envelope& e,
+                        std::exception_ptr error) {
+  bool permanent = false;
+  auto d = what_was_thrown(error, permanent);
   auto attempts = e.attempts + 1;
   if (permanent || attempts >= policy.max_attempts)
     return d;

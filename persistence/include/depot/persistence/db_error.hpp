@@ -2,6 +2,7 @@
 // Every database call in persistence/ reports failures through db_error.
 #pragma once
 
+#include <exception>
 #include <stdexcept>
 #include <string>
 
@@ -31,5 +32,9 @@ private:
   failure_kind kind_;
   std::string sqlstate_;
 };
+
+/// True when `error` (a db_error or SOCI's Postgres error, e.g. thrown by a handler's own SQL) is a
+/// transient conflict with another transaction: a deadlock, serialization failure or lock timeout.
+[[nodiscard]] bool is_transient(const std::exception_ptr& error);
 
 } // namespace depot::persistence

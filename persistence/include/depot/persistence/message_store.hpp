@@ -96,6 +96,9 @@ public:
                    std::string_view exception_message);
   /// Gives claimed but unhandled envelopes back to other workers.
   void release(const std::vector<std::string>& ids, int owner);
+  /// Inside the handling transaction: puts envelopes that begin_handling marked back as incoming
+  /// and unowned, attempts unchanged (they were not handled, and not through their own fault).
+  void requeue(const std::vector<std::string>& ids, int owner);
 
   // -- nodes ----------------------------------------------------------------------------------
 

@@ -33,4 +33,7 @@ struct failure_decision {
 [[nodiscard]] failure_decision decide(const failure_policy& policy, const envelope& e,
                                       std::exception_ptr error);
 
+/// "type: what()" of what was thrown, for logs.
+[[nodiscard]] std::string describe(const std::exception_ptr& error);
+
 } // namespace depot

@@ -1,0 +1,228 @@
+// The message store on its own: schema, claim order, ownership checks, dedup-window cleanup,
+// counts. No node runs here; the store's statements are driven directly.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <future>
+#include <tuple>
+
+#include <fmt/format.h>
+
+#include "depot/persistence/message_store.hpp"
+#include "depot/persistence/unit_of_work.hpp"
+#include "fixture.hpp"
+
+using depot::persistence::message_store;
+using depot::persistence::unit_of_work;
+using namespace depot_it;
+
+namespace {
+
+std::vector<int> all_versions() {
+  std::vector<int> v;
+  for (int i = 1; i <= message_store::latest_schema_version(); ++i)
+    v.push_back(i);
+  return v;
+}
+
+/// Inserts `e` in a transaction of its own, so that its received_at is later than earlier ones.
+void insert(message_store& store, const depot::envelope& e) {
+  REQUIRE(store.insert_incoming({e}) == 1);
+}
+
+std::vector<std::string> ids_of(const std::vector<depot::envelope>& envelopes) {
+  std::vector<std::string> ids;
+  for (const auto& e : envelopes)
+    ids.push_back(e.id);
+  return ids;
+}
+
+/// Claims the next envelope of `queue` for `owner` and completes its handling, as a node would.
+void handle_as(message_store& store, const std::string& queue, int owner) {
+  auto claimed = store.claim(queue, owner, 1);
+  REQUIRE(claimed.size() == 1);
+  unit_of_work uow{store};
+  REQUIRE(store.begin_handling({claimed[0].id}, owner).size() == 1);
+  uow.commit();
+}
+
+} // namespace
+
+TEST_CASE("schema apply is idempotent and reports version") {
+  test_schema s;
+  message_store store{s.store_config()};
+  CHECK(store.schema_version() == 0);
+
+  CHECK(store.apply_schema() == all_versions());
+  CHECK(store.schema_version() == message_store::latest_schema_version());
+
+  CHECK(store.apply_schema().empty());
+  CHECK(store.schema_version() == message_store::latest_schema_version());
+  CHECK(s.number("SELECT count(*) FROM schema_version") == message_store::latest_schema_version());
+}
+
+TEST_CASE("two stores applying the schema at once apply each version once") {
+  test_schema s;
+  message_store a{s.store_config()};
+  message_store b{s.store_config()};
+  auto apply = [](message_store& store) { return store.apply_schema(); };
+  auto first = std::async(std::launch::async, apply, std::ref(a));
+  auto second = std::async(std::launch::async, apply, std::ref(b));
+  auto x = first.get();
+  auto y = second.get();
+  CHECK(x.size() + y.size() == all_versions().size());
+  CHECK((x.empty() || y.empty()));
+  CHECK(a.schema_version() == message_store::latest_schema_version());
+}
+
+TEST_CASE("higher priority envelopes are claimed first") {
+  test_schema s;
+  message_store store{s.store_config()};
+  store.apply_schema();
+  const std::string queue = "it.work";
+  auto low = make_envelope(queue, "it.work", "{}");
+  auto high = make_envelope(queue, "it.work", "{}");
+  high.priority = 5;
+  auto middle = make_envelope(queue, "it.work", "{}");
+  middle.priority = 1;
+  auto low_later = make_envelope(queue, "it.work", "{}");
+  for (const auto* e : {&low, &high, &middle, &low_later})
+    insert(store, *e);
+
+  SUBCASE("one at a time: the claim query itself picks the best") {
+    std::vector<std::string> order;
+    for (int i = 0; i < 4; ++i) {
+      auto claimed = store.claim(queue, 1, 1);
+      REQUIRE(claimed.size() == 1);
+      order.push_back(claimed[0].id);
+    }
+    CHECK(order == std::vector<std::string>{high.id, middle.id, low.id, low_later.id});
+  }
+  SUBCASE("a batch comes back best first, then oldest first") {
+    auto claimed = store.claim(queue, 1, 10);
+    REQUIRE(claimed.size() == 4);
+    CHECK(claimed[0].id == high.id);
+    CHECK(claimed[0].priority == 5);
+    CHECK(claimed[1].id == middle.id);
+    CHECK(claimed[2].id == low.id);
+    CHECK(claimed[3].id == low_later.id);
+  }
+}
+
+TEST_CASE("begin_handling skips envelopes no longer owned") {
+  test_schema s;
+  message_store store{s.store_config()};
+  store.apply_schema();
+  auto taken = make_envelope("it.work", "it.work", "{}");
+  auto still_owned = make_envelope("it.work", "it.work", "{}");
+  insert(store, taken);
+  insert(store, still_owned);
+  REQUIRE(store.claim("it.work", 5, 10).size() == 2);
+
+  SUBCASE("released by its owner") {
+    store.release({taken.id}, 5);
+  }
+  SUBCASE("recovered from its dead owner and claimed by another") {
+    // Owner 5 has no node row: it is dead, and recovery gives both back.
+    CHECK(store.recover_stale(1'000'000) == std::vector<std::string>{"it.work"});
+    REQUIRE(ids_of(store.claim("it.work", 6, 1)) == std::vector<std::string>{taken.id});
+    REQUIRE(ids_of(store.claim("it.work", 5, 1)) == std::vector<std::string>{still_owned.id});
+  }
+
+  unit_of_work uow{store};
+  CHECK(store.begin_handling({taken.id, still_owned.id}, 5)
+        == std::vector<std::string>{still_owned.id});
+  uow.commit();
+  CHECK(s.text("SELECT status FROM incoming WHERE id = '" + taken.id + "'") == "incoming");
+  CHECK(s.text("SELECT status FROM incoming WHERE id = '" + still_owned.id + "'") == "handled");
+}
+
+TEST_CASE("claim and begin_handling of a single envelope return nothing when nothing qualifies") {
+  test_schema s;
+  message_store store{s.store_config()};
+  store.apply_schema();
+  auto show = [](const std::vector<std::string>& ids) {
+    return "[\"" + fmt::format("{}", fmt::join(ids, "\", \"")) + "\"]";
+  };
+
+  auto from_empty_queue = ids_of(store.claim("it.work", 1, 1));
+  CHECK_MESSAGE(from_empty_queue.empty(),
+                "claim(limit 1) on an empty queue returned " << show(from_empty_queue));
+
+  auto e = make_envelope("it.work", "it.work", "{}");
+  insert(store, e);
+  REQUIRE(ids_of(store.claim("it.work", 1, 1)) == std::vector<std::string>{e.id});
+  auto from_claimed_queue = ids_of(store.claim("it.work", 1, 1));
+  CHECK_MESSAGE(from_claimed_queue.empty(),
+                "claim(limit 1) with everything claimed returned " << show(from_claimed_queue));
+
+  unit_of_work uow{store};
+  auto locked = store.begin_handling({e.id}, 2); // owned by 1, not 2
+  CHECK_MESSAGE(locked.empty(),
+                "begin_handling of one envelope owned by another returned " << show(locked));
+  uow.commit();
+  CHECK(s.text("SELECT status FROM incoming") == "incoming");
+}
+
+TEST_CASE("removal of handled ids after the dedup window") {
+  test_schema s;
+  auto short_window = s.store_config();
+  short_window.dedup_window = 1000; // 1 ms
+  message_store store{short_window};
+  message_store long_window{s.store_config()}; // the default: a day
+  store.apply_schema();
+
+  auto e = make_envelope("it.short", "it.work", "{}");
+  auto kept = make_envelope("it.long", "it.work", "{}");
+  insert(store, e);
+  insert(store, kept);
+  handle_as(store, "it.short", 1);
+  handle_as(long_window, "it.long", 1);
+  REQUIRE(s.number("SELECT count(*) FROM incoming WHERE status = 'handled'") == 2);
+
+  std::size_t removed = 0;
+  REQUIRE(wait_until([&] {
+    removed += store.remove_expired_ids();
+    return removed >= 1;
+  }));
+  CHECK(removed == 1);
+  CHECK(s.number("SELECT count(*) FROM incoming WHERE id = '" + e.id + "'") == 0);
+  CHECK(s.text("SELECT status FROM incoming WHERE id = '" + kept.id + "'") == "handled");
+  // Past the window the id is new again; within it, it is still a duplicate.
+  CHECK(store.insert_incoming({e}) == 1);
+  CHECK(store.insert_incoming({kept}) == 0);
+}
+
+TEST_CASE("counts() reports per queue and status, including dead letters as status \"dead\"") {
+  test_schema s;
+  message_store store{s.store_config()};
+  store.apply_schema();
+  insert(store, make_envelope("it.q1", "it.work", "{}"));
+  insert(store, make_envelope("it.q1", "it.work", "{}"));
+  auto later = make_envelope("it.q1", "it.work", "{}");
+  later.status = depot::envelope_status::scheduled;
+  later.execution_time = depot::now_micros() + 3'600'000'000LL;
+  insert(store, later);
+  insert(store, make_envelope("it.q2", "it.work", "{}"));
+
+  handle_as(store, "it.q1", 1);
+  auto failing = store.claim("it.q2", 1, 1);
+  REQUIRE(failing.size() == 1);
+  {
+    unit_of_work uow{store};
+    REQUIRE(store.begin_handling({failing[0].id}, 1).size() == 1);
+    store.dead_letter(failing[0], "std::runtime_error", "it failed");
+    uow.commit();
+  }
+
+  using row = std::tuple<std::string, std::string, std::int64_t>;
+  std::vector<row> counts;
+  for (const auto& c : store.counts())
+    counts.emplace_back(c.queue, c.status, c.count);
+  std::sort(counts.begin(), counts.end());
+  CHECK(counts == std::vector<row>{{"it.q1", "handled", 1},
+                                   {"it.q1", "incoming", 1},
+                                   {"it.q1", "scheduled", 1},
+                                   {"it.q2", "dead", 1},
+                                   {"it.q2", "handled", 1}});
+}
