@@ -4,6 +4,9 @@
 
 #include <atomic>
 #include <stdexcept>
+#include <thread>
+
+#include <soci/soci.h>
 
 #include "depot/actors/node.hpp"
 #include "depot/runtime/routing.hpp"
@@ -149,4 +152,54 @@ TEST_CASE("malformed JSON and an unknown message type go to dead letters with th
   CHECK(calls == 0);
   CHECK(wait_until([&] { return node.stats().dead_lettered == 3; }));
   CHECK(node.stats().retried == 0);
+}
+
+TEST_CASE("a handler that loses a deadlock inside a batch is requeued, not failed, and frees the "
+          "batch's locks") {
+  test_schema s;
+  create_effects_table(s);
+  s.exec("CREATE TABLE rows (id text PRIMARY KEY)");
+  s.exec("INSERT INTO rows VALUES ('a'), ('b')");
+  std::atomic<bool> b_locked{false};
+  depot::routing app;
+  app.handle<risky>([&, effects = s.table("effects"),
+                     rows = s.table("rows")](const risky& m, depot::context& ctx) {
+    if (m.fail)
+      throw std::runtime_error{"deliberate failure of " + m.tag}; // sends the batch to isolation
+    std::string id;
+    ctx.db() << "SELECT id FROM " + rows + " WHERE id = 'b' FOR UPDATE", soci::into(id);
+    b_locked = true;
+    ctx.db() << "SELECT id FROM " + rows + " WHERE id = 'a' FOR UPDATE", soci::into(id);
+    record_effect(ctx, effects, m.tag);
+  });
+  auto config = s.node_config();
+  config.failures.max_attempts = 1; // a failure counted against "locks" would dead-letter it
+  depot::node node{app, config};
+
+  // Another transaction holds row a, and asks for row b once the handler holds it: a deadlock,
+  // and the handler waited first, so its statement is the one Postgres aborts.
+  auto other = depot::persistence::open_session(s.db());
+  soci::transaction tr{*other};
+  std::string id;
+  *other << "SELECT id FROM " + s.table("rows") + " WHERE id = 'a' FOR UPDATE", soci::into(id);
+  node.start();
+  // One batch, the poison first (higher priority): its failure runs the batch in isolation.
+  depot::persistence::message_store store{s.store_config()};
+  const std::string queue{depot::type_name_of<risky>()};
+  auto poison = make_envelope(queue, queue, depot::to_json(risky{"poison", true}));
+  poison.priority = 1;
+  auto locks = make_envelope(queue, queue, depot::to_json(risky{"locks", false}));
+  REQUIRE(store.insert_incoming({poison, locks}) == 2);
+  REQUIRE(wait_until([&] { return b_locked.load(); }));
+  std::this_thread::sleep_for(200ms); // the handler now waits for row a
+  *other << "SELECT id FROM " + s.table("rows") + " WHERE id = 'b' FOR UPDATE", soci::into(id);
+  tr.commit();
+
+  REQUIRE(wait_until([&] {
+    return s.number("SELECT count(*) FROM incoming WHERE status = 'handled'") == 2;
+  }));
+  CHECK(s.text("SELECT string_agg(tag, ',') FROM effects") == "locks");
+  CHECK(s.text("SELECT string_agg(message_type, ',') FROM dead_letters") == "it.risky");
+  CHECK(contains(s.text("SELECT body FROM dead_letters"), "poison"));
+  CHECK(s.number("SELECT attempts FROM incoming WHERE body::jsonb ->> 'tag' = 'locks'") == 0);
 }
