@@ -306,13 +306,16 @@ std::vector<envelope> message_store::claim(std::string_view queue, int owner, in
     soci::transaction tr{sql};
     // A claim lost in a crash only leaves the row unowned, as recovery would: no fsync needed.
     sql << "SET LOCAL synchronous_commit = off";
+    // Only a registered node claims, and its row stays while the claim commits (KEY SHARE
+    // blocks recover_stale's DELETE): a node declared dead cannot leave claims nobody recovers.
     sql << fmt::format("UPDATE {0} SET owner = :owner WHERE id IN (SELECT id FROM {0} WHERE "
                        "queue = :q AND status = 'incoming' AND owner = 0 AND execution_time <= "
                        "now() ORDER BY priority DESC, received_at LIMIT :n FOR UPDATE SKIP "
-                       "LOCKED) RETURNING id::text, queue, message_type, body, headers::text, "
+                       "LOCKED) AND EXISTS (SELECT 1 FROM {4} WHERE number = :owner FOR KEY "
+                       "SHARE) RETURNING id::text, queue, message_type, body, headers::text, "
                        "{1}, coalesce({2}, 0), attempts, priority, {3}, coalesce(tenant, '')",
                        table("incoming"), micros_expr("execution_time"),
-                       micros_expr("deliver_by"), micros_expr("received_at")),
+                       micros_expr("deliver_by"), micros_expr("received_at"), table("nodes")),
       soci::use(owner, "owner"), soci::use(q, "q"), soci::use(limit, "n"), soci::into(ids),
       soci::into(queues), soci::into(types), soci::into(bodies), soci::into(headers),
       soci::into(exec), soci::into(deliver), soci::into(attempts), soci::into(priorities),
@@ -475,8 +478,11 @@ node_registration message_store::register_node(int number, std::string_view uri,
                      fmt::format("node id {} is held by a live node; give this node another "
                                  "--node-id (DEPOT_NODE_ID)",
                                  self.number)};
-    sql << fmt::format("DELETE FROM {} WHERE number = :n", table("nodes")),
-      soci::use(self.number);
+    soci::statement previous = (sql.prepare << fmt::format("DELETE FROM {} WHERE number = :n",
+                                                           table("nodes")),
+                                soci::use(self.number));
+    previous.execute(true);
+    bool crashed = previous.get_affected_rows() > 0; // it did not deregister
     auto u = std::string{uri};
     auto v = std::string{version};
     sql << fmt::format("INSERT INTO {} (id, number, uri, version) VALUES (:id::uuid, :n, :u, :v)",
@@ -484,9 +490,8 @@ node_registration message_store::register_node(int number, std::string_view uri,
       soci::use(self.id, "id"), soci::use(self.number, "n"), soci::use(u, "u"),
       soci::use(v, "v");
     // Whatever an earlier incarnation with this number claimed is unfinished: release it.
-    sql << fmt::format("UPDATE {} SET owner = 0 WHERE owner = :n AND status = 'incoming'",
-                       table("incoming")),
-      soci::use(self.number);
+    if (crashed)
+      release_owned_by({self.number});
     tr.commit();
     return self;
   });
@@ -522,12 +527,24 @@ void message_store::deregister(const node_registration& self) {
   auto& sql = *session_;
   guarded(sql, [&] {
     soci::transaction tr{sql};
-    sql << fmt::format("UPDATE {} SET owner = 0 WHERE owner = :n AND status = 'incoming'",
-                       table("incoming")),
-      soci::use(self.number);
     sql << fmt::format("DELETE FROM {} WHERE id = :id::uuid", table("nodes")), soci::use(self.id);
+    release_owned_by({self.number}); // claims a failed worker could not give back
     tr.commit();
   });
+}
+
+std::vector<std::string> message_store::release_owned_by(const std::vector<int>& numbers) {
+  // No index covers owner (claims stay cheap): this scans incoming, and runs only when a node
+  // died or stops.
+  auto& sql = *session_;
+  auto owners = fmt::format("{{{}}}", fmt::join(numbers, ","));
+  soci::rowset<std::string> rows =
+    (sql.prepare << fmt::format("WITH moved AS (UPDATE {} SET owner = 0 WHERE status = 'incoming' "
+                                "AND owner = ANY(:o::int[]) RETURNING queue) SELECT DISTINCT "
+                                "queue FROM moved",
+                                table("incoming")),
+     soci::use(owners));
+  return std::vector<std::string>(rows.begin(), rows.end());
 }
 
 std::vector<std::string> message_store::recover_stale(micros stale_after) {
@@ -535,19 +552,24 @@ std::vector<std::string> message_store::recover_stale(micros stale_after) {
   return guarded(sql, [&] {
     auto stale = static_cast<long long>(stale_after);
     auto cls = node_lock_class();
-    // Dead: silent for too long, or its advisory lock is gone with its connection.
-    soci::rowset<std::string> rows =
+    soci::transaction tr{sql};
+    // Dead: silent for too long, or its advisory lock is gone with its connection. The DELETE
+    // waits for claims in flight (they hold the row in KEY SHARE); the release that follows is a
+    // new statement, so it sees them.
+    soci::rowset<int> rows =
       (sql.prepare << fmt::format(
-         "WITH dead AS (DELETE FROM {0} n WHERE n.heartbeat < now() - :s * interval "
-         "'1 microsecond' OR NOT EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' "
-         "AND l.objsubid = 2 AND l.classid = :c::oid AND l.objid = n.number::oid AND l.granted "
-         "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())) "
-         "RETURNING number), moved AS (UPDATE {1} SET owner = 0 WHERE status = 'incoming' AND "
-         "owner <> 0 AND (owner IN (SELECT number FROM dead) OR owner NOT IN (SELECT number FROM "
-         "{0})) RETURNING queue) SELECT DISTINCT queue FROM moved",
-         table("nodes"), table("incoming")),
+         "DELETE FROM {} n WHERE n.heartbeat < now() - :s * interval '1 microsecond' OR NOT "
+         "EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND "
+         "l.classid = :c::oid AND l.objid = n.number::oid AND l.granted AND l.database = (SELECT "
+         "oid FROM pg_database WHERE datname = current_database())) RETURNING number",
+         table("nodes")),
        soci::use(stale, "s"), soci::use(cls, "c"));
-    return std::vector<std::string>(rows.begin(), rows.end());
+    std::vector<int> dead(rows.begin(), rows.end());
+    std::vector<std::string> queues;
+    if (!dead.empty())
+      queues = release_owned_by(dead);
+    tr.commit();
+    return queues;
   });
 }
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <future>
+#include <memory>
 #include <tuple>
 
 #include <fmt/format.h>
@@ -35,6 +36,12 @@ std::vector<std::string> ids_of(const std::vector<depot::envelope>& envelopes) {
   for (const auto& e : envelopes)
     ids.push_back(e.id);
   return ids;
+}
+
+/// Applies the schema and registers node 1 on `store`: only registered nodes claim.
+void provision(message_store& store) {
+  store.apply_schema();
+  store.register_node(1, "", "test");
 }
 
 /// Claims the next envelope of `queue` for `owner` and completes its handling, as a node would.
@@ -78,7 +85,7 @@ TEST_CASE("two stores applying the schema at once apply each version once") {
 TEST_CASE("higher priority envelopes are claimed first") {
   test_schema s;
   message_store store{s.store_config()};
-  store.apply_schema();
+  provision(store);
   const std::string queue = "it.work";
   auto low = make_envelope(queue, "it.work", "{}");
   auto high = make_envelope(queue, "it.work", "{}");
@@ -113,34 +120,50 @@ TEST_CASE("begin_handling skips envelopes no longer owned") {
   test_schema s;
   message_store store{s.store_config()};
   store.apply_schema();
+  auto five = std::make_unique<message_store>(s.store_config());
+  five->register_node(5, "", "test");
   auto taken = make_envelope("it.work", "it.work", "{}");
   auto still_owned = make_envelope("it.work", "it.work", "{}");
   insert(store, taken);
   insert(store, still_owned);
-  REQUIRE(store.claim("it.work", 5, 10).size() == 2);
+  REQUIRE(five->claim("it.work", 5, 10).size() == 2);
 
   SUBCASE("released by its owner") {
-    store.release({taken.id}, 5);
+    five->release({taken.id}, 5);
   }
   SUBCASE("recovered from its dead owner and claimed by another") {
-    // Owner 5 has no node row: it is dead, and recovery gives both back.
+    // Node 5 dies: its advisory lock goes with its connection, and recovery gives both back.
+    five.reset();
     CHECK(store.recover_stale(1'000'000) == std::vector<std::string>{"it.work"});
+    store.register_node(6, "", "test");
     REQUIRE(ids_of(store.claim("it.work", 6, 1)) == std::vector<std::string>{taken.id});
-    REQUIRE(ids_of(store.claim("it.work", 5, 1)) == std::vector<std::string>{still_owned.id});
+    five = std::make_unique<message_store>(s.store_config()); // node 5 again
+    five->register_node(5, "", "test");
+    REQUIRE(ids_of(five->claim("it.work", 5, 1)) == std::vector<std::string>{still_owned.id});
   }
 
-  unit_of_work uow{store};
-  CHECK(store.begin_handling({taken.id, still_owned.id}, 5)
+  unit_of_work uow{*five};
+  CHECK(five->begin_handling({taken.id, still_owned.id}, 5)
         == std::vector<std::string>{still_owned.id});
   uow.commit();
   CHECK(s.text("SELECT status FROM incoming WHERE id = '" + taken.id + "'") == "incoming");
   CHECK(s.text("SELECT status FROM incoming WHERE id = '" + still_owned.id + "'") == "handled");
 }
 
-TEST_CASE("claim and begin_handling of a single envelope return nothing when nothing qualifies") {
+TEST_CASE("only a registered node claims") {
   test_schema s;
   message_store store{s.store_config()};
   store.apply_schema();
+  insert(store, make_envelope("it.work", "it.work", "{}"));
+  CHECK(store.claim("it.work", 3, 10).empty()); // node 3 has no row: declared dead, or never was
+  store.register_node(3, "", "test");
+  CHECK(store.claim("it.work", 3, 10).size() == 1);
+}
+
+TEST_CASE("claim and begin_handling of a single envelope return nothing when nothing qualifies") {
+  test_schema s;
+  message_store store{s.store_config()};
+  provision(store);
   auto show = [](const std::vector<std::string>& ids) {
     return "[\"" + fmt::format("{}", fmt::join(ids, "\", \"")) + "\"]";
   };
@@ -170,7 +193,7 @@ TEST_CASE("removal of handled ids after the dedup window") {
   short_window.dedup_window = 1000; // 1 ms
   message_store store{short_window};
   message_store long_window{s.store_config()}; // the default: a day
-  store.apply_schema();
+  provision(store);
 
   auto e = make_envelope("it.short", "it.work", "{}");
   auto kept = make_envelope("it.long", "it.work", "{}");
@@ -196,7 +219,7 @@ TEST_CASE("removal of handled ids after the dedup window") {
 TEST_CASE("counts() reports per queue and status, including dead letters as status \"dead\"") {
   test_schema s;
   message_store store{s.store_config()};
-  store.apply_schema();
+  provision(store);
   insert(store, make_envelope("it.q1", "it.work", "{}"));
   insert(store, make_envelope("it.q1", "it.work", "{}"));
   auto later = make_envelope("it.q1", "it.work", "{}");

@@ -113,8 +113,8 @@ public:
   /// Removes the node row and releases what it still owns (clean shutdown).
   void deregister(const node_registration& self);
   /// Gives envelopes owned by dead nodes back to owner 0 and removes those nodes. A node is dead
-  /// when its heartbeat is older than `stale_after`, its advisory lock is not held, or it has no
-  /// row. Returns the queues that got work back.
+  /// when its heartbeat is older than `stale_after` or its advisory lock is not held. Returns the
+  /// queues that got work back.
   std::vector<std::string> recover_stale(micros stale_after);
 
   // -- maintenance ----------------------------------------------------------------------------
@@ -131,6 +131,9 @@ public:
 private:
   [[nodiscard]] std::string table(std::string_view name) const;
   [[nodiscard]] int node_lock_class() const;
+  /// Inside a transaction: gives the unfinished claims of node `numbers` back to owner 0.
+  /// Returns the queues that got work back.
+  std::vector<std::string> release_owned_by(const std::vector<int>& numbers);
 
   store_settings settings_;
   std::unique_ptr<soci::session> session_;

@@ -1,0 +1,263 @@
+// depot's path: a node handling while sender threads send, on a fresh schema per case.
+//   noop: a handler that does nothing; every envelope counts.
+//   bank: the bank sample's handlers; only DebitAccount commands count, their cascades
+//         (AccountUpdated, ...) are handled at the same time.
+// Latency is measured from the send commit (taken when send_all returns) to the handler start
+// (taken in a middleware), keyed by a sequence number carried in the body as "seq".
+// The end of the measurement is the commit of the last handled counted message: once every
+// counted message has started, the last envelope each worker thread started is polled in the
+// store until all of them are handled.
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include <fmt/format.h>
+
+#include "bank.hpp"
+#include "bench.hpp"
+
+namespace bench {
+
+struct noop {
+  std::int64_t seq = 0;
+};
+DEPOT_MESSAGE(noop, "bench.noop", seq)
+
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr std::int64_t bank_balance = 1'000'000'000; // never low, never overdrawn
+constexpr std::int64_t bank_threshold = 0;
+
+std::int64_t amount_of(std::int64_t account) {
+  return 10 + (account * 7) % 41;
+}
+
+std::int64_t account_of(std::int64_t seq, int accounts) {
+  return seq % accounts + 1;
+}
+
+/// The last counted envelope each worker thread started.
+class last_started {
+public:
+  void note(const std::string& id) {
+    std::lock_guard guard{m_};
+    last_[std::this_thread::get_id()] = id;
+  }
+  std::vector<std::string> ids() {
+    std::lock_guard guard{m_};
+    std::vector<std::string> result;
+    for (const auto& [thread, id] : last_)
+      result.push_back(id);
+    return result;
+  }
+
+private:
+  std::mutex m_;
+  std::unordered_map<std::thread::id, std::string> last_;
+};
+
+void reset_schema(const std::string& db, const std::string& schema) {
+  auto session = depot::persistence::open_session(db);
+  *session << fmt::format("DROP SCHEMA IF EXISTS {} CASCADE", schema);
+  *session << fmt::format("CREATE SCHEMA {}", schema);
+}
+
+/// Sends the batches b = index, index + senders, ... of the run.
+void send_batches(depot::node& n, const options& o, const std::string& name, int index,
+                  latencies& lat) {
+  const auto total = o.messages;
+  for (std::int64_t b = index; b * o.send_batch < total; b += o.senders) {
+    auto first = b * o.send_batch;
+    auto last = std::min(total, first + o.send_batch);
+    if (name == "noop") {
+      std::vector<noop> ms;
+      ms.reserve(static_cast<std::size_t>(last - first));
+      for (auto seq = first; seq < last; ++seq)
+        ms.push_back({seq});
+      n.send_all(ms);
+    } else {
+      // A DebitAccount body with the sequence number as an extra member (ignored by decoding),
+      // sent through send_bodies: what send_all does after to_json.
+      std::vector<std::string> bodies;
+      bodies.reserve(static_cast<std::size_t>(last - first));
+      for (auto seq = first; seq < last; ++seq) {
+        auto a = account_of(seq, o.accounts);
+        auto body = depot::to_json(bank::debit_account{fmt::format("acct-{}", a), amount_of(a)});
+        body.pop_back();
+        body += fmt::format(",\"seq\":{}}}", seq);
+        bodies.push_back(std::move(body));
+      }
+      n.send_bodies(depot::type_name_of<bank::debit_account>(), std::move(bodies), {}, 0,
+                    depot::dispatch::send);
+    }
+    auto t = now_ns();
+    for (auto seq = first; seq < last; ++seq)
+      lat.sent(seq, t);
+  }
+}
+
+void warm_up(depot::node& n, const std::string& name) {
+  if (name == "noop")
+    n.send(noop{-1});
+  else
+    n.send(bank::debit_account{"acct-1", 0});
+}
+
+} // namespace
+
+std::string with_search_path(const std::string& db, const std::string& schema) {
+  if (db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+    auto sep = db.find('?') == std::string::npos ? "?" : "&";
+    return fmt::format("{}{}options=-csearch_path%3D{}%2Cpublic", db, sep, schema);
+  }
+  return fmt::format("{} options='-csearch_path={},public'", db, schema);
+}
+
+measurement run_depot_case(const options& o, const std::string& name, case_result& result) {
+  const bool bank_case = name == "bank";
+  const auto schema = fmt::format("bench_{}", name);
+  const auto db = with_search_path(o.db, schema);
+  const auto counted_type = std::string{bank_case ? depot::type_name_of<bank::debit_account>()
+                                                  : depot::type_name_of<noop>()};
+  reset_schema(o.db, schema);
+  if (bank_case) {
+    auto session = depot::persistence::open_session(db);
+    soci::transaction tr{*session};
+    bank::create_tables(*session);
+    bank::seed(*session, o.accounts, bank_balance, bank_threshold);
+    tr.commit();
+  }
+
+  latencies lat{o.messages};
+  last_started last;
+  depot::routing app;
+  if (bank_case)
+    bank::register_bank(app);
+  else
+    app.handle<noop>([](const noop&, depot::context&) {});
+  app.use([&](const depot::envelope& e, depot::context&, const depot::next_step& next) {
+    if (e.message_type == counted_type) {
+      auto seq = seq_of(e.body);
+      if (seq >= 0) {
+        auto t = now_ns();
+        last.note(e.id); // before started(): whoever sees every start sees every note
+        lat.started(seq, t);
+      }
+    }
+    next();
+  });
+
+  depot::node_settings s;
+  s.db = db;
+  s.schema = schema;
+  s.service = "bench";
+  s.batch_size = o.batch_size;
+  s.concurrency = o.concurrency;
+  depot::node n{app, s};
+  n.start();
+
+  // Warm-up: one envelope per sender opens the sender connections and the handling path.
+  // Each bank warm-up handles two envelopes (the debit of 0 and its AccountUpdated).
+  const std::uint64_t per_warmup = bank_case ? 2 : 1;
+  {
+    std::vector<std::thread> ts;
+    for (int i = 0; i < o.senders; ++i)
+      ts.emplace_back([&] { warm_up(n, name); });
+    for (auto& t : ts)
+      t.join();
+  }
+  const auto warm = per_warmup * static_cast<std::uint64_t>(o.senders);
+  auto deadline = clock::now() + 60s;
+  while (n.stats().handled + n.stats().expired < warm && clock::now() < deadline)
+    std::this_thread::sleep_for(1ms);
+
+  auto probe = depot::persistence::open_session(o.db);
+  measurement m;
+  m.messages = o.messages;
+  settle(o.db);
+  const auto before = resources::sample(o.db);
+  const auto t0 = now_ns();
+  std::vector<std::thread> senders;
+  std::exception_ptr send_error;
+  std::mutex send_error_mutex;
+  for (int i = 0; i < o.senders; ++i)
+    senders.emplace_back([&, i] {
+      try {
+        send_batches(n, o, name, i, lat);
+      } catch (...) {
+        std::lock_guard guard{send_error_mutex};
+        send_error = std::current_exception();
+      }
+    });
+
+  // Every counted message started: then the last one of each worker thread must commit.
+  deadline = clock::now() + std::chrono::seconds{o.timeout_s};
+  while (lat.distinct() < o.messages && clock::now() < deadline) {
+    std::this_thread::sleep_for(200us);
+    std::lock_guard guard{send_error_mutex};
+    if (send_error)
+      break;
+  }
+  std::int64_t t_end = 0;
+  if (lat.distinct() == o.messages) {
+    auto ids = last.ids();
+    auto array = fmt::format("{{{}}}", fmt::join(ids, ","));
+    long long done = 0;
+    while (clock::now() < deadline) {
+      *probe << fmt::format("SELECT count(*) FROM {}.incoming WHERE id = ANY(:ids::uuid[]) AND "
+                            "status IN ('handled', 'expired')",
+                            schema),
+        soci::use(array), soci::into(done);
+      if (done == static_cast<long long>(ids.size())) {
+        t_end = now_ns();
+        m.used = resources::sample(o.db) - before;
+        break;
+      }
+      std::this_thread::sleep_for(200us);
+    }
+  }
+  for (auto& t : senders)
+    t.join();
+  if (send_error)
+    std::rethrow_exception(send_error);
+
+  // Cascades: wait until every envelope sent was handled or expired.
+  const auto expected = warm + static_cast<std::uint64_t>(o.messages) * per_warmup;
+  while (n.stats().handled + n.stats().expired < expected && clock::now() < deadline)
+    std::this_thread::sleep_for(1ms);
+  const auto t_drained = now_ns();
+  auto stats = n.stats();
+  n.stop();
+
+  result.envelopes_handled = stats.handled;
+  result.drained_s = static_cast<double>(t_drained - t0) / 1e9;
+  if (t_end == 0) {
+    m.note = fmt::format("timed out: {} of {} messages started", lat.distinct(), o.messages);
+    return m;
+  }
+  m.ok = true;
+  m.seconds = static_cast<double>(t_end - t0) / 1e9;
+  m.msgs_per_s = static_cast<double>(o.messages) / m.seconds;
+  std::tie(m.p50_ms, m.p99_ms) = lat.percentiles();
+  if (stats.expired > 0)
+    m.note = fmt::format("{} envelopes expired", stats.expired);
+
+  if (bank_case) {
+    // The debits took exactly their amounts off the balances.
+    auto session = depot::persistence::open_session(db);
+    long long total = 0;
+    *session << "SELECT sum(balance) FROM accounts", soci::into(total);
+    std::int64_t expected_total = bank_balance * o.accounts;
+    for (std::int64_t seq = 0; seq < o.messages; ++seq)
+      expected_total -= amount_of(account_of(seq, o.accounts));
+    if (total != expected_total) {
+      m.ok = false;
+      m.note = fmt::format("balances sum to {}, expected {}", total, expected_total);
+    }
+  }
+  return m;
+}
+
+} // namespace bench

@@ -1,0 +1,279 @@
+// depot-bench: measures depot's durable path against a raw libpq baseline on the same database,
+// in the same run, and writes the results as JSON (see bench/README.md).
+//   depot-bench [--db URI] [--messages N] [--out FILE] [--cases noop,bank] [tuning options]
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include <caf/actor_system_config.hpp>
+#include <caf/config_option_adder.hpp>
+#include <fmt/format.h>
+#include <libpq-fe.h>
+#include <rapidjson/prettywriter.h>
+#include <rapidjson/stringbuffer.h>
+
+#include "bench.hpp"
+
+namespace {
+
+using bench::options;
+
+class bench_config : public caf::actor_system_config {
+public:
+  explicit bench_config(options& o) {
+    caf::config_option_adder{custom_options_, "global"}
+      .add(o.db, "db", "libpq connection URI (default: $DEPOT_DB)")
+      .add(o.messages, "messages", "messages per case")
+      .add(o.out, "out", "where the JSON results go")
+      .add(cases_, "cases", "comma-separated cases: noop, bank")
+      .add(o.batch_size, "batch-size", "envelopes claimed and handled per transaction")
+      .add(o.send_batch, "send-batch", "messages per send transaction")
+      .add(o.senders, "senders", "sender threads of depot's path")
+      .add(o.concurrency, "concurrency", "node workers per queue")
+      .add(o.accounts, "accounts", "accounts of the bank case")
+      .add(o.timeout_s, "timeout", "seconds before a case gives up");
+  }
+
+  /// Parses `--name value` and `--name=value`; returns false when --help was printed.
+  bool parse_args(int argc, char** argv, options& o) {
+    cases_ = "noop,bank";
+    string_list args;
+    for (int i = 1; i < argc; ++i) {
+      std::string a = argv[i];
+      if (a.starts_with("--") && a.find('=') == std::string::npos) {
+        auto* opt = custom_options_.cli_long_name_lookup(caf::string_view{a.data() + 2,
+                                                                           a.size() - 2});
+        if (opt != nullptr && !opt->is_flag()) {
+          if (i + 1 >= argc)
+            throw std::invalid_argument{fmt::format("option {} needs a value", a)};
+          a += "=";
+          a += argv[++i];
+        }
+      }
+      args.push_back(std::move(a));
+    }
+    if (auto err = parse(std::move(args)))
+      throw std::invalid_argument{render(err)};
+    if (cli_helptext_printed)
+      return false;
+    o.cases.clear();
+    std::size_t start = 0;
+    while (start <= cases_.size()) {
+      auto comma = cases_.find(',', start);
+      auto item = cases_.substr(start, comma == std::string::npos ? comma : comma - start);
+      if (!item.empty())
+        o.cases.push_back(item);
+      if (comma == std::string::npos)
+        break;
+      start = comma + 1;
+    }
+    return true;
+  }
+
+private:
+  std::string cases_;
+};
+
+std::string cpu_model() {
+  std::ifstream in{"/proc/cpuinfo"};
+  std::string line;
+  while (std::getline(in, line))
+    if (line.starts_with("model name")) {
+      auto colon = line.find(':');
+      auto value = colon == std::string::npos ? line : line.substr(colon + 1);
+      return value.substr(std::min(value.find_first_not_of(' '), value.size()));
+    }
+  return "unknown";
+}
+
+struct machine_info {
+  unsigned nproc = std::thread::hardware_concurrency();
+  std::string cpu = cpu_model();
+  std::string postgres, fsync, synchronous_commit;
+};
+
+std::string show(PGconn* c, const char* setting) {
+  auto* r = PQexec(c, fmt::format("SHOW {}", setting).c_str());
+  std::string v = PQresultStatus(r) == PGRES_TUPLES_OK ? PQgetvalue(r, 0, 0) : "?";
+  PQclear(r);
+  return v;
+}
+
+machine_info machine(const std::string& db) {
+  machine_info m;
+  auto* c = PQconnectdb(db.c_str());
+  if (PQstatus(c) != CONNECTION_OK) {
+    std::string error = PQerrorMessage(c);
+    PQfinish(c);
+    throw std::runtime_error{fmt::format("cannot connect to {}: {}", db, error)};
+  }
+  m.postgres = show(c, "server_version");
+  m.fsync = show(c, "fsync");
+  m.synchronous_commit = show(c, "synchronous_commit");
+  PQfinish(c);
+  return m;
+}
+
+void write_json(const std::string& path, const machine_info& mi, const options& o,
+                const std::vector<bench::case_result>& results) {
+  rapidjson::StringBuffer buf;
+  rapidjson::PrettyWriter<rapidjson::StringBuffer> w{buf};
+  auto str = [&w](const char* key, const std::string& v) {
+    w.Key(key);
+    w.String(v.c_str(), static_cast<rapidjson::SizeType>(v.size()));
+  };
+  auto num = [&w](const char* key, double v) {
+    w.Key(key);
+    w.Double(v);
+  };
+  auto integer = [&w](const char* key, std::int64_t v) {
+    w.Key(key);
+    w.Int64(v);
+  };
+  w.StartObject();
+  w.Key("machine");
+  w.StartObject();
+  integer("nproc", mi.nproc);
+  str("cpu", mi.cpu);
+  str("postgres", mi.postgres);
+  str("fsync", mi.fsync);
+  str("synchronous_commit", mi.synchronous_commit);
+  w.EndObject();
+  w.Key("settings");
+  w.StartObject();
+  integer("messages", o.messages);
+  integer("batch_size", o.batch_size);
+  integer("send_batch", o.send_batch);
+  integer("senders", o.senders);
+  integer("concurrency", o.concurrency);
+  integer("accounts", o.accounts);
+  integer("baseline_producers", 1);
+  integer("baseline_consumers", 1);
+  w.EndObject();
+  w.Key("cases");
+  w.StartArray();
+  for (const auto& r : results) {
+    w.StartObject();
+    str("name", r.name);
+    num("msgs_per_s", r.ours.msgs_per_s);
+    num("p50_ms", r.ours.p50_ms);
+    num("p99_ms", r.ours.p99_ms);
+    num("baseline_msgs_per_s", r.baseline.msgs_per_s);
+    num("ratio", r.ratio());
+    num("baseline_p50_ms", r.baseline.p50_ms);
+    num("baseline_p99_ms", r.baseline.p99_ms);
+    num("seconds", r.ours.seconds);
+    num("baseline_seconds", r.baseline.seconds);
+    num("drained_s", r.drained_s);
+    integer("messages", r.ours.messages);
+    integer("envelopes_handled", static_cast<std::int64_t>(r.envelopes_handled));
+    w.Key("ok");
+    w.Bool(r.ours.ok && r.baseline.ok);
+    str("note", r.ours.note.empty() ? r.baseline.note : r.ours.note);
+    // Per counted message: WAL bytes, and CPU microseconds of PostgreSQL and of this process.
+    auto per = [&](const char* key, const bench::measurement& m) {
+      auto n = static_cast<double>(std::max<std::int64_t>(m.messages, 1));
+      w.Key(key);
+      w.StartObject();
+      num("wal_bytes_per_msg", static_cast<double>(m.used.wal_bytes) / n);
+      num("postgres_cpu_us_per_msg", m.used.postgres_cpu_s * 1e6 / n);
+      num("bench_cpu_us_per_msg", m.used.bench_cpu_s * 1e6 / n);
+      w.EndObject();
+    };
+    per("profile", r.ours);
+    per("baseline_profile", r.baseline);
+    w.EndObject();
+  }
+  w.EndArray();
+  w.EndObject();
+  auto parent = std::filesystem::path{path}.parent_path();
+  if (!parent.empty())
+    std::filesystem::create_directories(parent);
+  std::ofstream out{path};
+  out << buf.GetString() << '\n';
+  if (!out)
+    throw std::runtime_error{fmt::format("cannot write {}", path)};
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  options o;
+  if (const char* db = std::getenv("DEPOT_DB"))
+    o.db = db;
+  try {
+    bench_config cfg{o};
+    if (!cfg.parse_args(argc, argv, o))
+      return 0;
+    if (o.db.empty())
+      throw std::invalid_argument{"no database: set DEPOT_DB or --db"};
+    if (o.messages < 1 || o.batch_size < 1 || o.send_batch < 1 || o.senders < 1
+        || o.concurrency < 1 || o.accounts < 1)
+      throw std::invalid_argument{"messages, batch sizes, senders, concurrency and accounts "
+                                  "must be at least 1"};
+    for (const auto& c : o.cases)
+      if (c != "noop" && c != "bank")
+        throw std::invalid_argument{fmt::format("unknown case '{}' (cases: noop, bank)", c)};
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "depot-bench: {}\n", e.what());
+    return 2;
+  }
+
+  try {
+    auto started = bench::clock::now();
+    auto mi = machine(o.db);
+    fmt::print("machine: {} cores, {}; PostgreSQL {} (fsync {}, synchronous_commit {})\n",
+               mi.nproc, mi.cpu, mi.postgres, mi.fsync, mi.synchronous_commit);
+    fmt::print("settings: {} messages per case; node batch-size {}, concurrency {} per queue, "
+               "{} sender thread(s) x {} per send; baseline: 1 producer (COPY x {}), "
+               "1 consumer (DELETE ... SKIP LOCKED x {}); bank: {} accounts\n",
+               o.messages, o.batch_size, o.concurrency, o.senders, o.send_batch, o.send_batch,
+               o.batch_size, o.accounts);
+    std::fflush(stdout);
+    std::vector<bench::case_result> results;
+    bool ok = true;
+    for (const auto& name : o.cases) {
+      bench::case_result r;
+      r.name = name;
+      auto t = bench::clock::now();
+      r.ours = bench::run_depot_case(o, name, r);
+      r.baseline = bench::run_baseline(o, name);
+      fmt::print("{}: depot {:.0f} msg/s in {:.2f} s (drained {:.2f} s, {} envelopes), baseline "
+                 "{:.0f} msg/s in {:.2f} s; case took {:.1f} s{}{}\n",
+                 name, r.ours.msgs_per_s, r.ours.seconds, r.drained_s, r.envelopes_handled,
+                 r.baseline.msgs_per_s, r.baseline.seconds,
+                 std::chrono::duration<double>(bench::clock::now() - t).count(),
+                 r.ours.note.empty() ? "" : "; ", r.ours.note);
+      auto show_profile = [&](const char* who, const bench::measurement& m) {
+        auto n = static_cast<double>(m.messages);
+        fmt::print("  {:<8} per message: {:.0f} WAL bytes, {:.0f} us PostgreSQL CPU, {:.0f} us "
+                   "bench CPU ({:.0f}% of {} cores busy)\n",
+                   who, static_cast<double>(m.used.wal_bytes) / n, m.used.postgres_cpu_s * 1e6 / n,
+                   m.used.bench_cpu_s * 1e6 / n,
+                   m.seconds > 0 ? 100 * (m.used.postgres_cpu_s + m.used.bench_cpu_s)
+                                     / (m.seconds * mi.nproc) : 0,
+                   mi.nproc);
+      };
+      show_profile("depot", r.ours);
+      show_profile("baseline", r.baseline);
+      std::fflush(stdout);
+      ok = ok && r.ours.ok && r.baseline.ok;
+      results.push_back(std::move(r));
+    }
+    fmt::print("\n{:<6} {:>12} {:>9} {:>9} {:>20} {:>7} {:>13} {:>13}\n", "case", "msgs_per_s",
+               "p50_ms", "p99_ms", "baseline_msgs_per_s", "ratio", "base_p50_ms", "base_p99_ms");
+    for (const auto& r : results)
+      fmt::print("{:<6} {:>12.0f} {:>9.1f} {:>9.1f} {:>20.0f} {:>7.3f} {:>13.1f} {:>13.1f}\n",
+                 r.name, r.ours.msgs_per_s, r.ours.p50_ms, r.ours.p99_ms, r.baseline.msgs_per_s,
+                 r.ratio(), r.baseline.p50_ms, r.baseline.p99_ms);
+    write_json(o.out, mi, o, results);
+    fmt::print("\nwrote {} ({:.1f} s in all)\n", o.out,
+               std::chrono::duration<double>(bench::clock::now() - started).count());
+    return ok ? 0 : 1;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "depot-bench: {}\n", e.what());
+    return 1;
+  }
+}
