@@ -11,11 +11,7 @@ sys_init
 sys_create_db
 
 N=2000 ACCOUNTS=50 BALANCE=1000 THRESHOLD=200
-"$BANK" db apply >/dev/null || fail "db apply failed"
-"$BANK" seed --accounts "$ACCOUNTS" --balance "$BALANCE" --threshold "$THRESHOLD" >/dev/null ||
-  fail "seed failed"
-sys_debits "$N" "$ACCOUNTS" >"$SYS_WORK/debits.jsonl"
-sys_expect "$N" "$ACCOUNTS" "$BALANCE" "$THRESHOLD"
+sys_bank_setup
 
 sys_start_node node1 --node-id 1 --polling-interval=200ms
 node=$SYS_PID

@@ -10,6 +10,8 @@
 #                                 reports that it runs; logs in $SYS_WORK/LABEL.{out,err}
 #   sys_kill9 PID                 kill -9 and reap
 #   sys_stop_node PID             SIGTERM; fails unless it exits 0 within 20 s
+#   sys_bank_setup                with N ACCOUNTS BALANCE THRESHOLD set: db apply, seed, the N
+#                                 debits in $SYS_WORK/debits.jsonl and what they should yield
 #   sys_debits N ACCOUNTS         N DebitAccount JSON lines, debit k to acct-(k mod ACCOUNTS + 1)
 #   sys_expect N ACCOUNTS BALANCE THRESHOLD
 #                                 expected balances ($SYS_WORK/expected) and cascade counts
@@ -183,6 +185,14 @@ sys_expect() {
   read -r EXP_LOW EXP_OVERDRAWN EXP_UPDATED <<<"$counts"
   sort -o "$SYS_WORK/expected" "$SYS_WORK/expected"
   step "expected after $1 debits: $EXP_LOW low-balance, $EXP_OVERDRAWN overdrawn, $EXP_UPDATED updated"
+}
+
+sys_bank_setup() {
+  "$BANK" db apply >/dev/null || fail "db apply failed"
+  "$BANK" seed --accounts "$ACCOUNTS" --balance "$BALANCE" --threshold "$THRESHOLD" >/dev/null ||
+    fail "seed failed"
+  sys_debits "$N" "$ACCOUNTS" >"$SYS_WORK/debits.jsonl"
+  sys_expect "$N" "$ACCOUNTS" "$BALANCE" "$THRESHOLD"
 }
 
 sys_handled_debits() {
