@@ -31,6 +31,14 @@ DEPOT_MESSAGE(reminder, "it.reminder", tag)
 
 const std::string note_queue{depot::type_name_of<note>()};
 
+/// A note handler that counts its calls and records each note in `effects`.
+void record_notes(depot::routing& app, const test_schema& s, std::atomic<int>& calls) {
+  app.handle<note>([&calls, effects = s.table("effects")](const note& m, depot::context& ctx) {
+    ++calls;
+    record_effect(ctx, effects, m.text);
+  });
+}
+
 } // namespace
 
 TEST_CASE("inserting an envelope id twice does nothing the second time, also after it was "
@@ -39,10 +47,7 @@ TEST_CASE("inserting an envelope id twice does nothing the second time, also aft
   create_effects_table(s);
   std::atomic<int> calls{0};
   depot::routing app;
-  app.handle<note>([&calls, effects = s.table("effects")](const note& m, depot::context& ctx) {
-    ++calls;
-    record_effect(ctx, effects, m.text);
-  });
+  record_notes(app, s, calls);
   depot::node node{app, s.node_config()};
   node.start();
   message_store store{s.store_config()};
@@ -144,10 +149,7 @@ TEST_CASE("an envelope past its deliver-by is discarded unhandled and marked exp
 
   std::atomic<int> calls{0};
   depot::routing app;
-  app.handle<note>([&calls, effects = s.table("effects")](const note& m, depot::context& ctx) {
-    ++calls;
-    record_effect(ctx, effects, m.text);
-  });
+  record_notes(app, s, calls);
   depot::node node{app, s.node_config()};
   node.start();
 
