@@ -264,23 +264,24 @@ std::size_t message_store::insert_incoming(const std::vector<envelope>& envelope
   auto& sql = *session_;
   return guarded(sql, [&] {
     auto rows = rows_json(envelopes);
-    soci::statement st = (sql.prepare << fmt::format(
-                            "INSERT INTO {} (id, queue, message_type, body, headers, status, "
-                            "execution_time, deliver_by, priority, attempts, tenant) "
-                            "SELECT r.id, r.queue, r.message_type, r.body, r.headers::jsonb, "
-                            "r.status, CASE WHEN r.execution_time = 0 THEN now() ELSE "
-                            "timestamptz 'epoch' + r.execution_time * interval '1 microsecond' "
-                            "END, CASE WHEN r.deliver_by = 0 THEN NULL ELSE timestamptz 'epoch' "
-                            "+ r.deliver_by * interval '1 microsecond' END, r.priority, "
-                            "r.attempts, nullif(r.tenant, '') "
-                            "FROM json_to_recordset(:rows::json) AS r(id uuid, queue text, "
-                            "message_type text, body text, headers text, status text, "
-                            "execution_time bigint, deliver_by bigint, priority integer, "
-                            "attempts integer, tenant text) ON CONFLICT (id) DO NOTHING",
-                            table("incoming")),
-                          soci::use(rows));
-    st.execute(true);
-    auto inserted = static_cast<std::size_t>(st.get_affected_rows());
+    // A one-shot query is one round trip (PQexecParams); a prepared soci::statement, needed for
+    // get_affected_rows(), would be three (prepare, execute, deallocate). Count with RETURNING.
+    long long inserted = 0;
+    sql << fmt::format("WITH inserted AS (INSERT INTO {} (id, queue, message_type, body, headers, "
+                       "status, execution_time, deliver_by, priority, attempts, tenant) "
+                       "SELECT r.id, r.queue, r.message_type, r.body, r.headers::jsonb, "
+                       "r.status, CASE WHEN r.execution_time = 0 THEN now() ELSE "
+                       "timestamptz 'epoch' + r.execution_time * interval '1 microsecond' "
+                       "END, CASE WHEN r.deliver_by = 0 THEN NULL ELSE timestamptz 'epoch' "
+                       "+ r.deliver_by * interval '1 microsecond' END, r.priority, "
+                       "r.attempts, nullif(r.tenant, '') "
+                       "FROM json_to_recordset(:rows::json) AS r(id uuid, queue text, "
+                       "message_type text, body text, headers text, status text, "
+                       "execution_time bigint, deliver_by bigint, priority integer, "
+                       "attempts integer, tenant text) ON CONFLICT (id) DO NOTHING RETURNING 1) "
+                       "SELECT count(*) FROM inserted",
+                       table("incoming")),
+      soci::use(rows), soci::into(inserted);
     std::set<std::string> ready;
     for (const auto& e : envelopes)
       if (e.status == envelope_status::incoming)
@@ -291,7 +292,7 @@ std::size_t message_store::insert_incoming(const std::vector<envelope>& envelope
       auto payload = fmt::format("{}|{}", sender_node, fmt::join(ready, ","));
       sql << "SELECT pg_notify(:c, :p)", soci::use(channel), soci::use(payload);
     }
-    return inserted;
+    return static_cast<std::size_t>(inserted);
   });
 }
 
