@@ -87,6 +87,12 @@ TEST_CASE("a scheduled message is not handled before its time and is handled aft
     CHECK(s.text("SELECT status FROM incoming WHERE message_type = 'it.reminder'") == "scheduled");
     CHECK(s.number("SELECT count(*) FROM effects") == 0);
   }
+  SUBCASE("scheduled by the node at a time") {
+    node.schedule(reminder{"r"}, std::chrono::system_clock::now() + 1s);
+    CHECK(s.text("SELECT status FROM incoming WHERE message_type = 'it.reminder'") == "scheduled");
+    CHECK(s.number("SELECT count(*) FROM incoming WHERE execution_time > now() + interval '900 "
+                   "milliseconds'") == 1);
+  }
   SUBCASE("scheduled by a handler") {
     node.send(trigger{"t"});
     REQUIRE(wait_until([&] {

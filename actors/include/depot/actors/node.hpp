@@ -87,6 +87,13 @@ public:
                 dispatch::send);
   }
 
+  /// Sends `m` to be handled at `at`.
+  template <message T>
+  void schedule(const T& m, std::chrono::system_clock::time_point at, send_options options = {}) {
+    auto us = std::chrono::duration_cast<std::chrono::microseconds>(at.time_since_epoch()).count();
+    send_bodies(type_name_of<T>(), {to_json(m)}, std::move(options), us, dispatch::send);
+  }
+
   /// Sends `m` and waits for the handler's reply of type R. Throws request_timeout.
   template <message R, message T>
   R request(const T& m, std::chrono::milliseconds timeout = std::chrono::seconds{30}) {
