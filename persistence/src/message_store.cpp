@@ -554,15 +554,17 @@ std::vector<std::string> message_store::recover_stale(micros stale_after) {
     auto stale = static_cast<long long>(stale_after);
     auto cls = node_lock_class();
     soci::transaction tr{sql};
-    // Dead: silent for too long, or its advisory lock is gone with its connection. The DELETE
-    // waits for claims in flight (they hold the row in KEY SHARE); the release that follows is a
-    // new statement, so it sees them.
+    // Dead: silent for too long, or its advisory lock is gone with its connection. A dead node's
+    // row held by a claim in flight (KEY SHARE) is skipped until a later tick, never waited for:
+    // a claim hung in a frozen process must not stall this agent. Once this transaction holds a
+    // row, no claim of that node can commit, and the release that follows sees all it claimed.
     soci::rowset<int> rows =
       (sql.prepare << fmt::format(
-         "DELETE FROM {} n WHERE n.heartbeat < now() - :s * interval '1 microsecond' OR NOT "
-         "EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND "
-         "l.classid = :c::oid AND l.objid = n.number::oid AND l.granted AND l.database = (SELECT "
-         "oid FROM pg_database WHERE datname = current_database())) RETURNING number",
+         "DELETE FROM {0} WHERE number IN (SELECT number FROM {0} n WHERE n.heartbeat < now() - "
+         ":s * interval '1 microsecond' OR NOT EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype "
+         "= 'advisory' AND l.objsubid = 2 AND l.classid = :c::oid AND l.objid = n.number::oid "
+         "AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = "
+         "current_database())) FOR UPDATE SKIP LOCKED) RETURNING number",
          table("nodes")),
        soci::use(stale, "s"), soci::use(cls, "c"));
     std::vector<int> dead(rows.begin(), rows.end());

@@ -180,3 +180,35 @@ TEST_CASE("a node restarted with the same node id takes back its previous incarn
   REQUIRE(wait_until([&] { return s.number("SELECT count(*) FROM effects") == 1; }));
   CHECK(s.text("SELECT envelope_id::text FROM effects") == e.id);
 }
+
+TEST_CASE("a hung claim on a dead node's row does not stop the other nodes' heartbeats") {
+  test_schema s;
+  message_store store{s.store_config()};
+  store.apply_schema();
+  // Node 90 registers, then freezes in the middle of a claim: its row stays locked as a claim
+  // holds it, and it never beats again, so the others find it stale and try to remove it.
+  message_store frozen{s.store_config()};
+  frozen.register_node(90, "", "test");
+  soci::transaction hung{frozen.session()};
+  int one = 0;
+  frozen.session() << "SELECT 1 FROM " + s.table("nodes") + " WHERE number = 90 FOR KEY SHARE",
+    soci::into(one);
+
+  depot::routing app;
+  handle_jobs(app, s, 1);
+  depot::node node{app, s.node_config()};
+  node.start();
+  auto beat_age_ms = [&] {
+    return s.number(fmt::format("SELECT (extract(epoch from now() - heartbeat) * 1000)::bigint "
+                                "FROM nodes WHERE number = {}",
+                                node.number()));
+  };
+  // Long enough for node 90 to go stale and for recovery to wait on its row several times.
+  std::this_thread::sleep_for(5s);
+  CHECK(beat_age_ms() < 1000);
+  CHECK(s.number("SELECT count(*) FROM nodes WHERE number = 90") == 1);
+
+  hung.rollback();
+  CHECK(wait_until([&] { return s.number("SELECT count(*) FROM nodes WHERE number = 90") == 0; }));
+  CHECK(beat_age_ms() < 1000);
+}
