@@ -79,7 +79,8 @@ public:
   std::size_t insert_incoming(const std::vector<envelope>& envelopes, int sender_node = 0);
 
   /// Claims up to `limit` ready envelopes of `queue` for `owner`, best priority first, skipping
-  /// rows other transactions hold. Commits on its own (asynchronously: a lost claim is
+  /// rows other transactions hold. Claims nothing unless node `owner` is registered (its row is
+  /// held until the claim commits). Commits on its own (asynchronously: a lost claim is
   /// harmless). Never call it inside an open transaction.
   std::vector<envelope> claim(std::string_view queue, int owner, int limit);
 
