@@ -207,7 +207,7 @@ public:
   /// The effective value of every depot option, for `describe`.
   [[nodiscard]] std::vector<std::pair<std::string, std::string>> effective() const {
     return {
-      {"db", s_.db},
+      {"db", persistence::redact_password(s_.db)},
       {"schema", s_.schema},
       {"service", s_.service},
       {"node-id", std::to_string(s_.node_id)},

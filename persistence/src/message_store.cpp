@@ -131,6 +131,33 @@ message_store::message_store(store_settings settings) : settings_(std::move(sett
   session_ = open_session(settings_.db);
 }
 
+std::string redact_password(std::string db) {
+  constexpr std::string_view hidden = "***";
+  // postgresql://user:password@host/...
+  if (auto scheme = db.find("://"); scheme != std::string::npos) {
+    auto start = scheme + 3;
+    auto end = std::min(db.find_first_of("/?", start), db.size());
+    auto at = db.rfind('@', end);
+    auto colon = db.find(':', start);
+    if (at != std::string::npos && at >= start && colon < at)
+      db.replace(colon + 1, at - colon - 1, hidden);
+  }
+  // password=... as a keyword (possibly quoted) or a URI query parameter
+  constexpr std::string_view key = "password=";
+  for (auto pos = db.find(key); pos != std::string::npos; pos = db.find(key, pos + key.size())) {
+    if (pos > 0 && std::string_view{" ?&"}.find(db[pos - 1]) == std::string_view::npos)
+      continue;
+    auto value = pos + key.size();
+    auto stop = db.find_first_of(" &", value);
+    if (value < db.size() && db[value] == '\'') {
+      stop = db.find('\'', value + 1);
+      stop = stop == std::string::npos ? stop : stop + 1;
+    }
+    db.replace(value, (stop == std::string::npos ? db.size() : stop) - value, hidden);
+  }
+  return db;
+}
+
 std::unique_ptr<soci::session> open_session(const std::string& db) {
   // SOCI mangles URIs: hand it libpq's own parse as keyword=value pairs.
   char* error = nullptr;

@@ -22,6 +22,10 @@ namespace depot::persistence {
 /// db_error naming the option to fix when it cannot connect.
 [[nodiscard]] std::unique_ptr<soci::session> open_session(const std::string& db);
 
+/// `db` with its password, if any, replaced by "***" (in a URI's user info, as a `password=`
+/// query parameter or keyword): for showing a connection string.
+[[nodiscard]] std::string redact_password(std::string db);
+
 /// Where the store lives.
 struct store_settings {
   std::string db;               ///< libpq connection string or URI
