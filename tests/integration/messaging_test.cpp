@@ -4,6 +4,8 @@
 
 #include <atomic>
 
+#include <soci/soci.h>
+
 #include "depot/actors/node.hpp"
 #include "depot/transports/local.hpp"
 #include "depot/persistence/message_store.hpp"
@@ -45,7 +47,43 @@ struct ping {
 };
 DEPOT_MESSAGE(ping, "it.ping", tag)
 
+std::string tally_table; // qualified with the running test's schema
+
+/// A handler actor: one per worker, its members live across messages and batches.
+class tally {
+public:
+  void handle(const ping& m, depot::context& ctx) { record(ctx, "ping " + m.tag); }
+  void handle(const news& m, depot::context& ctx) { record(ctx, "news " + m.headline); }
+
+private:
+  void record(depot::context& ctx, const std::string& what) {
+    ++seen_;
+    ctx.db() << "INSERT INTO " + tally_table + " (seen, what) VALUES (:n, :w)",
+      soci::use(seen_), soci::use(what);
+  }
+  int seen_ = 0;
+};
+
 } // namespace
+
+TEST_CASE("a handler actor keeps its state across messages of its types") {
+  test_schema s;
+  s.exec("CREATE TABLE tally (seen integer PRIMARY KEY, what text NOT NULL)");
+  tally_table = s.table("tally");
+  depot::routing app;
+  app.handler_actor<tally, ping, news>("it.tally");
+  auto config = s.node_config();
+  config.batch_size = 2; // several batches: the state outlives each one
+  depot::node node{app, config};
+  node.start();
+
+  node.send_all(std::vector<ping>{{"a"}, {"b"}, {"c"}});
+  node.send(news{"d"});
+
+  REQUIRE(wait_until([&] { return s.number("SELECT count(*) FROM tally") == 4; }));
+  CHECK(s.text("SELECT string_agg(seen::text, ',' ORDER BY seen) FROM tally") == "1,2,3,4");
+  CHECK(s.text("SELECT what FROM tally WHERE seen = 4") == "news d");
+}
 
 TEST_CASE("request returns the handler's reply") {
   test_schema s;
