@@ -117,6 +117,13 @@ std::string rows_json(const std::vector<envelope>& envelopes) {
 
 constexpr const char* micros_of = "(extract(epoch from {}) * 1000000)::bigint";
 
+// The timestamptz of integer microseconds `column`, NULL for 0.
+std::string timestamp_or_null(const char* column) {
+  return fmt::format("CASE WHEN {0} = 0 THEN NULL ELSE timestamptz 'epoch' + {0} * interval "
+                     "'1 microsecond' END",
+                     column);
+}
+
 std::string micros_expr(const char* column) {
   return fmt::format(fmt::runtime(micros_of), column);
 }
@@ -294,20 +301,18 @@ std::size_t message_store::insert_incoming(const std::vector<envelope>& envelope
     // A one-shot query is one round trip (PQexecParams); a prepared soci::statement, needed for
     // get_affected_rows(), would be three (prepare, execute, deallocate). Count with RETURNING.
     long long inserted = 0;
-    sql << fmt::format("WITH inserted AS (INSERT INTO {} (id, queue, message_type, body, headers, "
+    sql << fmt::format("WITH inserted AS (INSERT INTO {0} (id, queue, message_type, body, headers, "
                        "status, execution_time, deliver_by, priority, attempts, tenant) "
                        "SELECT r.id, r.queue, r.message_type, r.body, r.headers::jsonb, "
                        "r.status, CASE WHEN r.execution_time = 0 THEN now() ELSE "
                        "timestamptz 'epoch' + r.execution_time * interval '1 microsecond' "
-                       "END, CASE WHEN r.deliver_by = 0 THEN NULL ELSE timestamptz 'epoch' "
-                       "+ r.deliver_by * interval '1 microsecond' END, r.priority, "
-                       "r.attempts, nullif(r.tenant, '') "
+                       "END, {1}, r.priority, r.attempts, nullif(r.tenant, '') "
                        "FROM json_to_recordset(:rows::json) AS r(id uuid, queue text, "
                        "message_type text, body text, headers text, status text, "
                        "execution_time bigint, deliver_by bigint, priority integer, "
                        "attempts integer, tenant text) ON CONFLICT (id) DO NOTHING RETURNING 1) "
                        "SELECT count(*) FROM inserted",
-                       table("incoming")),
+                       table("incoming"), timestamp_or_null("r.deliver_by")),
       soci::use(rows), soci::into(inserted);
     std::set<std::string> ready;
     for (const auto& e : envelopes)
@@ -468,6 +473,87 @@ void message_store::release(const std::vector<std::string>& ids, int owner) {
   });
 }
 
+// -- outbox -----------------------------------------------------------------------------------
+
+void message_store::insert_outgoing(const std::vector<envelope>& envelopes) {
+  if (envelopes.empty())
+    return;
+  auto& sql = *session_;
+  guarded(sql, [&] {
+    auto rows = rows_json(envelopes);
+    sql << fmt::format("INSERT INTO {} (id, destination, message_type, body, headers, deliver_by, "
+                       "attempts) SELECT r.id, r.queue, r.message_type, r.body, r.headers::jsonb, "
+                       "{}, r.attempts FROM json_to_recordset(:rows::json) AS r(id uuid, queue "
+                       "text, message_type text, body text, headers text, deliver_by bigint, "
+                       "attempts integer) ON CONFLICT (id) DO NOTHING",
+                       table("outgoing"), timestamp_or_null("r.deliver_by")),
+      soci::use(rows);
+  });
+}
+
+std::vector<envelope> message_store::claim_outgoing(std::string_view destination, int owner,
+                                                    int limit) {
+  auto& sql = *session_;
+  return guarded(sql, [&] {
+    auto d = std::string{destination};
+    soci::transaction tr{sql};
+    sql << "SET LOCAL synchronous_commit = off"; // as claim(): a lost claim is harmless
+    soci::rowset<soci::row> rows =
+      (sql.prepare << fmt::format(
+         "UPDATE {0} SET owner = :owner WHERE id IN (SELECT id FROM {0} WHERE destination = :d "
+         "AND owner = 0 ORDER BY created_at LIMIT :n FOR UPDATE SKIP LOCKED) AND EXISTS (SELECT "
+         "1 FROM {1} WHERE number = :owner FOR KEY SHARE) RETURNING id::text, destination, "
+         "message_type, body, headers::text, coalesce({2}, 0), attempts, {3}",
+         table("outgoing"), table("nodes"), micros_expr("deliver_by"), micros_expr("created_at")),
+       soci::use(owner, "owner"), soci::use(d, "d"), soci::use(limit, "n"));
+    std::vector<envelope> result;
+    for (const auto& r : rows) {
+      auto& e = result.emplace_back();
+      e.id = r.get<std::string>(0);
+      e.queue = r.get<std::string>(1);
+      e.message_type = r.get<std::string>(2);
+      e.body = r.get<std::string>(3);
+      e.headers = parse_headers(r.get<std::string>(4));
+      e.deliver_by = r.get<long long>(5);
+      e.attempts = r.get<int>(6);
+      e.received_at = r.get<long long>(7);
+    }
+    tr.commit();
+    std::stable_sort(result.begin(), result.end(), [](const envelope& a, const envelope& b) {
+      return a.received_at < b.received_at;
+    });
+    return result;
+  });
+}
+
+std::size_t message_store::complete_outgoing(const std::vector<std::string>& ids, int owner) {
+  if (ids.empty())
+    return 0;
+  auto& sql = *session_;
+  return guarded(sql, [&] {
+    auto id_array = uuid_array(ids);
+    long long deleted = 0;
+    sql << fmt::format("WITH sent AS (DELETE FROM {} WHERE id = ANY(:ids::uuid[]) AND owner = :o "
+                       "RETURNING 1) SELECT count(*) FROM sent",
+                       table("outgoing")),
+      soci::use(id_array, "ids"), soci::use(owner, "o"), soci::into(deleted);
+    return static_cast<std::size_t>(deleted);
+  });
+}
+
+void message_store::release_outgoing(const std::vector<std::string>& ids, int owner) {
+  if (ids.empty())
+    return;
+  auto& sql = *session_;
+  guarded(sql, [&] {
+    auto id_array = uuid_array(ids);
+    sql << fmt::format("UPDATE {} SET owner = 0, attempts = attempts + 1 WHERE id = "
+                       "ANY(:ids::uuid[]) AND owner = :o",
+                       table("outgoing")),
+      soci::use(id_array, "ids"), soci::use(owner, "o");
+  });
+}
+
 // -- nodes ------------------------------------------------------------------------------------
 
 int message_store::node_lock_class() const {
@@ -566,6 +652,8 @@ std::vector<std::string> message_store::release_owned_by(const std::vector<int>&
   // died or stops.
   auto& sql = *session_;
   auto owners = fmt::format("{{{}}}", fmt::join(numbers, ","));
+  sql << fmt::format("UPDATE {} SET owner = 0 WHERE owner = ANY(:o::int[])", table("outgoing")),
+    soci::use(owners);
   soci::rowset<std::string> rows =
     (sql.prepare << fmt::format("WITH moved AS (UPDATE {} SET owner = 0 WHERE status = 'incoming' "
                                 "AND owner = ANY(:o::int[]) RETURNING queue) SELECT DISTINCT "

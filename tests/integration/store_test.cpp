@@ -251,3 +251,75 @@ TEST_CASE("counts() reports per queue and status, including dead letters as stat
                                    {"it.q2", "dead", 1},
                                    {"it.q2", "handled", 1}});
 }
+
+TEST_CASE("the outbox: stored with the transaction, claimed per destination oldest first, "
+          "completed once") {
+  test_schema s;
+  message_store store{s.store_config()};
+  provision(store);
+  auto outgoing = [](std::string destination) {
+    return make_envelope(std::move(destination), "it.event", R"({"n": 1})");
+  };
+  auto first = outgoing("kafka.orders");
+  auto second = outgoing("kafka.orders");
+  auto third = outgoing("kafka.orders");
+  auto audit = outgoing("kafka.audit");
+  {
+    unit_of_work rolled_back{store};
+    store.insert_outgoing({outgoing("kafka.orders")});
+  }
+  {
+    unit_of_work uow{store};
+    store.insert_outgoing({first});
+    uow.commit();
+  }
+  {
+    unit_of_work uow{store};
+    store.insert_outgoing({second, third, audit, first}); // first again: skipped
+    uow.commit();
+  }
+  REQUIRE(s.number("SELECT count(*) FROM outgoing") == 4);
+
+  auto batch = store.claim_outgoing("kafka.orders", 1, 2);
+  REQUIRE(batch.size() == 2);
+  CHECK(batch[0].id == first.id); // an earlier transaction: stored first
+  CHECK(batch[0].queue == "kafka.orders");
+  CHECK(batch[0].body == R"({"n": 1})");
+  auto rest = store.claim_outgoing("kafka.orders", 1, 10);
+  REQUIRE(rest.size() == 1);
+  CHECK(store.claim_outgoing("kafka.orders", 1, 10).empty());
+  CHECK(ids_of(store.claim_outgoing("kafka.audit", 1, 10)) == std::vector<std::string>{audit.id});
+
+  CHECK(store.complete_outgoing(ids_of(batch), 2) == 0); // not node 2's
+  CHECK(store.complete_outgoing(ids_of(batch), 1) == 2);
+  CHECK(store.complete_outgoing(ids_of(batch), 1) == 0);
+
+  store.release_outgoing(ids_of(rest), 1); // delivery failed: back to the destination
+  auto again = store.claim_outgoing("kafka.orders", 1, 10);
+  REQUIRE(ids_of(again) == ids_of(rest));
+  CHECK(again[0].attempts == 1);
+  CHECK(s.number("SELECT count(*) FROM outgoing") == 2);
+}
+
+TEST_CASE("outgoing envelopes claimed by a dead node go back to their destination") {
+  test_schema s;
+  message_store store{s.store_config()};
+  store.apply_schema();
+  auto e = make_envelope("kafka.orders", "it.event", "{}");
+  {
+    unit_of_work uow{store};
+    store.insert_outgoing({e});
+    uow.commit();
+  }
+  {
+    message_store dying{s.store_config()};
+    dying.register_node(8, "", "test");
+    REQUIRE(dying.claim_outgoing("kafka.orders", 8, 10).size() == 1);
+  }
+  REQUIRE(wait_until([&] {
+    (void)store.recover_stale(1'000'000);
+    return s.number("SELECT owner FROM outgoing") == 0;
+  }));
+  store.register_node(9, "", "test");
+  CHECK(ids_of(store.claim_outgoing("kafka.orders", 9, 10)) == std::vector<std::string>{e.id});
+}

@@ -105,6 +105,22 @@ public:
   /// and unowned, attempts unchanged (they were not handled, and not through their own fault).
   void requeue(const std::vector<std::string>& ids, int owner);
 
+  // -- outbox ---------------------------------------------------------------------------------
+  // Envelopes for a transport to deliver (a Kafka topic, a remote node): `envelope::queue` names
+  // the destination. A transport claims per destination, delivers, then completes.
+
+  /// Inside the caller's transaction: stores envelopes for delivery; ids already there are
+  /// skipped.
+  void insert_outgoing(const std::vector<envelope>& envelopes);
+  /// Claims up to `limit` unowned envelopes bound for `destination`, oldest first, for node
+  /// `owner` (registered, as for claim()). Commits on its own; never call it inside a
+  /// transaction. `received_at` of each is when it was stored.
+  std::vector<envelope> claim_outgoing(std::string_view destination, int owner, int limit);
+  /// Deletes delivered envelopes still owned by `owner`. Returns how many it deleted.
+  std::size_t complete_outgoing(const std::vector<std::string>& ids, int owner);
+  /// Gives envelopes whose delivery failed back to the destination, one attempt more.
+  void release_outgoing(const std::vector<std::string>& ids, int owner);
+
   // -- nodes ----------------------------------------------------------------------------------
 
   /// Registers a node and takes its number's advisory lock on this connection: keep this
@@ -136,8 +152,8 @@ public:
 private:
   [[nodiscard]] std::string table(std::string_view name) const;
   [[nodiscard]] int node_lock_class() const;
-  /// Inside a transaction: gives the unfinished claims of node `numbers` back to owner 0.
-  /// Returns the queues that got work back.
+  /// Inside a transaction: gives the unfinished claims (incoming and outgoing) of node `numbers`
+  /// back to owner 0. Returns the queues that got work back.
   std::vector<std::string> release_owned_by(const std::vector<int>& numbers);
 
   store_settings settings_;
