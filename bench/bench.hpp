@@ -28,6 +28,7 @@ struct options {
   int concurrency = 2;       ///< workers per queue of the node
   int accounts = 1000;       ///< accounts of the bank case
   int timeout_s = 600;       ///< give up on a case after this long
+  int rounds = 3;            ///< runs of each path per case, alternating; the median is reported
 };
 
 /// WAL bytes written and CPU seconds used (PostgreSQL server processes, this process).
@@ -58,11 +59,13 @@ struct measurement {
   resources used;            ///< from the first send to the last handled commit
 };
 
-/// One case: depot's path and its baseline.
+/// One case: depot's path and its baseline (the median rounds).
 struct case_result {
   std::string name;
   measurement ours;
   measurement baseline;
+  std::vector<double> rounds_msgs_per_s;          ///< depot's path, every round in order
+  std::vector<double> rounds_baseline_msgs_per_s; ///< the baseline, every round in order
   std::uint64_t envelopes_handled = 0; ///< by the node, cascades and warm-up included
   double drained_s = 0;                ///< first send until every queue was empty (cascades)
   [[nodiscard]] double ratio() const {

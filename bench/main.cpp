@@ -1,6 +1,7 @@
 // depot-bench: measures depot's durable path against a raw libpq baseline on the same database,
 // in the same run, and writes the results as JSON (see bench/README.md).
 //   depot-bench [--db URI] [--messages N] [--out FILE] [--cases noop,bank] [tuning options]
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -33,7 +34,8 @@ public:
       .add(o.senders, "senders", "sender threads of depot's path")
       .add(o.concurrency, "concurrency", "node workers per queue")
       .add(o.accounts, "accounts", "accounts of the bank case")
-      .add(o.timeout_s, "timeout", "seconds before a case gives up");
+      .add(o.timeout_s, "timeout", "seconds before a case gives up")
+      .add(o.rounds, "rounds", "runs of each path per case (alternating); the median counts");
   }
 
   /// Parses `--name value` and `--name=value`; returns false when --help was printed.
@@ -149,6 +151,7 @@ void write_json(const std::string& path, const machine_info& mi, const options& 
   integer("senders", o.senders);
   integer("concurrency", o.concurrency);
   integer("accounts", o.accounts);
+  integer("rounds", o.rounds);
   integer("baseline_producers", 1);
   integer("baseline_consumers", 1);
   w.EndObject();
@@ -184,6 +187,15 @@ void write_json(const std::string& path, const machine_info& mi, const options& 
     };
     per("profile", r.ours);
     per("baseline_profile", r.baseline);
+    auto list = [&w](const char* key, const std::vector<double>& values) {
+      w.Key(key);
+      w.StartArray();
+      for (auto v : values)
+        w.Double(v);
+      w.EndArray();
+    };
+    list("rounds_msgs_per_s", r.rounds_msgs_per_s);
+    list("rounds_baseline_msgs_per_s", r.rounds_baseline_msgs_per_s);
     w.EndObject();
   }
   w.EndArray();
@@ -210,9 +222,9 @@ int main(int argc, char** argv) {
     if (o.db.empty())
       throw std::invalid_argument{"no database: set DEPOT_DB or --db"};
     if (o.messages < 1 || o.batch_size < 1 || o.send_batch < 1 || o.senders < 1
-        || o.concurrency < 1 || o.accounts < 1)
-      throw std::invalid_argument{"messages, batch sizes, senders, concurrency and accounts "
-                                  "must be at least 1"};
+        || o.concurrency < 1 || o.accounts < 1 || o.rounds < 1)
+      throw std::invalid_argument{"messages, batch sizes, senders, concurrency, accounts and "
+                                  "rounds must be at least 1"};
     for (const auto& c : o.cases)
       if (c != "noop" && c != "bank")
         throw std::invalid_argument{fmt::format("unknown case '{}' (cases: noop, bank)", c)};
@@ -238,14 +250,47 @@ int main(int argc, char** argv) {
       bench::case_result r;
       r.name = name;
       auto t = bench::clock::now();
-      r.ours = bench::run_depot_case(o, name, r);
-      r.baseline = bench::run_baseline(o, name);
-      fmt::print("{}: depot {:.0f} msg/s in {:.2f} s (drained {:.2f} s, {} envelopes), baseline "
-                 "{:.0f} msg/s in {:.2f} s; case took {:.1f} s{}{}\n",
-                 name, r.ours.msgs_per_s, r.ours.seconds, r.drained_s, r.envelopes_handled,
-                 r.baseline.msgs_per_s, r.baseline.seconds,
-                 std::chrono::duration<double>(bench::clock::now() - t).count(),
-                 r.ours.note.empty() ? "" : "; ", r.ours.note);
+      // Rounds alternate the two paths, so that a slow spell of the machine hits both; each path
+      // is then represented by its median round.
+      std::vector<bench::case_result> rounds;
+      for (int i = 0; i < o.rounds; ++i) {
+        auto& round = rounds.emplace_back();
+        round.ours = bench::run_depot_case(o, name, round);
+        round.baseline = bench::run_baseline(o, name);
+        r.rounds_msgs_per_s.push_back(round.ours.msgs_per_s);
+        r.rounds_baseline_msgs_per_s.push_back(round.baseline.msgs_per_s);
+        fmt::print("{} round {}: depot {:.0f} msg/s in {:.2f} s (drained {:.2f} s, {} envelopes), "
+                   "baseline {:.0f} msg/s in {:.2f} s{}{}\n",
+                   name, i + 1, round.ours.msgs_per_s, round.ours.seconds, round.drained_s,
+                   round.envelopes_handled, round.baseline.msgs_per_s, round.baseline.seconds,
+                   round.ours.note.empty() ? "" : "; ", round.ours.note);
+        std::fflush(stdout);
+      }
+      auto median_by = [&rounds](auto member) {
+        std::vector<const bench::case_result*> sorted;
+        for (const auto& x : rounds)
+          sorted.push_back(&x);
+        std::sort(sorted.begin(), sorted.end(), [member](const auto* a, const auto* b) {
+          return (a->*member).msgs_per_s < (b->*member).msgs_per_s;
+        });
+        return sorted[(sorted.size() - 1) / 2];
+      };
+      const auto* ours = median_by(&bench::case_result::ours);
+      r.ours = ours->ours;
+      r.envelopes_handled = ours->envelopes_handled;
+      r.drained_s = ours->drained_s;
+      r.baseline = median_by(&bench::case_result::baseline)->baseline;
+      for (const auto& x : rounds)
+        if (!x.ours.ok || !x.baseline.ok) {
+          r.ours.ok = r.ours.ok && x.ours.ok;
+          r.baseline.ok = r.baseline.ok && x.baseline.ok;
+          if (r.ours.note.empty())
+            r.ours.note = x.ours.note.empty() ? x.baseline.note : x.ours.note;
+        }
+      fmt::print("{}: median of {} round(s): depot {:.0f} msg/s, baseline {:.0f} msg/s; case took "
+                 "{:.1f} s\n",
+                 name, o.rounds, r.ours.msgs_per_s, r.baseline.msgs_per_s,
+                 std::chrono::duration<double>(bench::clock::now() - t).count());
       auto show_profile = [&](const char* who, const bench::measurement& m) {
         auto n = static_cast<double>(m.messages);
         fmt::print("  {:<8} per message: {:.0f} WAL bytes, {:.0f} us PostgreSQL CPU, {:.0f} us "
