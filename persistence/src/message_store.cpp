@@ -304,15 +304,15 @@ std::size_t message_store::insert_incoming(const std::vector<envelope>& envelope
     sql << fmt::format("WITH inserted AS (INSERT INTO {0} (id, queue, message_type, body, headers, "
                        "status, execution_time, deliver_by, priority, attempts, tenant) "
                        "SELECT r.id, r.queue, r.message_type, r.body, r.headers::jsonb, "
-                       "r.status, CASE WHEN r.execution_time = 0 THEN now() ELSE "
-                       "timestamptz 'epoch' + r.execution_time * interval '1 microsecond' "
-                       "END, {1}, r.priority, r.attempts, nullif(r.tenant, '') "
+                       "r.status, coalesce({1}, now()), {2}, r.priority, r.attempts, "
+                       "nullif(r.tenant, '') "
                        "FROM json_to_recordset(:rows::json) AS r(id uuid, queue text, "
                        "message_type text, body text, headers text, status text, "
                        "execution_time bigint, deliver_by bigint, priority integer, "
                        "attempts integer, tenant text) ON CONFLICT (id) DO NOTHING RETURNING 1) "
                        "SELECT count(*) FROM inserted",
-                       table("incoming"), timestamp_or_null("r.deliver_by")),
+                       table("incoming"), timestamp_or_null("r.execution_time"),
+                       timestamp_or_null("r.deliver_by")),
       soci::use(rows), soci::into(inserted);
     std::set<std::string> ready;
     for (const auto& e : envelopes)
@@ -339,16 +339,14 @@ std::vector<envelope> message_store::claim(std::string_view queue, int owner, in
     soci::transaction tr{sql};
     // A claim lost in a crash only leaves the row unowned, as recovery would: no fsync needed.
     sql << "SET LOCAL synchronous_commit = off";
-    // Only a registered node claims, and its row stays while the claim commits (KEY SHARE
-    // blocks recover_stale's DELETE): a node declared dead cannot leave claims nobody recovers.
     sql << fmt::format("UPDATE {0} SET owner = :owner WHERE id IN (SELECT id FROM {0} WHERE "
                        "queue = :q AND status = 'incoming' AND owner = 0 AND execution_time <= "
                        "now() ORDER BY priority DESC, received_at LIMIT :n FOR UPDATE SKIP "
-                       "LOCKED) AND EXISTS (SELECT 1 FROM {4} WHERE number = :owner FOR KEY "
-                       "SHARE) RETURNING id::text, queue, message_type, body, headers::text, "
-                       "{1}, coalesce({2}, 0), attempts, priority, {3}, coalesce(tenant, '')",
+                       "LOCKED) AND {4} RETURNING id::text, queue, message_type, body, "
+                       "headers::text, {1}, coalesce({2}, 0), attempts, priority, {3}, "
+                       "coalesce(tenant, '')",
                        table("incoming"), micros_expr("execution_time"),
-                       micros_expr("deliver_by"), micros_expr("received_at"), table("nodes")),
+                       micros_expr("deliver_by"), micros_expr("received_at"), owner_registered()),
       soci::use(owner, "owner"), soci::use(q, "q"), soci::use(limit, "n"), soci::into(ids),
       soci::into(queues), soci::into(types), soci::into(bodies), soci::into(headers),
       soci::into(exec), soci::into(deliver), soci::into(attempts), soci::into(priorities),
@@ -448,28 +446,25 @@ void message_store::dead_letter(const envelope& e, std::string_view exception_ty
 }
 
 void message_store::requeue(const std::vector<std::string>& ids, int owner) {
-  if (ids.empty())
-    return;
-  auto& sql = *session_;
-  guarded(sql, [&] {
-    auto id_array = uuid_array(ids);
-    sql << fmt::format("UPDATE {} SET status = 'incoming', owner = 0, keep_until = NULL WHERE id "
-                       "= ANY(:ids::uuid[]) AND owner = :o AND status = 'handled'",
-                       table("incoming")),
-      soci::use(id_array, "ids"), soci::use(owner, "o");
-  });
+  give_back(ids, owner, "handled");
 }
 
 void message_store::release(const std::vector<std::string>& ids, int owner) {
+  give_back(ids, owner, "incoming");
+}
+
+void message_store::give_back(const std::vector<std::string>& ids, int owner,
+                              std::string_view from_status) {
   if (ids.empty())
     return;
   auto& sql = *session_;
   guarded(sql, [&] {
     auto id_array = uuid_array(ids);
-    sql << fmt::format("UPDATE {} SET owner = 0 WHERE id = ANY(:ids::uuid[]) AND owner = :o AND "
-                       "status = 'incoming'",
+    auto from = std::string{from_status};
+    sql << fmt::format("UPDATE {} SET status = 'incoming', owner = 0, keep_until = NULL WHERE id "
+                       "= ANY(:ids::uuid[]) AND owner = :o AND status = :s",
                        table("incoming")),
-      soci::use(id_array, "ids"), soci::use(owner, "o");
+      soci::use(id_array, "ids"), soci::use(owner, "o"), soci::use(from, "s");
   });
 }
 
@@ -501,10 +496,11 @@ std::vector<envelope> message_store::claim_outgoing(std::string_view destination
     soci::rowset<soci::row> rows =
       (sql.prepare << fmt::format(
          "UPDATE {0} SET owner = :owner WHERE id IN (SELECT id FROM {0} WHERE destination = :d "
-         "AND owner = 0 ORDER BY created_at LIMIT :n FOR UPDATE SKIP LOCKED) AND EXISTS (SELECT "
-         "1 FROM {1} WHERE number = :owner FOR KEY SHARE) RETURNING id::text, destination, "
-         "message_type, body, headers::text, coalesce({2}, 0), attempts, {3}",
-         table("outgoing"), table("nodes"), micros_expr("deliver_by"), micros_expr("created_at")),
+         "AND owner = 0 ORDER BY created_at LIMIT :n FOR UPDATE SKIP LOCKED) AND {1} RETURNING "
+         "id::text, destination, message_type, body, headers::text, coalesce({2}, 0), attempts, "
+         "{3}",
+         table("outgoing"), owner_registered(), micros_expr("deliver_by"),
+         micros_expr("created_at")),
        soci::use(owner, "owner"), soci::use(d, "d"), soci::use(limit, "n"));
     std::vector<envelope> result;
     for (const auto& r : rows) {
@@ -555,6 +551,13 @@ void message_store::release_outgoing(const std::vector<std::string>& ids, int ow
 }
 
 // -- nodes ------------------------------------------------------------------------------------
+
+std::string message_store::owner_registered() const {
+  // Only a registered node claims, and its row stays while the claim commits (KEY SHARE keeps
+  // recover_stale from deleting it): a node declared dead cannot leave claims nobody recovers.
+  return fmt::format("EXISTS (SELECT 1 FROM {} WHERE number = :owner FOR KEY SHARE)",
+                     table("nodes"));
+}
 
 int message_store::node_lock_class() const {
   // FNV-1a of the schema name: the first key of every node lock of this store.

@@ -8,11 +8,7 @@ sys_create_db
 N=5000 ACCOUNTS=50 BALANCE=1000 THRESHOLD=200
 sys_bank_setup
 
-sys_start_node node1 --node-id 1
-first=$SYS_PID
-sys_send_debits "$SYS_WORK/debits.jsonl"
-sys_kill_mid_run "$first" "$N"
-sys_wait_sender
+sys_kill_node1_mid_run
 claimed=$(q "SELECT count(*) FROM depot.incoming WHERE status = 'incoming' AND owner = 1")
 step "killed node 1 with -9 after $KILLED_AFTER debits handled: $LEFT debits unhandled, $claimed envelopes claimed by node 1"
 

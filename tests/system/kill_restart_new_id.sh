@@ -9,11 +9,7 @@ sys_create_db
 N=1000 ACCOUNTS=20 BALANCE=1000 THRESHOLD=200
 sys_bank_setup
 
-sys_start_node node1 --node-id 1
-first=$SYS_PID
-sys_send_debits "$SYS_WORK/debits.jsonl"
-sys_kill_mid_run "$first" "$N"
-sys_wait_sender
+sys_kill_node1_mid_run
 # What node 1 had claimed but not finished: the new node must get these back from the agent.
 q "CREATE TABLE sys_claimed AS SELECT id FROM depot.incoming WHERE status = 'incoming' AND owner = 1"
 claimed=$(q "SELECT count(*) FROM sys_claimed")

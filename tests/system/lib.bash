@@ -22,6 +22,8 @@
 #   sys_wait_handled MIN PID      wait until MIN debits are handled (node PID must not die)
 #   sys_kill_mid_run PID N        kill -9 PID once 20% of N debits are handled; fails unless
 #                                 some were still unhandled; sets KILLED_AFTER, LEFT
+#   sys_kill_node1_mid_run        start node 1, send $SYS_WORK/debits.jsonl, kill -9 it mid-run
+#                                 (sys_kill_mid_run) and check that the sender succeeded
 #   sys_wait_drained SECONDS      wait until no envelope is left to handle
 #   sys_verify N                  balances, cascade counts, deadlines, dead letters: all exact
 
@@ -242,6 +244,14 @@ sys_kill_mid_run() {
   KILLED_AFTER=$(sys_handled_debits)
   LEFT=$((n - KILLED_AFTER))
   ((LEFT > 0)) || fail "all $n debits were handled before the kill: it was not mid-run"
+}
+
+sys_kill_node1_mid_run() {
+  sys_start_node node1 --node-id 1
+  local first=$SYS_PID
+  sys_send_debits "$SYS_WORK/debits.jsonl"
+  sys_kill_mid_run "$first" "$N"
+  sys_wait_sender
 }
 
 # Envelopes still to handle: incoming, or scheduled to run within a day (retries; the overdraft

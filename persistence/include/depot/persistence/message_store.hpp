@@ -152,6 +152,10 @@ public:
 private:
   [[nodiscard]] std::string table(std::string_view name) const;
   [[nodiscard]] int node_lock_class() const;
+  /// The condition of a claim for node `:owner`: its row exists, held until the claim commits.
+  [[nodiscard]] std::string owner_registered() const;
+  /// Puts envelopes of `owner` in `from_status` back as incoming and unowned.
+  void give_back(const std::vector<std::string>& ids, int owner, std::string_view from_status);
   /// Inside a transaction: gives the unfinished claims (incoming and outgoing) of node `numbers`
   /// back to owner 0. Returns the queues that got work back.
   std::vector<std::string> release_owned_by(const std::vector<int>& numbers);
