@@ -71,10 +71,33 @@ std::string headers_json(const std::map<std::string, std::string>& headers) {
   return out.GetString();
 }
 
+// Text a Postgres text column takes: invalid UTF-8 (a handler's exception message may hold any
+// bytes) becomes U+FFFD, and a NUL, which libpq would cut the text at, is dropped.
+std::string postgres_text(std::string_view text) {
+  std::string result, terminated{text}; // the validator may read one byte past a cut sequence
+  result.reserve(text.size());
+  rapidjson::StringStream in{terminated.c_str()};
+  const auto* end = terminated.c_str() + terminated.size();
+  while (in.src_ < end) {
+    const auto* start = in.src_;
+    rapidjson::StringBuffer one;
+    if (*start != '\0' && rapidjson::UTF8<>::Validate(in, one) && in.src_ <= end) {
+      result.append(one.GetString(), one.GetSize());
+    } else {
+      if (*start != '\0')
+        result += "\xEF\xBF\xBD";
+      in.src_ = start + 1;
+    }
+  }
+  return result;
+}
+
 std::map<std::string, std::string> parse_headers(const std::string& text) {
   std::map<std::string, std::string> result;
   rapidjson::Document doc;
-  if (doc.Parse(text.data(), text.size()).HasParseError() || !doc.IsObject())
+  // Iterative: whatever a producer stored as headers, nesting costs heap, never stack.
+  if (doc.Parse<rapidjson::kParseIterativeFlag>(text.data(), text.size()).HasParseError() ||
+      !doc.IsObject())
     return result;
   for (const auto& m : doc.GetObject())
     if (m.value.IsString())
@@ -428,8 +451,8 @@ void message_store::dead_letter(const envelope& e, std::string_view exception_ty
   auto& sql = *session_;
   guarded(sql, [&] {
     auto headers = headers_json(e.headers);
-    auto type = std::string{exception_type};
-    auto message = std::string{exception_message};
+    auto type = postgres_text(exception_type);
+    auto message = postgres_text(exception_message);
     auto attempts = e.attempts + 1;
     auto source = e.header_value(header::source);
     sql << fmt::format("INSERT INTO {} (id, queue, message_type, body, headers, exception_type, "

@@ -29,6 +29,9 @@ failure_decision what_was_thrown(const std::exception_ptr& error, bool& permanen
   } catch (const decode_error& x) {
     permanent = true;
     return {failure_decision::action::dead_letter, 0, "depot::decode_error", x.what()};
+  } catch (const validation_error& x) {
+    permanent = true;
+    return {failure_decision::action::dead_letter, 0, "depot::validation_error", x.what()};
   } catch (const unknown_message_type& x) {
     permanent = true;
     return {failure_decision::action::dead_letter, 0, "depot::unknown_message_type", x.what()};

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <rapidjson/document.h>
 #include <rapidjson/error/en.h>
+#include <rapidjson/memorystream.h>
+#include <rapidjson/reader.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
@@ -13,8 +15,9 @@
 namespace depot::detail {
 namespace {
 
-// Full precision so that a double survives to_json and from_json unchanged.
-constexpr unsigned parse_flags = rapidjson::kParseFullPrecisionFlag;
+// Full precision so that a double survives to_json and from_json unchanged; iterative, so that
+// nesting costs heap, never stack.
+constexpr unsigned parse_flags = rapidjson::kParseFullPrecisionFlag | rapidjson::kParseIterativeFlag;
 
 constexpr std::size_t no_index = static_cast<std::size_t>(-1);
 
@@ -26,6 +29,73 @@ rapidjson::SizeType checked_length(std::string_view text) {
   if (text.size() > std::numeric_limits<rapidjson::SizeType>::max())
     throw std::length_error("depot: JSON strings are limited to 4 GiB");
   return static_cast<rapidjson::SizeType>(text.size());
+}
+
+// Why a body was refused by the checks below while RapidJSON parsed it.
+enum class refusal { none, too_deep, nul };
+
+// Forwards the reader's events to a document, refusing nesting deeper than max_json_depth and
+// strings (values and keys) that hold a NUL, which Postgres text cannot store.
+struct checked_handler {
+  rapidjson::Document& document;
+  refusal& refused;
+  std::size_t depth = 0;
+
+  bool Null() { return document.Null(); }
+  bool Bool(bool b) { return document.Bool(b); }
+  bool Int(int i) { return document.Int(i); }
+  bool Uint(unsigned i) { return document.Uint(i); }
+  bool Int64(std::int64_t i) { return document.Int64(i); }
+  bool Uint64(std::uint64_t i) { return document.Uint64(i); }
+  bool Double(double d) { return document.Double(d); }
+  bool RawNumber(const char* s, rapidjson::SizeType n, bool copy) {
+    return document.RawNumber(s, n, copy);
+  }
+  bool String(const char* s, rapidjson::SizeType n, bool copy) {
+    if (std::string_view{s, n}.find('\0') != std::string_view::npos) return refuse(refusal::nul);
+    return document.String(s, n, copy);
+  }
+  bool Key(const char* s, rapidjson::SizeType n, bool copy) { return String(s, n, copy); }
+  bool StartObject() { return enter() && document.StartObject(); }
+  bool EndObject(rapidjson::SizeType n) { return --depth, document.EndObject(n); }
+  bool StartArray() { return enter() && document.StartArray(); }
+  bool EndArray(rapidjson::SizeType n) { return --depth, document.EndArray(n); }
+
+  bool enter() { return ++depth <= max_json_depth || refuse(refusal::too_deep); }
+  bool refuse(refusal why) {
+    refused = why;
+    return false;
+  }
+};
+
+// Parses `text` into `document`; throws decode_error with the reason when it is refused.
+void parse(rapidjson::Document& document, std::string_view text) {
+  if (auto nul = text.find('\0'); nul != std::string_view::npos)
+    throw decode_error(fmt::format("body holds a NUL byte at offset {}", nul));
+  auto refused = refusal::none;
+  rapidjson::ParseResult result;
+  auto generate = [&](rapidjson::Document& d) {
+    checked_handler handler{d, refused};
+    rapidjson::MemoryStream stream{text.data(), text.size()};
+    rapidjson::Reader reader;
+    result = reader.Parse<parse_flags>(stream, handler);
+    return !result.IsError();
+  };
+  document.Populate(generate);
+  switch (refused) {
+    case refusal::too_deep:
+      throw decode_error(fmt::format("JSON nested deeper than {} levels at offset {}",
+                                     max_json_depth, result.Offset()));
+    case refusal::nul:
+      throw decode_error(fmt::format(
+          "string with a NUL character (\\u0000) at offset {}: Postgres text cannot hold it",
+          result.Offset()));
+    case refusal::none:
+      break;
+  }
+  if (result.IsError())
+    throw decode_error(fmt::format("malformed JSON at offset {}: {}", result.Offset(),
+                                   rapidjson::GetParseError_En(result.Code())));
 }
 
 }  // namespace
@@ -82,6 +152,8 @@ void json_writer::number(double x) {
 }
 
 void json_writer::string(std::string_view x) {
+  if (x.find('\0') != std::string_view::npos)
+    throw std::domain_error("depot::to_json: a string holds a NUL, which Postgres text cannot");
   impl_->writer.String(x.data(), checked_length(x), true);
 }
 
@@ -207,11 +279,7 @@ struct json_document::impl {
 };
 
 json_document::json_document(std::string_view text) : impl_(std::make_unique<impl>()) {
-  auto& document = impl_->document;
-  document.Parse<parse_flags>(text.data(), text.size());
-  if (document.HasParseError())
-    throw decode_error(fmt::format("malformed JSON at offset {}: {}", document.GetErrorOffset(),
-                                   rapidjson::GetParseError_En(document.GetParseError())));
+  parse(impl_->document, text);
 }
 
 json_document::~json_document() = default;
@@ -224,10 +292,9 @@ json_value json_document::root() const {
 
 namespace depot {
 
-bool is_json_object(std::string_view text) {
-  rapidjson::Document document;
-  document.Parse<detail::parse_flags>(text.data(), text.size());
-  return !document.HasParseError() && document.IsObject();
+void check_json_object(std::string_view text) {
+  detail::json_document document{text};
+  document.root().expect_object();
 }
 
 }  // namespace depot

@@ -117,8 +117,8 @@ void routing::validate(std::string_view type, std::string_view body) const {
   auto i = validators_.find(std::string{type});
   if (i != validators_.end())
     i->second(body);
-  else if (!is_json_object(body))
-    throw decode_error{fmt::format("the body of a {} is not a JSON object", type)};
+  else
+    check_json_object(body);
 }
 
 std::vector<std::string> routing::message_types() const {

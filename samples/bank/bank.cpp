@@ -47,7 +47,9 @@ void record(depot::context& ctx, const std::string& account_id, std::int64_t bal
 
 void handle(const debit_account& cmd, depot::context& ctx) {
   auto acct = load_for_update(ctx.db(), cmd.account_id);
-  acct.balance -= cmd.amount;
+  if (__builtin_sub_overflow(acct.balance, cmd.amount, &acct.balance))
+    throw depot::validation_error{"debit of " + std::to_string(cmd.amount) + " would overflow "
+                                  "the balance of " + acct.id};
   save(ctx.db(), acct);
   if (acct.balance > 0 && acct.balance < acct.minimum_threshold) {
     ctx.send(low_balance_detected{acct.id, acct.balance});
@@ -59,6 +61,14 @@ void handle(const debit_account& cmd, depot::context& ctx) {
 }
 
 } // namespace
+
+void debit_account::validate() const {
+  if (account_id.empty())
+    throw depot::validation_error{"a debit needs an account_id"};
+  if (amount < 1)
+    throw depot::validation_error{"a debit takes an amount of at least 1, not " +
+                                  std::to_string(amount)};
+}
 
 void create_tables(soci::session& db) {
   db << "CREATE TABLE IF NOT EXISTS accounts (id text PRIMARY KEY, balance bigint NOT NULL, "

@@ -9,9 +9,12 @@
 
 namespace bank {
 
+/// Takes `amount` (at least 1) from an account.
 struct debit_account {
   std::string account_id;
   std::int64_t amount = 0;
+  /// A debit takes a positive amount from a named account; anything else cannot be one.
+  void validate() const;
 };
 DEPOT_MESSAGE(debit_account, "bank.debit-account", account_id, amount)
 

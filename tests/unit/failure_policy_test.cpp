@@ -47,7 +47,7 @@ TEST_CASE("retry delays never exceed the maximum") {
   CHECK(d.retry_at <= depot::now_micros() + 5'000'000 + 1'250'000);
 }
 
-TEST_CASE("undecodable bodies and unknown types go to dead letters at once") {
+TEST_CASE("undecodable bodies, unknown types and validation errors go to dead letters at once") {
   depot::failure_policy policy;
   auto bad = decide(policy, after_attempts(0), thrown(depot::decode_error{"missing field 'x'"}));
   CHECK(bad.what == depot::failure_decision::action::dead_letter);
@@ -56,6 +56,10 @@ TEST_CASE("undecodable bodies and unknown types go to dead letters at once") {
   auto unknown = decide(policy, after_attempts(0), thrown(depot::unknown_message_type{"nope"}));
   CHECK(unknown.what == depot::failure_decision::action::dead_letter);
   CHECK(unknown.exception_type == "depot::unknown_message_type");
+  auto invalid = decide(policy, after_attempts(0), thrown(depot::validation_error{"negative"}));
+  CHECK(invalid.what == depot::failure_decision::action::dead_letter);
+  CHECK(invalid.exception_type == "depot::validation_error");
+  CHECK(invalid.reason == "negative");
 }
 
 TEST_CASE("a non-standard exception is named as such") {

@@ -99,7 +99,7 @@ shop::order full_order() {
               'x',
               std::numeric_limits<long long>::max(),
               42,
-              std::string{"nul\0inside", 10}};
+              "tab\tinside"};
   o.first_line = {"sku-1", 3};
   o.lines = {{"sku-2", 1}, {"sku-3", 2}};
   o.sparse = {1, std::nullopt, -3};
@@ -295,14 +295,86 @@ TEST_CASE("NaN and infinity cannot be written as JSON") {
   CHECK_THROWS_AS((void)depot::to_json(o), std::domain_error);
 }
 
-TEST_CASE("is_json_object is true for JSON objects only") {
-  CHECK(depot::is_json_object("{}"));
-  CHECK(depot::is_json_object(R"( {"a":[1,{"b":null}]} )"));
-  CHECK_FALSE(depot::is_json_object(""));
-  CHECK_FALSE(depot::is_json_object("[]"));
-  CHECK_FALSE(depot::is_json_object("\"text\""));
-  CHECK_FALSE(depot::is_json_object(R"({"a":1)"));
-  CHECK_FALSE(depot::is_json_object(R"({"a":1} {})"));
+TEST_CASE("check_json_object accepts JSON objects only, with the reason for anything else") {
+  CHECK_NOTHROW(depot::check_json_object("{}"));
+  CHECK_NOTHROW(depot::check_json_object(R"( {"a":[1,{"b":null}]} )"));
+  CHECK_THROWS_WITH_AS(depot::check_json_object(""), doctest::Contains("malformed JSON"),
+                       depot::decode_error);
+  CHECK_THROWS_WITH_AS(depot::check_json_object("[]"), "body is not a JSON object",
+                       depot::decode_error);
+  CHECK_THROWS_AS(depot::check_json_object("\"text\""), depot::decode_error);
+  CHECK_THROWS_AS(depot::check_json_object(R"({"a":1)"), depot::decode_error);
+  CHECK_THROWS_AS(depot::check_json_object(R"({"a":1} {})"), depot::decode_error);
+}
+
+namespace {
+
+// An object whose member "x" holds `levels` nested arrays.
+std::string nested(std::size_t levels) {
+  return R"({"account_id":"acct-1","amount":1,"x":)" + std::string(levels, '[') +
+         std::string(levels, ']') + "}";
+}
+
+}  // namespace
+
+TEST_CASE("a body nested a million levels deep is a decode error, not a stack overflow") {
+  auto deep = nested(1'000'000);
+  CHECK_THROWS_WITH_AS((void)depot::from_json<bank::debit_account>(deep),
+                       doctest::Contains("nested deeper than 100 levels"), depot::decode_error);
+  CHECK_THROWS_AS(depot::check_json_object(deep), depot::decode_error);
+}
+
+TEST_CASE("nesting up to max_json_depth decodes; one level more does not") {
+  // The object itself is the first level.
+  CHECK(depot::from_json<bank::debit_account>(nested(depot::max_json_depth - 1)).amount == 1);
+  CHECK_THROWS_AS((void)depot::from_json<bank::debit_account>(nested(depot::max_json_depth)),
+                  depot::decode_error);
+}
+
+TEST_CASE("a NUL in a string, escaped or raw, is a decode error: Postgres text cannot hold it") {
+  CHECK_THROWS_WITH_AS(
+      (void)depot::from_json<bank::debit_account>(R"({"account_id":"acct-2\u0000evil","amount":7})"),
+      doctest::Contains("NUL"), depot::decode_error);
+  CHECK_THROWS_WITH_AS((void)depot::from_json<shop::order>(R"({"tags":{"a\u0000b":["x"]}})"),
+                       doctest::Contains("NUL"), depot::decode_error);
+  using namespace std::string_literals;
+  CHECK_THROWS_WITH_AS(depot::check_json_object("{\"a\":\"x\0y\"}"s),
+                       doctest::Contains("NUL"), depot::decode_error);
+  CHECK_THROWS_WITH_AS(depot::check_json_object("{\"a\":1}\0{}"s), doctest::Contains("NUL"),
+                       depot::decode_error);
+  // Other escapes below U+0020 are text Postgres stores.
+  CHECK(depot::from_json<bank::debit_account>(R"({"account_id":"a\u0001b","amount":1})")
+            .account_id == "a\x01" "b");
+  auto o = full_order();
+  o.values.note = std::string{"nul\0inside", 10};
+  CHECK_THROWS_AS((void)depot::to_json(o), std::domain_error);
+}
+
+namespace rules {
+
+struct transfer {
+  std::string from;
+  std::int64_t cents = 0;
+  void validate() const {
+    if (cents < 1) throw depot::validation_error{"cents must be positive"};
+  }
+};
+DEPOT_MESSAGE(transfer, "rules.transfer", from, cents)
+
+struct batch {
+  std::vector<transfer> items;
+};
+DEPOT_MESSAGE(batch, "rules.batch", items)
+
+}  // namespace rules
+
+TEST_CASE("from_json calls a message's validate(), also of nested messages") {
+  CHECK(depot::from_json<rules::transfer>(R"({"from":"a","cents":5})").cents == 5);
+  CHECK_THROWS_WITH_AS((void)depot::from_json<rules::transfer>(R"({"from":"a","cents":0})"),
+                       "cents must be positive", depot::validation_error);
+  CHECK_THROWS_AS(
+      (void)depot::from_json<rules::batch>(R"({"items":[{"from":"a","cents":-9223372036854775808}]})"),
+      depot::validation_error);
 }
 
 TEST_CASE("CAF's binary serializer round-trips a message declared with DEPOT_MESSAGE") {

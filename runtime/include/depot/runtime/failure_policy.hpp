@@ -28,8 +28,8 @@ struct failure_decision {
   std::string reason;         ///< what() of what was thrown
 };
 
-/// Decides for `e`, whose handling threw `error`. Undecodable bodies and unknown types are
-/// dead-lettered at once: retrying cannot fix them.
+/// Decides for `e`, whose handling threw `error`. Undecodable bodies, unknown types and
+/// validation errors are dead-lettered at once: retrying cannot fix them.
 [[nodiscard]] failure_decision decide(const failure_policy& policy, const envelope& e,
                                       std::exception_ptr error);
 

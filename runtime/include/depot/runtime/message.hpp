@@ -99,14 +99,28 @@ class decode_error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// Thrown when a message breaks a rule of its type, or a handler finds that it cannot be carried
+/// out as asked (a debit that would overflow a balance). Like decode_error it is never retried:
+/// the envelope goes to dead letters with what() as the reason. A message type states its rules
+/// in a member `void validate() const` that throws it; from_json calls it after decoding, so a
+/// send refuses such a body and a stored one is dead-lettered.
+class validation_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 /// The registered type name of `T`, e.g. "bank.debit-account".
 template <message T>
 [[nodiscard]] constexpr std::string_view type_name_of() {
   return detail::descriptor_of<T>().name;
 }
 
-/// True when `text` parses as a JSON object; for bodies whose type this node does not know.
-[[nodiscard]] bool is_json_object(std::string_view text);
+/// The deepest nesting of objects and arrays a body may have; deeper is a decode_error.
+inline constexpr std::size_t max_json_depth = 100;
+
+/// Throws decode_error with the reason unless `text` is a JSON object that depot can store: for
+/// bodies whose type this node does not know.
+void check_json_object(std::string_view text);
 
 }  // namespace depot
 
@@ -131,6 +145,7 @@ class json_writer {
   void unsigned_integer(std::uint64_t x);
   /// Throws std::domain_error for NaN and infinity, which JSON cannot express.
   void number(double x);
+  /// Throws std::domain_error for a string holding a NUL.
   void string(std::string_view x);
   [[nodiscard]] std::string take();
 
@@ -176,7 +191,8 @@ class json_value {
   std::size_t index_;
 };
 
-/// A parsed JSON text; throws decode_error when it is malformed.
+/// A parsed JSON text; throws decode_error when it is malformed, holds a NUL (a byte, or a
+/// \u0000 in a string: Postgres text cannot store it), or nests deeper than max_json_depth.
 class json_document {
  public:
   explicit json_document(std::string_view text);
@@ -258,6 +274,7 @@ void read_message(const json_value& v, T& x) {
         (read_field(f.name, x.*(f.member)), ...);
       },
       descriptor.fields);
+  if constexpr (requires(const T& m) { m.validate(); }) x.validate();
 }
 
 template <class T>
@@ -304,7 +321,8 @@ namespace depot {
 
 /// The compact JSON object of `x`, keyed by field name: {"account_id":"acct-7","amount":25}.
 /// Nested messages become nested objects, vectors arrays, maps objects; an empty std::optional
-/// is written as null. Throws std::domain_error for a NaN or infinite float or double.
+/// is written as null. Throws std::domain_error for a NaN or infinite float or double, and for
+/// a string holding a NUL (Postgres text cannot store it, so no body may carry one).
 template <message T>
 [[nodiscard]] std::string to_json(const T& x) {
   detail::json_writer w;
@@ -314,7 +332,8 @@ template <message T>
 
 /// The message `T` in `json`. Unknown members are ignored; a std::optional field may be absent
 /// or null. Throws decode_error when the text is malformed, not an object, lacks a field, holds
-/// a value of the wrong type, or an integer outside the field type's range.
+/// a value of the wrong type, or an integer outside the field type's range; throws
+/// validation_error when T (or a message nested in it) has a validate() that rejects it.
 template <message T>
 [[nodiscard]] T from_json(std::string_view json) {
   detail::json_document document{json};
