@@ -55,29 +55,16 @@ std::string one_line(std::string_view text) {
   return result;
 }
 
-std::chrono::milliseconds to_ms(caf::timespan t) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(t);
-}
-
-std::string show_ms(std::chrono::milliseconds ms) {
-  return fmt::format("{}ms", ms.count());
-}
-
-std::map<std::string, int> parse_queue_concurrency(const std::string& text) {
-  std::map<std::string, int> result;
-  std::size_t start = 0;
-  while (start < text.size()) {
-    auto comma = text.find(',', start);
-    auto item = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-    auto eq = item.find('=');
-    if (eq == std::string::npos || eq == 0)
-      throw usage_error{fmt::format("queue-concurrency item '{}' is not QUEUE=N", item)};
-    result[item.substr(0, eq)] = std::stoi(item.substr(eq + 1));
-    if (comma == std::string::npos)
-      break;
-    start = comma + 1;
+/// A string option's value for CAF, which unquotes a value that starts with '"': quoted here,
+/// every value reaches depot verbatim (a schema '"x"' stays '"x"', and is refused).
+std::string quoted(std::string_view value) {
+  std::string result = "\"";
+  for (char c : value) {
+    if (c == '"' || c == '\\')
+      result += '\\';
+    result += c;
   }
-  return result;
+  return result + '"';
 }
 
 } // namespace
@@ -94,33 +81,31 @@ struct value_options : command_options {
   void add(bool&, const std::string&, const std::string&) override {}
 };
 
-/// CAF's config with depot's options bound to a node_settings.
+/// CAF's config with depot's option table bound to a node_settings. Each option binds a value
+/// of CAF's own type (text, 64-bit integer, timespan, flag), copied into the settings and
+/// checked against the table's bounds after parsing.
 class node_config : public caf::actor_system_config, public command_options {
 public:
   explicit node_config(node_settings& s) : s_(s) {
-    using namespace std::chrono;
-    dedup_ = s.dedup_window;
-    polling_ = s.polling_interval;
-    heartbeat_ = s.heartbeat_interval;
-    stale_ = s.stale_after;
-    cleanup_ = s.cleanup_interval;
-    retry_delay_ = s.failures.retry_delay;
-    caf::config_option_adder{custom_options_, "global"}
-      .add(s.db, "db", "libpq connection URI of the message store (required)")
-      .add(s.schema, "schema", "Postgres schema of depot's tables")
-      .add(s.service, "service", "service name: source of sent envelopes")
-      .add(s.node_id, "node-id", "owner id of this node's claims; 0 picks a free one")
-      .add(s.concurrency, "concurrency", "workers per queue on this node")
-      .add(queue_concurrency_, "queue-concurrency", "per-queue workers: QUEUE=N,QUEUE=N")
-      .add(s.batch_size, "batch-size", "envelopes claimed and handled per transaction")
-      .add(dedup_, "dedup-window", "how long handled ids are kept for dedup")
-      .add(polling_, "polling-interval", "fallback poll of each queue")
-      .add(heartbeat_, "heartbeat-interval", "node heartbeat and durability agent period")
-      .add(stale_, "stale-after", "a node silent this long is dead; its work is recovered")
-      .add(cleanup_, "cleanup-interval", "removal of handled ids past the dedup window")
-      .add(s.auto_provision, "auto-provision", "apply the schema when the node starts")
-      .add(s.failures.max_attempts, "max-attempts", "attempts before a dead letter")
-      .add(retry_delay_, "retry-delay", "delay of the first retry (x4 each further one)");
+    caf::config_option_adder add{custom_options_, "global"};
+    for (const auto& o : node_options()) {
+      auto& v = values_[std::string{o.name}];
+      auto name = std::string{o.name};
+      auto help = std::string{o.help};
+      std::visit(
+        [&](const auto& f) {
+          using field = std::decay_t<decltype(f)>;
+          if constexpr (std::is_same_v<field, option_field::integer>)
+            add.add(v.integer = f.ref(s), name, help);
+          else if constexpr (std::is_same_v<field, option_field::duration>)
+            add.add(v.duration = f.ref(s), name, help);
+          else if constexpr (std::is_same_v<field, option_field::flag>)
+            add.add(f.ref(s), name, help);
+          else
+            add.add(v.text = show(o, s), name, help);
+        },
+        o.field);
+    }
     for (const auto& opt : custom_options_)
       depot_options_.emplace_back(opt.long_name().data(), opt.long_name().size());
   }
@@ -142,7 +127,8 @@ public:
     caf::config_option_adder{custom_options_, "global"}.add(ref, name, help);
   }
 
-  /// Splits argv into positional words and options, adds DEPOT_* variables, parses with CAF.
+  /// Splits argv into positional words and options, adds DEPOT_* variables, parses with CAF,
+  /// then copies and checks every depot option. Throws usage_error naming a bad option.
   std::vector<std::string> parse_all(const std::vector<std::string>& argv) {
     std::vector<std::string> positional;
     caf::actor_system_config::string_list options;
@@ -151,7 +137,7 @@ public:
         options.push_back(fmt::format("--{}={}", name, v));
     for (std::size_t i = 0; i < argv.size(); ++i) {
       const auto& a = argv[i];
-      if (a.size() < 2 || a[0] != '-' || (a.size() == 1)) {
+      if (a.size() < 2 || a[0] != '-') {
         positional.push_back(a);
         continue;
       }
@@ -171,16 +157,23 @@ public:
         options.push_back(fmt::format("{}={}", a, argv[++i]));
       }
     }
-    // CAF flags take no value: apply "--flag=true|false" (command line or DEPOT_*) ourselves.
+    // CAF flags take no value: apply "--flag=true|false" (command line or DEPOT_*) ourselves;
+    // string values go to CAF quoted, so that it takes them verbatim.
     std::vector<std::pair<const caf::config_option*, bool>> flags;
-    std::erase_if(options, [&](const std::string& o) {
+    std::erase_if(options, [&](std::string& o) {
       auto eq = o.find('=');
       if (!o.starts_with("--") || eq == std::string::npos)
         return false;
       auto* opt = custom_options_.cli_long_name_lookup(caf::string_view{o.data() + 2, eq - 2});
-      if (opt == nullptr || !opt->is_flag())
+      if (opt == nullptr)
         return false;
       auto value = o.substr(eq + 1);
+      if (opt->type_name() == "string") {
+        o = o.substr(0, eq + 1) + quoted(value);
+        return false;
+      }
+      if (!opt->is_flag())
+        return false;
       if (value != "true" && value != "false")
         throw usage_error{fmt::format("{} takes true or false", o.substr(0, eq))};
       flags.emplace_back(opt, value == "true");
@@ -190,15 +183,12 @@ public:
       throw usage_error{render(err)};
     for (auto [opt, value] : flags)
       opt->store(caf::config_value{value});
-    s_.dedup_window = to_ms(dedup_);
-    s_.polling_interval = to_ms(polling_);
-    s_.heartbeat_interval = to_ms(heartbeat_);
-    s_.stale_after = to_ms(stale_);
-    s_.cleanup_interval = to_ms(cleanup_);
-    s_.failures.retry_delay = to_ms(retry_delay_);
-    s_.queue_concurrency = parse_queue_concurrency(queue_concurrency_);
-    if (s_.batch_size < 1 || s_.concurrency < 0 || s_.node_id < 0)
-      throw usage_error{"batch-size must be at least 1; concurrency and node-id not negative"};
+    try {
+      store_values();
+      check(s_);
+    } catch (const invalid_setting& e) {
+      throw usage_error{e.what()};
+    }
     return positional;
   }
 
@@ -206,29 +196,47 @@ public:
 
   /// The effective value of every depot option, for `describe`.
   [[nodiscard]] std::vector<std::pair<std::string, std::string>> effective() const {
-    return {
-      {"db", persistence::redact_password(s_.db)},
-      {"schema", s_.schema},
-      {"service", s_.service},
-      {"node-id", std::to_string(s_.node_id)},
-      {"concurrency", std::to_string(s_.concurrency)},
-      {"queue-concurrency", queue_concurrency_},
-      {"batch-size", std::to_string(s_.batch_size)},
-      {"dedup-window", show_ms(s_.dedup_window)},
-      {"polling-interval", show_ms(s_.polling_interval)},
-      {"heartbeat-interval", show_ms(s_.heartbeat_interval)},
-      {"stale-after", show_ms(s_.stale_after)},
-      {"cleanup-interval", show_ms(s_.cleanup_interval)},
-      {"auto-provision", s_.auto_provision ? "true" : "false"},
-      {"max-attempts", std::to_string(s_.failures.max_attempts)},
-      {"retry-delay", show_ms(s_.failures.retry_delay)},
-    };
+    std::vector<std::pair<std::string, std::string>> result;
+    for (const auto& o : node_options())
+      result.emplace_back(o.name, o.name == "db" ? persistence::redact_password(s_.db)
+                                                 : show(o, s_));
+    return result;
   }
 
 private:
+  /// CAF's value of one option, in CAF's type; flags bind the settings' bool directly.
+  struct value {
+    std::string text;
+    std::int64_t integer = 0;
+    caf::timespan duration{0};
+  };
+
+  // Copies CAF's values into the settings; integers and durations outside the field's type
+  // are refused here, the table's bounds by check().
+  void store_values() {
+    for (const auto& o : node_options()) {
+      const auto& v = values_.at(std::string{o.name});
+      std::visit(
+        [&](const auto& f) {
+          using field = std::decay_t<decltype(f)>;
+          if constexpr (std::is_same_v<field, option_field::text>) {
+            f.ref(s_) = v.text;
+          } else if constexpr (std::is_same_v<field, option_field::integer>) {
+            if (v.integer < f.min || v.integer > f.max)
+              throw out_of_range(o, std::to_string(v.integer));
+            f.ref(s_) = static_cast<int>(v.integer);
+          } else if constexpr (std::is_same_v<field, option_field::duration>) {
+            f.ref(s_) = std::chrono::duration_cast<std::chrono::milliseconds>(v.duration);
+          } else if constexpr (std::is_same_v<field, option_field::queue_counts>) {
+            f.ref(s_) = parse_queue_counts(o, v.text);
+          }
+        },
+        o.field);
+    }
+  }
+
   node_settings& s_;
-  std::string queue_concurrency_;
-  caf::timespan dedup_, polling_, heartbeat_, stale_, cleanup_, retry_delay_;
+  std::map<std::string, value> values_; // node-based: CAF holds references into it
   std::vector<std::string> depot_options_;
 };
 
@@ -266,7 +274,7 @@ struct cli::impl {
 namespace {
 
 int run_node(command_env& env) {
-  // Block the stop signals before any thread starts, so that only sigwait sees them.
+  // Block the stop signals before any thread starts, so that only sigtimedwait sees them.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
@@ -277,8 +285,14 @@ int run_node(command_env& env) {
   fmt::print("node {} running (schema {}); stop with SIGINT or SIGTERM\n", n.number(),
              env.settings.schema);
   std::fflush(stdout);
-  int sig = 0;
-  sigwait(&stop_signals, &sig);
+  // Until a stop signal, or until the node has failed (an actor past its max-restarts).
+  const timespec tick{0, 200'000'000};
+  while (sigtimedwait(&stop_signals, nullptr, &tick) < 0) {
+    if (auto h = n.health(); h.status == node_health::state::failed) {
+      n.stop();
+      throw std::runtime_error{"node failed: " + h.reason};
+    }
+  }
   n.stop();
   return exit_code::ok;
 }
@@ -367,13 +381,30 @@ void cli::impl::add_builtins() {
                           fmt::print("{:<40} {:<10} {:>10}\n", c.queue, c.status, c.count);
                         return exit_code::ok;
                       }});
-  commands.push_back({{"health"}, "", "check the database and schema; exit 1 when unhealthy",
+  commands.push_back({{"health"}, "",
+                      "check the database, the schema and every registered node; exit 1 when "
+                      "unhealthy",
                       {}, [this](command_env& env) {
                         auto store = open_store(env.settings);
                         auto v = store->schema_version();
                         auto ok = v == message_store::latest_schema_version();
                         fmt::print("database reachable; schema {} version {}: {}\n",
                                    env.settings.schema, v, ok ? "healthy" : "needs db apply");
+                        if (!ok)
+                          return exit_code::failure;
+                        auto stale = std::chrono::duration_cast<std::chrono::microseconds>(
+                                       env.settings.stale_after).count();
+                        for (const auto& n : store->node_statuses()) {
+                          if (n.silent_for > stale) {
+                            ok = false;
+                            fmt::print("node {}: silent for {} s\n", n.number,
+                                       n.silent_for / 1'000'000);
+                          } else {
+                            ok = ok && n.health.health == "healthy";
+                            fmt::print("node {}: {}{}{}\n", n.number, n.health.health,
+                                       n.health.reason.empty() ? "" : ": ", n.health.reason);
+                          }
+                        }
                         return ok ? exit_code::ok : exit_code::failure;
                       }});
 }

@@ -27,21 +27,23 @@ struct inbox_processor::outcome {
 
 inbox_processor::inbox_processor(persistence::message_store& store, const routing& routes,
                                  const queue_definition& queue, const node_settings& settings,
-                                 int owner, dispatch_sink& sink)
+                                 int owner, dispatch_sink& sink,
+                                 std::vector<std::string>& in_flight)
   : store_(store),
     routes_(routes),
     queue_(queue),
     settings_(settings),
     owner_(owner),
     sink_(sink),
-    handler_(queue.instantiate()) {
+    handler_(queue.instantiate()),
+    in_flight_(in_flight) {
 }
 
 std::size_t inbox_processor::process_batch() {
+  recover(); // what an earlier failure left claimed
   auto batch = store_.claim(queue_.name, owner_, settings_.batch_size);
   if (batch.empty())
     return 0;
-  in_flight_.clear();
   for (const auto& e : batch)
     in_flight_.push_back(e.id);
   if (!handle(batch, false))
@@ -51,6 +53,8 @@ std::size_t inbox_processor::process_batch() {
 }
 
 void inbox_processor::recover() {
+  if (in_flight_.empty())
+    return;
   store_.release(in_flight_, owner_);
   in_flight_.clear();
 }

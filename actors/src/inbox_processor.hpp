@@ -33,7 +33,7 @@ class inbox_processor {
 public:
   inbox_processor(persistence::message_store& store, const routing& routes,
                   const queue_definition& queue, const node_settings& settings, int owner,
-                  dispatch_sink& sink);
+                  dispatch_sink& sink, std::vector<std::string>& in_flight);
 
   /// Claims one batch and handles it. Returns how many envelopes it claimed. Throws db_error
   /// on a database failure; call recover() once the connection is back.
@@ -42,7 +42,8 @@ public:
   /// Handles one memory-only envelope in a transaction of its own, retrying inline by policy.
   void process_buffered(const envelope& e);
 
-  /// After a database failure: gives the unfinished batch back to the queue.
+  /// After a database failure, or when the worker failed: gives the unfinished batch back to
+  /// the queue.
   void recover();
 
 private:
@@ -67,7 +68,9 @@ private:
   int owner_;
   dispatch_sink& sink_;
   std::unique_ptr<queue_handler> handler_;
-  std::vector<std::string> in_flight_;
+  /// The claimed batch until it is done; outlives this processor, so that the worker that
+  /// replaces a failed one gives back what it could not.
+  std::vector<std::string>& in_flight_;
 };
 
 } // namespace depot

@@ -1,5 +1,6 @@
 // The node's actors. Every actor here blocks on Postgres, so every one is detached (a thread of
-// its own); nothing blocking runs on CAF's shared scheduler threads.
+// its own); nothing blocking runs on CAF's shared scheduler threads. A supervisor (see
+// supervisor.hpp) spawns them and restarts one that fails.
 // - queue worker: one per worker slot of a queue; its mailbox carries wake-ups (durable queues)
 //   or the envelopes themselves (buffered queues); a durable worker polls as a fallback.
 // - durability agent: heartbeat, due scheduled envelopes, recovery of dead nodes, cleanup.
@@ -7,6 +8,7 @@
 #include "depot/actors/node.hpp"
 
 #include <atomic>
+#include <deque>
 #include <future>
 #include <mutex>
 #include <set>
@@ -18,6 +20,7 @@
 #include "depot/persistence/notification_listener.hpp"
 #include "depot/runtime/log.hpp"
 #include "inbox_processor.hpp"
+#include "supervisor.hpp"
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(depot::envelope)
 
@@ -50,9 +53,22 @@ persistence::store_settings store_settings_of(const node_settings& s) {
 } // namespace
 
 struct node::impl final : dispatch_sink {
-  struct worker {
+  /// One worker place of a queue; its actor is restarted in place when it fails.
+  struct worker_slot {
+    std::string label;
+    const queue_definition* queue = nullptr;
+    std::atomic<bool> pending{false}; // a wake-up is on its way: coalesce
+    std::mutex mutex;                 // guards actor: the supervisor replaces it
     caf::actor actor;
-    std::shared_ptr<std::atomic<bool>> pending; // a wake-up is on its way: coalesce
+    /// The connection the first incarnation starts with; later ones open their own.
+    std::unique_ptr<message_store> first_store;
+    /// Claims of the current incarnation; what a failed one could not give back, the next does.
+    std::vector<std::string> in_flight;
+
+    [[nodiscard]] caf::actor current() {
+      std::lock_guard guard{mutex};
+      return actor;
+    }
   };
 
   impl(const routing& a, node_settings s) : app(a), settings(std::move(s)) {}
@@ -63,8 +79,10 @@ struct node::impl final : dispatch_sink {
   std::unique_ptr<caf::actor_system> system;
   std::unique_ptr<message_store> agent_store; // holds the node's advisory lock
   persistence::node_registration self;
-  std::unordered_map<std::string, std::vector<worker>> workers; // fixed after start
-  std::vector<caf::actor> services;
+  std::deque<worker_slot> slots;                                       // fixed after start
+  std::unordered_map<std::string, std::vector<worker_slot*>> workers; // by queue
+  caf::actor supervisor;
+  std::shared_ptr<failure_record> failures;
   std::atomic<std::size_t> round_robin{0};
   bool running = false;
 
@@ -78,6 +96,17 @@ struct node::impl final : dispatch_sink {
 
   [[nodiscard]] std::string address() const { return fmt::format("node:{}", self.number); }
 
+  /// Refuses to start when the server cannot give every worker its connection.
+  void check_connection_budget(std::size_t worker_count);
+  /// Spawns the supervisor with every worker, the durability agent and the wake listener.
+  void spawn_actors();
+
+  /// What the node's row says of its health.
+  [[nodiscard]] persistence::node_health_row health_row() const {
+    auto h = failures ? failures->health() : node_health{};
+    return {to_string(h.status), h.reason};
+  }
+
   // -- dispatch_sink --------------------------------------------------------------------------
 
   void wake(const std::vector<std::string>& queues) override {
@@ -86,9 +115,9 @@ struct node::impl final : dispatch_sink {
       auto i = workers.find(q);
       if (i == workers.end())
         continue;
-      for (auto& w : i->second)
-        if (w.pending && !w.pending->exchange(true))
-          caf::anon_send(w.actor, wake_atom::value);
+      for (auto* w : i->second)
+        if (!w->pending.exchange(true))
+          caf::anon_send(w->current(), wake_atom::value);
     }
   }
 
@@ -100,8 +129,8 @@ struct node::impl final : dispatch_sink {
             e.message_type, e.id, e.queue);
         continue;
       }
-      auto& w = i->second[round_robin++ % i->second.size()];
-      caf::anon_send(w.actor, std::move(e));
+      auto* w = i->second[round_robin++ % i->second.size()];
+      caf::anon_send(w->current(), std::move(e));
     }
   }
 
@@ -136,6 +165,10 @@ struct node::impl final : dispatch_sink {
         return s;
       }
     }
+    return open_store();
+  }
+
+  [[nodiscard]] std::unique_ptr<message_store> open_store() const {
     return std::make_unique<message_store>(store_settings_of(settings));
   }
 
@@ -152,11 +185,10 @@ namespace {
 // -- queue worker -----------------------------------------------------------------------------
 
 struct worker_state {
-  std::shared_ptr<message_store> store;
+  std::unique_ptr<message_store> store;
   std::unique_ptr<inbox_processor> processor;
-  std::shared_ptr<std::atomic<bool>> pending;
   std::chrono::milliseconds backoff = min_backoff;
-  bool connected = true;
+  bool connected = false;
   static inline const char* name = "depot.queue_worker";
 };
 
@@ -166,7 +198,8 @@ void on_db_error(worker_actor* self, const db_error& e) {
   auto& st = self->state;
   log(log_level::warning, "queue worker: database {} ({}); retrying in {} ms", to_string(e.kind()),
       e.what(), st.backoff.count());
-  if (e.kind() == failure_kind::connection_lost || e.kind() == failure_kind::outcome_unknown) {
+  if (!st.processor || e.kind() == failure_kind::connection_lost ||
+      e.kind() == failure_kind::outcome_unknown) {
     st.connected = false;
     self->delayed_send(self, st.backoff, reconnect_atom::value);
   } else {
@@ -180,7 +213,7 @@ void on_db_error(worker_actor* self, const db_error& e) {
   st.backoff = next_backoff(st.backoff);
 }
 
-void drain(worker_actor* self, int batch_size) {
+void drain(worker_actor* self, node::impl::worker_slot* slot, int batch_size) {
   auto& st = self->state;
   if (!st.connected)
     return;
@@ -188,55 +221,71 @@ void drain(worker_actor* self, int batch_size) {
     auto n = st.processor->process_batch();
     st.backoff = min_backoff;
     // A full batch means more may wait: continue after what else is in the mailbox.
-    if (n >= static_cast<std::size_t>(batch_size) && !st.pending->exchange(true))
+    if (n >= static_cast<std::size_t>(batch_size) && !slot->pending.exchange(true))
       self->send(self, wake_atom::value);
   } catch (const db_error& e) {
     on_db_error(self, e);
   }
 }
 
-caf::behavior queue_worker(worker_actor* self, node::impl* node, const queue_definition* queue,
-                           std::shared_ptr<message_store> store,
-                           std::shared_ptr<std::atomic<bool>> pending) {
+// (Re)connects, gives back what an earlier incarnation or connection left claimed, and drains.
+// The first connect also makes the queue's handler (a handler actor's constructor may throw:
+// that is a failure of this worker, which its supervisor restarts).
+void connect(worker_actor* self, node::impl* node, node::impl::worker_slot* slot) {
   auto& st = self->state;
-  st.store = std::move(store);
-  st.pending = std::move(pending);
-  st.processor = std::make_unique<inbox_processor>(*st.store, node->app, *queue, node->settings,
-                                                   node->self.number, *node);
+  try {
+    if (!st.store)
+      st.store = slot->first_store ? std::move(slot->first_store) : node->open_store();
+    else
+      st.store->reconnect();
+    if (!st.processor)
+      st.processor = std::make_unique<inbox_processor>(*st.store, node->app, *slot->queue,
+                                                       node->settings, node->self.number, *node,
+                                                       slot->in_flight);
+    st.processor->recover();
+    if (!st.connected && st.backoff > min_backoff)
+      log(log_level::info, "{}: database connection is back", slot->label);
+    st.connected = true;
+    st.backoff = min_backoff;
+    drain(self, slot, node->settings.batch_size);
+  } catch (const db_error& e) {
+    on_db_error(self, e);
+  }
+}
+
+caf::behavior queue_worker(worker_actor* self, node::impl* node, node::impl::worker_slot* slot) {
+  fail_on_exception(self, [self] {
+    if (self->state.processor)
+      self->state.processor->recover();
+  });
+  slot->pending = false;
+  self->send(self, reconnect_atom::value);
   auto batch = node->settings.batch_size;
+  auto durable = slot->queue->mode == endpoint_mode::durable;
   return {
     [=](wake_atom) {
-      self->state.pending->store(false);
-      if (queue->mode == endpoint_mode::durable)
-        drain(self, batch);
+      slot->pending = false;
+      if (durable)
+        drain(self, slot, batch);
     },
     [=](envelope& e) {
+      auto& st = self->state;
       try {
-        self->state.processor->process_buffered(e);
+        if (!st.connected)
+          throw db_error{failure_kind::connection_lost, "", "not connected"};
+        st.processor->process_buffered(e);
       } catch (const db_error& error) {
         log(log_level::warning, "buffered {} {}: database {}; retrying", e.message_type, e.id,
             error.what());
-        self->delayed_send(self, self->state.backoff, std::move(e));
-        self->state.backoff = next_backoff(self->state.backoff);
+        self->delayed_send(self, st.backoff, std::move(e));
+        st.backoff = next_backoff(st.backoff);
       }
     },
-    [=](reconnect_atom) {
-      auto& s = self->state;
-      try {
-        s.store->reconnect();
-        s.processor->recover();
-        s.connected = true;
-        s.backoff = min_backoff;
-        log(log_level::info, "queue {}: database connection is back", queue->name);
-        drain(self, batch);
-      } catch (const db_error& e) {
-        on_db_error(self, e);
-      }
-    },
+    [=](reconnect_atom) { connect(self, node, slot); },
     caf::after(node->settings.polling_interval) >>
       [=] {
-        if (queue->mode == endpoint_mode::durable)
-          drain(self, batch);
+        if (durable)
+          drain(self, slot, batch);
       },
   };
 }
@@ -262,7 +311,7 @@ void agent_tick(caf::stateful_actor<agent_state>* self, node::impl* node) {
       st.connected = true;
       log(log_level::info, "durability agent: database connection is back");
     }
-    store.heartbeat(node->self, version);
+    store.heartbeat(node->self, version, node->health_row());
     node->wake(store.promote_due());
     node->wake(store.recover_stale(
       std::chrono::duration_cast<std::chrono::microseconds>(s.stale_after).count()));
@@ -283,6 +332,7 @@ void agent_tick(caf::stateful_actor<agent_state>* self, node::impl* node) {
 }
 
 caf::behavior durability_agent(caf::stateful_actor<agent_state>* self, node::impl* node) {
+  fail_on_exception(self);
   self->send(self, tick_atom::value);
   return {
     [=](tick_atom) {
@@ -300,6 +350,7 @@ struct listener_state {
 };
 
 caf::behavior wake_listener(caf::stateful_actor<listener_state>* self, node::impl* node) {
+  fail_on_exception(self);
   self->send(self, listen_atom::value);
   return {
     [=](listen_atom) {
@@ -344,13 +395,82 @@ node_stats node::stats() const {
           impl_->dead.load()};
 }
 
+node_health node::health() const {
+  return impl_->failures ? impl_->failures->health() : node_health{};
+}
+
+const char* to_string(node_health::state s) {
+  switch (s) {
+    case node_health::state::healthy: return "healthy";
+    case node_health::state::unhealthy: return "unhealthy";
+    case node_health::state::failed: return "failed";
+  }
+  return "failed";
+}
+
+void node::impl::check_connection_budget(std::size_t worker_count) {
+  // Each worker holds a connection; the wake listener one, sends at least one more.
+  auto needed = static_cast<std::int64_t>(worker_count) + 2;
+  auto budget = agent_store->free_connections();
+  if (needed > budget.free)
+    throw startup_error{fmt::format(
+      "this node needs {} more database connections ({} queue worker(s), the wake listener, one "
+      "for sends) but the server has {} free (max_connections {}, {} in use): lower "
+      "--concurrency or --queue-concurrency, or raise the server's max_connections",
+      needed, worker_count, std::max<std::int64_t>(budget.free, 0), budget.max, budget.used)};
+}
+
+void node::impl::spawn_actors() {
+  std::vector<supervised> actors;
+  for (auto& slot : slots)
+    actors.push_back({slot.label,
+                      [this, p = &slot](caf::actor_system& sys) {
+                        return sys.spawn<caf::detached>(queue_worker, this, p);
+                      },
+                      [p = &slot](const caf::actor& a) {
+                        std::lock_guard guard{p->mutex};
+                        p->actor = a;
+                      }});
+  actors.push_back({"durability agent",
+                    [this](caf::actor_system& sys) {
+                      return sys.spawn<caf::detached>(durability_agent, this);
+                    },
+                    {}});
+  actors.push_back({"wake listener",
+                    [this](caf::actor_system& sys) {
+                      return sys.spawn<caf::detached>(wake_listener, this);
+                    },
+                    {}});
+  failures = std::make_shared<failure_record>(settings.max_restarts, settings.restart_window);
+  supervisor = spawn_supervisor(*system, std::move(actors), failures);
+}
+
 void node::start() {
   auto& d = *impl_;
   if (d.running)
     return;
   const auto& s = d.settings;
   try {
-    d.agent_store = std::make_unique<message_store>(store_settings_of(s));
+    check(s);
+  } catch (const invalid_setting& e) {
+    throw startup_error{e.what()};
+  }
+  bool registered = false;
+  // Undoes a start that failed half-way: no node row and no connections are left behind.
+  auto undo = [&d, &registered] {
+    if (registered) {
+      try {
+        d.agent_store->deregister(d.self);
+      } catch (const db_error&) {
+        // The row goes once its heartbeat is stale.
+      }
+    }
+    d.slots.clear();
+    d.workers.clear();
+    d.agent_store.reset();
+  };
+  try {
+    d.agent_store = d.open_store();
     if (s.auto_provision) {
       d.agent_store->apply_schema();
     } else if (auto v = d.agent_store->schema_version(); v != message_store::latest_schema_version()) {
@@ -358,26 +478,32 @@ void node::start() {
                                       "`db apply` or enable auto-provision",
                                       s.schema, v, message_store::latest_schema_version())};
     }
-    d.self = d.agent_store->register_node(s.node_id, "", version);
-    std::vector<std::shared_ptr<message_store>> stores;
-    for (const auto& q : d.app.queues())
-      for (int i = 0; i < s.concurrency_of(q.name, q.concurrency); ++i)
-        stores.push_back(std::make_shared<message_store>(store_settings_of(s)));
-    d.config = std::make_unique<caf::actor_system_config>();
-    d.system = std::make_unique<caf::actor_system>(*d.config);
-    auto next_store = stores.begin();
     for (const auto& q : d.app.queues()) {
-      auto& slots = d.workers[q.name];
-      for (int i = 0; i < s.concurrency_of(q.name, q.concurrency); ++i) {
-        auto pending = std::make_shared<std::atomic<bool>>(false);
-        auto a = d.system->spawn<caf::detached>(queue_worker, &d, &q, *next_store++, pending);
-        slots.push_back({a, pending});
+      auto n = s.concurrency_of(q.name, q.concurrency);
+      if (n == 0)
+        log(log_level::warning, "queue {} has no worker on this node (concurrency 0): its "
+            "envelopes wait for another node", q.name);
+      for (int i = 1; i <= n; ++i) {
+        auto& slot = d.slots.emplace_back();
+        slot.label = fmt::format("queue worker {}#{}", q.name, i);
+        slot.queue = &q;
+        d.workers[q.name].push_back(&slot);
       }
     }
-    d.services.push_back(d.system->spawn<caf::detached>(durability_agent, &d));
-    d.services.push_back(d.system->spawn<caf::detached>(wake_listener, &d));
+    d.check_connection_budget(d.slots.size());
+    d.self = d.agent_store->register_node(s.node_id, "", version);
+    registered = true;
+    for (auto& slot : d.slots)
+      slot.first_store = d.open_store();
+    d.config = std::make_unique<caf::actor_system_config>();
+    d.system = std::make_unique<caf::actor_system>(*d.config);
+    d.spawn_actors();
   } catch (const db_error& e) {
+    undo();
     throw startup_error{e.what()};
+  } catch (...) {
+    undo();
+    throw;
   }
   d.running = true;
   std::vector<std::string> all;
@@ -393,14 +519,12 @@ void node::stop() {
   if (!d.running)
     return;
   d.running = false;
-  for (auto& [name, slots] : d.workers)
-    for (auto& w : slots)
-      caf::anon_send_exit(w.actor, caf::exit_reason::user_shutdown);
-  for (auto& a : d.services)
-    caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  // The supervisor stops every actor it runs, and restarts none from then on.
+  caf::anon_send_exit(d.supervisor, caf::exit_reason::user_shutdown);
   d.system->await_all_actors_done();
   d.workers.clear();
-  d.services.clear();
+  d.slots.clear();
+  d.supervisor = caf::actor{};
   try {
     d.agent_store->deregister(d.self);
   } catch (const db_error& e) {

@@ -4,7 +4,6 @@
 #include "depot/persistence/message_store.hpp"
 
 #include <algorithm>
-#include <cctype>
 #include <chrono>
 #include <set>
 
@@ -16,6 +15,7 @@
 #include <soci/postgresql/soci-postgresql.h>
 #include <soci/soci.h>
 
+#include "depot/runtime/settings.hpp"
 #include "migrations.hpp"
 #include "pg_native.hpp"
 
@@ -40,18 +40,6 @@ auto guarded(soci::session& sql, F&& f) -> decltype(f()) {
   } catch (const soci::soci_error& e) {
     throw classify(e, sql);
   }
-}
-
-void check_identifier(const std::string& name) {
-  auto ok = !name.empty() && name.size() < 64 && !std::isdigit(static_cast<unsigned char>(name[0]))
-            && std::all_of(name.begin(), name.end(), [](char c) {
-                 return std::islower(static_cast<unsigned char>(c)) || std::isdigit(c) || c == '_';
-               });
-  if (!ok)
-    throw db_error{failure_kind::permanent, "",
-                   fmt::format("schema name '{}' is not a lower-case identifier; set --schema "
-                               "(DEPOT_SCHEMA) to letters, digits and '_'",
-                               name)};
 }
 
 // A Postgres array literal of uuids; ids come from depot and never need quoting.
@@ -154,7 +142,11 @@ std::string micros_expr(const char* column) {
 } // namespace
 
 message_store::message_store(store_settings settings) : settings_(std::move(settings)) {
-  check_identifier(settings_.schema);
+  try {
+    check_schema_name(settings_.schema);
+  } catch (const invalid_setting& e) {
+    throw db_error{failure_kind::permanent, "", e.what()};
+  }
   if (settings_.db.empty())
     throw db_error{failure_kind::permanent, "",
                    "no database configured: set DEPOT_DB or --db to a libpq connection URI"};
@@ -637,29 +629,66 @@ node_registration message_store::register_node(int number, std::string_view uri,
   });
 }
 
-void message_store::heartbeat(const node_registration& self, std::string_view version) {
+void message_store::heartbeat(const node_registration& self, std::string_view version,
+                              const node_health_row& health) {
   auto& sql = *session_;
   guarded(sql, [&] {
-    soci::statement st = (sql.prepare << fmt::format(
-                            "UPDATE {} SET heartbeat = now() WHERE id = :id::uuid", table("nodes")),
-                          soci::use(self.id));
+    auto reason = postgres_text(health.reason);
+    soci::statement st = (sql.prepare << fmt::format("UPDATE {} SET heartbeat = now(), health = "
+                                                     ":h, health_reason = :r WHERE id = :id::uuid",
+                                                     table("nodes")),
+                          soci::use(health.health, "h"), soci::use(reason, "r"),
+                          soci::use(self.id, "id"));
     st.execute(true);
     if (st.get_affected_rows() > 0)
       return;
     // Declared dead by another node (its work was recovered): come back under the same number.
     auto v = std::string{version};
     soci::statement back = (sql.prepare << fmt::format(
-                              "INSERT INTO {} (id, number, version) VALUES (:id::uuid, :n, :v) "
-                              "ON CONFLICT DO NOTHING",
+                              "INSERT INTO {} (id, number, version, health, health_reason) VALUES "
+                              "(:id::uuid, :n, :v, :h, :r) ON CONFLICT DO NOTHING",
                               table("nodes")),
                             soci::use(self.id, "id"), soci::use(self.number, "n"),
-                            soci::use(v, "v"));
+                            soci::use(v, "v"), soci::use(health.health, "h"),
+                            soci::use(reason, "r"));
     back.execute(true);
     if (back.get_affected_rows() == 0)
       throw db_error{failure_kind::permanent, "",
                      fmt::format("node id {} was taken by another node while this one was "
                                  "unreachable; restart this node",
                                  self.number)};
+  });
+}
+
+std::vector<node_status> message_store::node_statuses() {
+  auto& sql = *session_;
+  return guarded(sql, [&] {
+    std::vector<node_status> result;
+    soci::rowset<soci::row> rows = sql.prepare << fmt::format(
+                                     "SELECT number, health, health_reason, {} FROM {} ORDER BY "
+                                     "number",
+                                     micros_expr("(now() - heartbeat)"), table("nodes"));
+    for (const auto& r : rows)
+      result.push_back({r.get<int>(0), {r.get<std::string>(1), r.get<std::string>(2)},
+                        r.get<long long>(3)});
+    return result;
+  });
+}
+
+connection_budget message_store::free_connections() {
+  auto& sql = *session_;
+  return guarded(sql, [&] {
+    connection_budget b;
+    long long max = 0, used = 0, reserved = 0;
+    sql << "SELECT current_setting('max_connections')::bigint, (SELECT count(*) FROM "
+           "pg_stat_activity WHERE backend_type = 'client backend'), CASE WHEN (SELECT rolsuper "
+           "FROM pg_roles WHERE rolname = current_user) THEN 0 ELSE "
+           "current_setting('superuser_reserved_connections')::bigint END",
+      soci::into(max), soci::into(used), soci::into(reserved);
+    b.max = max;
+    b.used = used;
+    b.free = max - reserved - used;
+    return b;
   });
 }
 

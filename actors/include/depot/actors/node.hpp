@@ -38,6 +38,17 @@ struct node_stats {
   std::uint64_t dead_lettered = 0;
 };
 
+/// Whether a node's actors keep running. A failed actor is restarted; one that fails again
+/// within restart-window makes the node unhealthy, more than max-restarts failures there make
+/// it failed: it must stop (the CLI's `run` then exits 1 with the reason).
+struct node_health {
+  enum class state { healthy, unhealthy, failed } status = state::healthy;
+  std::string reason; ///< empty when healthy
+};
+
+/// "healthy", "unhealthy" or "failed".
+[[nodiscard]] const char* to_string(node_health::state);
+
 class node {
 public:
   /// `app` must outlive the node.
@@ -46,8 +57,9 @@ public:
   node(const node&) = delete;
   node& operator=(const node&) = delete;
 
-  /// Connects, provisions or checks the schema, registers the node and spawns its actors.
-  /// Throws startup_error.
+  /// Checks the settings, connects, provisions or checks the schema, checks that the server has
+  /// the connections this node needs, registers the node and spawns its actors under a
+  /// supervisor. Throws startup_error; a failed start leaves no node row behind.
   void start();
   /// Stops the actors, gives unfinished envelopes back and deregisters. Idempotent.
   void stop();
@@ -56,6 +68,8 @@ public:
   [[nodiscard]] int number() const;
   [[nodiscard]] const node_settings& settings() const;
   [[nodiscard]] node_stats stats() const;
+  /// Healthy, unhealthy or failed, with the reason; also written to the node's row.
+  [[nodiscard]] node_health health() const;
 
   /// Sends `m` durably (one transaction) to the queue that handles its type.
   template <message T>

@@ -46,6 +46,27 @@ struct node_registration {
   int number = 0; ///< the owner id its claims carry
 };
 
+/// What a node's row says of its health (see node_health).
+struct node_health_row {
+  std::string health = "healthy"; ///< healthy, unhealthy or failed
+  std::string reason;
+};
+
+/// A registered node as `health` shows it.
+struct node_status {
+  int number = 0;
+  node_health_row health;
+  micros silent_for = 0; ///< since its last heartbeat
+};
+
+/// How many connections the server has left for this user.
+struct connection_budget {
+  std::int64_t max = 0;  ///< max_connections
+  std::int64_t used = 0; ///< client connections open now
+  std::int64_t free = 0; ///< what this user may still open (superuser_reserved_connections
+                         ///< are not for other users)
+};
+
 /// One connection to the message store.
 class message_store {
 public:
@@ -129,8 +150,14 @@ public:
   node_registration register_node(int number, std::string_view uri, std::string_view version);
   /// Takes the advisory lock that marks node `number` alive (again, after a reconnect).
   bool lock_node_number(int number);
-  /// Refreshes the heartbeat; re-inserts the row when another node declared this one dead.
-  void heartbeat(const node_registration& self, std::string_view version);
+  /// Refreshes the heartbeat and the health; re-inserts the row when another node declared
+  /// this one dead.
+  void heartbeat(const node_registration& self, std::string_view version,
+                 const node_health_row& health = {});
+  /// Every registered node, by number.
+  [[nodiscard]] std::vector<node_status> node_statuses();
+  /// The connections the server has left.
+  [[nodiscard]] connection_budget free_connections();
   /// Removes the node row and releases what it still owns (clean shutdown).
   void deregister(const node_registration& self);
   /// Gives envelopes owned by dead nodes back to owner 0 and removes those nodes. A node is dead

@@ -1,11 +1,17 @@
-// The settings of a node, one field per option, each with its documented default.
-// Bound to CAF's option machinery, config file and DEPOT_* variables by the CLI (see
-// docs/configuration.md); plain data here.
+// The settings of a node, one field per option, each with its documented default, and the one
+// table of options (name, meaning, field, bounds) that the CLI binds to CAF's option machinery,
+// that `describe` prints and that docs/configuration.md is checked against. Plain data here:
+// no CAF, no SQL.
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <map>
+#include <stdexcept>
 #include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
 
 #include "depot/runtime/failure_policy.hpp"
 
@@ -26,6 +32,8 @@ struct node_settings {
   std::chrono::milliseconds cleanup_interval{60'000}; ///< removal of ids past the dedup window
   bool auto_provision = true;    ///< apply the schema at start
   failure_policy failures;       ///< default error policy of every queue
+  int max_restarts = 5; ///< failures of one actor within restart_window before the node stops
+  std::chrono::milliseconds restart_window{60'000}; ///< the window max_restarts counts in
 
   /// Workers for `queue` on this node.
   [[nodiscard]] int concurrency_of(const std::string& queue, int queue_default) const {
@@ -35,5 +43,69 @@ struct node_settings {
     return queue_default > 0 ? queue_default : concurrency;
   }
 };
+
+/// Thrown for a setting outside what a node accepts; what() names the option, the value given
+/// and what it may be.
+class invalid_setting : public std::invalid_argument {
+public:
+  using std::invalid_argument::invalid_argument;
+};
+
+/// The kinds of option values, each with where it lives in node_settings and its bounds.
+namespace option_field {
+struct text {
+  std::string& (*ref)(node_settings&);
+  /// Throws invalid_setting, naming the option, for a value it does not take; may be null.
+  void (*check)(const std::string& value) = nullptr;
+};
+struct integer {
+  int& (*ref)(node_settings&);
+  int min, max;
+};
+struct duration {
+  std::chrono::milliseconds& (*ref)(node_settings&);
+  std::chrono::milliseconds min, max;
+};
+struct flag {
+  bool& (*ref)(node_settings&);
+};
+/// QUEUE=N,QUEUE=N: a count per queue, each within [min, max].
+struct queue_counts {
+  std::map<std::string, int>& (*ref)(node_settings&);
+  int min, max;
+};
+} // namespace option_field
+
+/// One option of every node binary: `--name`, `DEPOT_<NAME>`, a row of docs/configuration.md.
+struct node_option {
+  std::string_view name;
+  std::string_view help;
+  std::variant<option_field::text, option_field::integer, option_field::duration,
+               option_field::flag, option_field::queue_counts>
+    field;
+};
+
+/// Every option, in the order --help and describe show them.
+[[nodiscard]] const std::vector<node_option>& node_options();
+
+/// The value of option `o` in `s` as the command line takes it ("250ms", "true", "q=2,r=1").
+[[nodiscard]] std::string show(const node_option& o, const node_settings& s);
+
+/// Parses "QUEUE=N,QUEUE=N" for option `o` (a queue_counts option); throws invalid_setting
+/// naming the option and the bad item.
+[[nodiscard]] std::map<std::string, int> parse_queue_counts(const node_option& o,
+                                                            std::string_view text);
+
+/// The error for `value` given to option `o`, an integer or duration outside its bounds.
+[[nodiscard]] invalid_setting out_of_range(const node_option& o, std::string_view value);
+
+/// Checks every option of `s` against its bounds, and the rules between options (stale-after
+/// at least twice heartbeat-interval, max-retry-delay not below retry-delay). Throws
+/// invalid_setting for the first that fails.
+void check(const node_settings& s);
+
+/// Throws invalid_setting unless `name` is a plain lower-case SQL identifier (letters, digits,
+/// '_', not starting with a digit, at most 63 bytes): the only schema names depot accepts.
+void check_schema_name(const std::string& name);
 
 } // namespace depot

@@ -1,0 +1,194 @@
+// The option table of a node and the checks of its bounds.
+#include "depot/runtime/settings.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+
+#include <fmt/format.h>
+
+namespace depot {
+
+namespace {
+
+using std::chrono::milliseconds;
+using namespace std::chrono_literals;
+
+constexpr int max_workers = 1000;
+
+// A duration as the command line takes it, in the largest unit that keeps it whole.
+std::string show_duration(milliseconds d) {
+  auto ms = d.count();
+  if (ms != 0 && ms % 3'600'000 == 0)
+    return fmt::format("{}h", ms / 3'600'000);
+  if (ms != 0 && ms % 60'000 == 0)
+    return fmt::format("{}min", ms / 60'000);
+  if (ms != 0 && ms % 1000 == 0)
+    return fmt::format("{}s", ms / 1000);
+  return fmt::format("{}ms", ms);
+}
+
+using queue_map = std::map<std::string, int>;
+
+void check_service(const std::string& value) {
+  if (value.empty())
+    throw invalid_setting{"--service must not be empty"};
+}
+
+// Where each option lives: captureless lambdas, so the table stays plain data.
+#define DEPOT_FIELD(type, expr) [](node_settings& s) -> type& { return expr; }
+
+} // namespace
+
+const std::vector<node_option>& node_options() {
+  using namespace option_field;
+  static const std::vector<node_option> all{
+    {"db", "libpq connection URI of the message store (required)",
+     text{DEPOT_FIELD(std::string, s.db)}},
+    {"schema", "Postgres schema of depot's tables: a lower-case identifier",
+     text{DEPOT_FIELD(std::string, s.schema), check_schema_name}},
+    {"service", "service name: source of sent envelopes",
+     text{DEPOT_FIELD(std::string, s.service), check_service}},
+    {"node-id", "owner id of this node's claims; 0 picks a free one",
+     integer{DEPOT_FIELD(int, s.node_id), 0, 2'147'483'647}},
+    {"concurrency", "workers per queue on this node",
+     integer{DEPOT_FIELD(int, s.concurrency), 0, max_workers}},
+    {"queue-concurrency", "per-queue workers: QUEUE=N,QUEUE=N",
+     queue_counts{DEPOT_FIELD(queue_map, s.queue_concurrency), 0, max_workers}},
+    {"batch-size", "envelopes claimed and handled per transaction",
+     integer{DEPOT_FIELD(int, s.batch_size), 1, 10'000}},
+    {"dedup-window", "how long handled ids are kept for dedup",
+     duration{DEPOT_FIELD(milliseconds, s.dedup_window), 0ms, 24h * 365}},
+    {"polling-interval", "fallback poll of each queue",
+     duration{DEPOT_FIELD(milliseconds, s.polling_interval), 10ms, 1h}},
+    {"heartbeat-interval", "node heartbeat and durability agent period",
+     duration{DEPOT_FIELD(milliseconds, s.heartbeat_interval), 10ms, 1min}},
+    {"stale-after", "a node silent this long is dead; its work is recovered",
+     duration{DEPOT_FIELD(milliseconds, s.stale_after), 100ms, 1h}},
+    {"cleanup-interval", "removal of handled ids past the dedup window",
+     duration{DEPOT_FIELD(milliseconds, s.cleanup_interval), 100ms, 24h}},
+    {"auto-provision", "apply the schema when the node starts",
+     flag{DEPOT_FIELD(bool, s.auto_provision)}},
+    {"max-attempts", "attempts before a dead letter",
+     integer{DEPOT_FIELD(int, s.failures.max_attempts), 1, 1000}},
+    {"retry-delay", "delay of the first retry (x4 each further one)",
+     duration{DEPOT_FIELD(milliseconds, s.failures.retry_delay), 0ms, 24h}},
+    {"max-retry-delay", "upper bound of a retry delay",
+     duration{DEPOT_FIELD(milliseconds, s.failures.max_retry_delay), 0ms, 24h * 7}},
+    {"max-restarts", "failures of one actor within restart-window before the node exits",
+     integer{DEPOT_FIELD(int, s.max_restarts), 0, 1000}},
+    {"restart-window", "the window max-restarts counts failures in",
+     duration{DEPOT_FIELD(milliseconds, s.restart_window), 1s, 24h}},
+  };
+  return all;
+}
+
+#undef DEPOT_FIELD
+
+std::string show(const node_option& o, const node_settings& settings) {
+  auto& s = const_cast<node_settings&>(settings); // the table's refs read, never write, here
+  return std::visit(
+    [&s](const auto& f) -> std::string {
+      using field = std::decay_t<decltype(f)>;
+      if constexpr (std::is_same_v<field, option_field::text>)
+        return f.ref(s);
+      else if constexpr (std::is_same_v<field, option_field::integer>)
+        return std::to_string(f.ref(s));
+      else if constexpr (std::is_same_v<field, option_field::duration>)
+        return show_duration(f.ref(s));
+      else if constexpr (std::is_same_v<field, option_field::flag>)
+        return f.ref(s) ? "true" : "false";
+      else {
+        std::vector<std::string> items;
+        for (const auto& [queue, n] : f.ref(s))
+          items.push_back(fmt::format("{}={}", queue, n));
+        return fmt::format("{}", fmt::join(items, ","));
+      }
+    },
+    o.field);
+}
+
+std::map<std::string, int> parse_queue_counts(const node_option& o, std::string_view text) {
+  const auto& f = std::get<option_field::queue_counts>(o.field);
+  std::map<std::string, int> result;
+  while (!text.empty()) {
+    auto comma = text.find(',');
+    auto item = text.substr(0, comma);
+    text = comma == std::string_view::npos ? std::string_view{} : text.substr(comma + 1);
+    auto eq = item.find('=');
+    if (eq == std::string_view::npos || eq == 0)
+      throw invalid_setting{fmt::format("--{}: '{}' is not QUEUE=N", o.name, item)};
+    auto digits = item.substr(eq + 1);
+    int n = 0;
+    auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
+    if (ec != std::errc{} || end != digits.data() + digits.size() || n < f.min || n > f.max)
+      throw invalid_setting{fmt::format("--{}: '{}' needs a whole number of workers in [{}, {}]",
+                                        o.name, item, f.min, f.max)};
+    result[std::string{item.substr(0, eq)}] = n;
+  }
+  return result;
+}
+
+invalid_setting out_of_range(const node_option& o, std::string_view value) {
+  return std::visit(
+    [&](const auto& f) {
+      using field = std::decay_t<decltype(f)>;
+      if constexpr (std::is_same_v<field, option_field::integer> ||
+                    std::is_same_v<field, option_field::queue_counts>)
+        return invalid_setting{
+          fmt::format("--{} {} is out of range [{}, {}]", o.name, value, f.min, f.max)};
+      else if constexpr (std::is_same_v<field, option_field::duration>)
+        return invalid_setting{fmt::format("--{} {} is out of range [{}, {}]", o.name, value,
+                                           show_duration(f.min), show_duration(f.max))};
+      else
+        return invalid_setting{fmt::format("--{} {} is out of range", o.name, value)};
+    },
+    o.field);
+}
+
+void check(const node_settings& settings) {
+  auto& s = const_cast<node_settings&>(settings); // the table's refs read, never write, here
+  for (const auto& o : node_options()) {
+    std::visit(
+      [&](const auto& f) {
+        using field = std::decay_t<decltype(f)>;
+        if constexpr (std::is_same_v<field, option_field::text>) {
+          if (f.check != nullptr)
+            f.check(f.ref(s));
+        } else if constexpr (std::is_same_v<field, option_field::integer>) {
+          if (f.ref(s) < f.min || f.ref(s) > f.max)
+            throw out_of_range(o, show(o, s));
+        } else if constexpr (std::is_same_v<field, option_field::duration>) {
+          if (f.ref(s) < f.min || f.ref(s) > f.max)
+            throw out_of_range(o, show(o, s));
+        } else if constexpr (std::is_same_v<field, option_field::queue_counts>) {
+          for (const auto& [queue, n] : f.ref(s))
+            if (n < f.min || n > f.max)
+              throw out_of_range(o, fmt::format("{}={}", queue, n));
+        }
+      },
+      o.field);
+  }
+  if (s.stale_after < 2 * s.heartbeat_interval)
+    throw invalid_setting{fmt::format(
+      "--stale-after {} must be at least twice --heartbeat-interval {}: a live node would be "
+      "declared dead between two heartbeats",
+      show_duration(s.stale_after), show_duration(s.heartbeat_interval))};
+  if (s.failures.max_retry_delay < s.failures.retry_delay)
+    throw invalid_setting{fmt::format("--max-retry-delay {} is below --retry-delay {}",
+                                      show_duration(s.failures.max_retry_delay),
+                                      show_duration(s.failures.retry_delay))};
+}
+
+void check_schema_name(const std::string& name) {
+  auto ok = !name.empty() && name.size() < 64 && !std::isdigit(static_cast<unsigned char>(name[0]))
+            && std::all_of(name.begin(), name.end(), [](char c) {
+                 return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+               });
+  if (!ok)
+    throw invalid_setting{fmt::format("schema name '{}' is not a lower-case identifier; set "
+                                      "--schema (DEPOT_SCHEMA) to letters, digits and '_'",
+                                      name)};
+}
+
+} // namespace depot
