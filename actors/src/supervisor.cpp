@@ -5,6 +5,7 @@
 
 #include "depot/runtime/failure_policy.hpp"
 #include "depot/runtime/log.hpp"
+#include "depot/runtime/settings.hpp"
 
 namespace depot {
 
@@ -14,11 +15,6 @@ using restart_atom = caf::atom_constant<caf::atom("restart")>;
 
 constexpr std::chrono::milliseconds first_backoff{100};
 constexpr std::chrono::milliseconds max_backoff{5000};
-
-std::string show(std::chrono::milliseconds d) {
-  return d.count() % 1000 == 0 ? fmt::format("{} s", d.count() / 1000)
-                               : fmt::format("{} ms", d.count());
-}
 
 // The reason an actor ended with: the text fail_on_exception() put in, else CAF's rendering.
 std::string reason_of(caf::actor_system& system, const caf::error& reason) {
@@ -57,7 +53,7 @@ void on_down(supervisor_actor* self, const caf::down_msg& down) {
   const auto& label = st.actors[i].label;
   auto reason = reason_of(self->system(), down.reason);
   auto count = st.record->add(label, reason);
-  auto window = show(st.record->window());
+  auto window = show_duration(st.record->window());
   if (count > st.record->max_restarts()) {
     auto text = fmt::format("{} failed {} time(s) within {}, more than max-restarts {}: {}", label,
                             count, window, st.record->max_restarts(), reason);
@@ -70,7 +66,7 @@ void on_down(supervisor_actor* self, const caf::down_msg& down) {
     backoff *= 2;
   backoff = std::min(backoff, max_backoff);
   log(log_level::error, "{} failed ({} time(s) within {}): {}; restarting in {}", label, count,
-      window, reason, show(backoff));
+      window, reason, show_duration(backoff));
   self->delayed_send(self, backoff, restart_atom::value, static_cast<std::uint64_t>(i));
 }
 
@@ -129,7 +125,7 @@ node_health failure_record::health() const {
                                 [&](auto t) { return now - t <= window_; });
     if (recent > 1)
       return {node_health::state::unhealthy,
-              fmt::format("{} failed {} times within {}: {}", label, recent, show(window_),
+              fmt::format("{} failed {} times within {}: {}", label, recent, show_duration(window_),
                           f.last_reason)};
   }
   return {};

@@ -16,7 +16,8 @@ using namespace std::chrono_literals;
 
 constexpr int max_workers = 1000;
 
-// A duration as the command line takes it, in the largest unit that keeps it whole.
+} // namespace
+
 std::string show_duration(milliseconds d) {
   auto ms = d.count();
   if (ms != 0 && ms % 3'600'000 == 0)
@@ -27,6 +28,8 @@ std::string show_duration(milliseconds d) {
     return fmt::format("{}s", ms / 1000);
   return fmt::format("{}ms", ms);
 }
+
+namespace {
 
 using queue_map = std::map<std::string, int>;
 

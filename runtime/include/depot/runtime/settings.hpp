@@ -88,6 +88,10 @@ struct node_option {
 /// Every option, in the order --help and describe show them.
 [[nodiscard]] const std::vector<node_option>& node_options();
 
+/// A duration as the command line takes it, in the largest unit that keeps it whole: "250ms",
+/// "2s", "1min", "24h".
+[[nodiscard]] std::string show_duration(std::chrono::milliseconds d);
+
 /// The value of option `o` in `s` as the command line takes it ("250ms", "true", "q=2,r=1").
 [[nodiscard]] std::string show(const node_option& o, const node_settings& s);
 
