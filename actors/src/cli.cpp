@@ -41,20 +41,6 @@ std::string env_name(const std::string& option) {
   return result;
 }
 
-/// An error as one line: libpq's multi-line messages folded.
-std::string one_line(std::string_view text) {
-  std::string result;
-  for (char c : text) {
-    auto blank = c == '\n' || c == '\t' || c == ' ';
-    if (blank && (result.empty() || result.back() == ' '))
-      continue;
-    result += blank ? ' ' : c;
-  }
-  while (!result.empty() && result.back() == ' ')
-    result.pop_back();
-  return result;
-}
-
 /// A string option's value for CAF, which unquotes a value that starts with '"': quoted here,
 /// every value reaches depot verbatim (a schema '"x"' stays '"x"', and is refused).
 std::string quoted(std::string_view value) {

@@ -41,10 +41,24 @@ bool log_enabled(log_level level) {
   return level >= threshold();
 }
 
+std::string one_line(std::string_view text) {
+  std::string result;
+  for (char c : text) {
+    auto blank = c == '\n' || c == '\r' || c == '\t' || c == ' ';
+    if (blank && (result.empty() || result.back() == ' '))
+      continue;
+    result += blank ? ' ' : c;
+  }
+  while (!result.empty() && result.back() == ' ')
+    result.pop_back();
+  return result;
+}
+
 void log_line(log_level level, const std::string& text) {
+  auto line = one_line(text);
   static std::mutex m;
   std::lock_guard guard{m};
-  std::fprintf(stderr, "[depot] %s: %s\n", name(level), text.c_str());
+  std::fprintf(stderr, "[depot] %s: %s\n", name(level), line.c_str());
 }
 
 } // namespace depot

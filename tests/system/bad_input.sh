@@ -88,7 +88,7 @@ usage() {
   shift
   while [[ $1 != -- ]]; do pats+=("$1"); shift; done
   shift
-  run 2 "$desc" "$@" && one_line "$desc" && has "$ERR" "$desc" "${pats[@]}"
+  run 2 "$desc" "$@" && one_line "$desc" && has "$ERR" "$desc" "${pats[@]}" || :
 }
 # A run that the bound does not stop would run a node: timeout ends it (exit 124, a mismatch).
 usage "run --batch-size 2147483647" 'batch-size' '2147483647' -- \

@@ -2,6 +2,8 @@
 // shows debug lines; DEPOT_LOG=warning hides info lines.
 #pragma once
 
+#include <string>
+#include <string_view>
 #include <utility>
 
 #include <fmt/format.h>
@@ -12,7 +14,10 @@ enum class log_level { debug, info, warning, error };
 
 /// True when lines of `level` are printed.
 [[nodiscard]] bool log_enabled(log_level level);
-/// Prints one line (thread-safe).
+/// `text` as one line: line breaks, tabs and runs of blanks (libpq's multi-line messages)
+/// become single spaces.
+[[nodiscard]] std::string one_line(std::string_view text);
+/// Prints `text` as one line (thread-safe).
 void log_line(log_level level, const std::string& text);
 
 template <class... Ts>
