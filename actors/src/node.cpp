@@ -414,8 +414,8 @@ void node::impl::check_connection_budget(std::size_t worker_count) {
   auto budget = agent_store->free_connections();
   if (needed > budget.free)
     throw startup_error{fmt::format(
-      "this node needs {} more database connections ({} queue worker(s), the wake listener, one "
-      "for sends) but the server has {} free (max_connections {}, {} in use): lower "
+      "this node needs {} database connections besides its first ({} queue worker(s), the wake "
+      "listener, one for sends) but the server has {} free (max_connections {}, {} in use): lower "
       "--concurrency or --queue-concurrency, or raise the server's max_connections",
       needed, worker_count, std::max<std::int64_t>(budget.free, 0), budget.max, budget.used)};
 }
@@ -478,6 +478,11 @@ void node::start() {
                                       "`db apply` or enable auto-provision",
                                       s.schema, v, message_store::latest_schema_version())};
     }
+    for (const auto& [name, n] : s.queue_concurrency)
+      if (d.app.find_queue(name) == nullptr)
+        throw startup_error{fmt::format("--queue-concurrency names queue '{}', which this node "
+                                        "does not serve (see describe)",
+                                        name)};
     for (const auto& q : d.app.queues()) {
       auto n = s.concurrency_of(q.name, q.concurrency);
       if (n == 0)

@@ -346,45 +346,47 @@ std::size_t message_store::insert_incoming(const std::vector<envelope>& envelope
 std::vector<envelope> message_store::claim(std::string_view queue, int owner, int limit) {
   auto& sql = *session_;
   return guarded(sql, [&] {
-    auto n = static_cast<std::size_t>(std::max(limit, 1));
+    // Rows come in chunks: memory follows what was claimed, never the limit.
+    constexpr int chunk = 256;
+    auto n = static_cast<std::size_t>(std::clamp(limit, 1, chunk));
     std::vector<std::string> ids(n), queues(n), types(n), bodies(n), headers(n), tenants(n);
     std::vector<long long> exec(n), deliver(n), received(n);
     std::vector<int> attempts(n), priorities(n);
     auto q = std::string{queue};
+    std::vector<envelope> result;
     soci::transaction tr{sql};
     // A claim lost in a crash only leaves the row unowned, as recovery would: no fsync needed.
     sql << "SET LOCAL synchronous_commit = off";
-    sql << fmt::format("UPDATE {0} SET owner = :owner WHERE id IN (SELECT id FROM {0} WHERE "
-                       "queue = :q AND status = 'incoming' AND owner = 0 AND execution_time <= "
-                       "now() ORDER BY priority DESC, received_at LIMIT :n FOR UPDATE SKIP "
-                       "LOCKED) AND {4} RETURNING id::text, queue, message_type, body, "
-                       "headers::text, {1}, coalesce({2}, 0), attempts, priority, {3}, "
-                       "coalesce(tenant, '')",
-                       table("incoming"), micros_expr("execution_time"),
-                       micros_expr("deliver_by"), micros_expr("received_at"), owner_registered()),
-      soci::use(owner, "owner"), soci::use(q, "q"), soci::use(limit, "n"), soci::into(ids),
-      soci::into(queues), soci::into(types), soci::into(bodies), soci::into(headers),
-      soci::into(exec), soci::into(deliver), soci::into(attempts), soci::into(priorities),
-      soci::into(received), soci::into(tenants);
-    tr.commit();
-    // SOCI leaves vectors of size 1 untouched when no row comes back.
-    if (!sql.got_data())
-      return std::vector<envelope>{};
-    std::vector<envelope> result(ids.size());
-    for (std::size_t i = 0; i < ids.size(); ++i) {
-      auto& e = result[i];
-      e.id = std::move(ids[i]);
-      e.queue = std::move(queues[i]);
-      e.message_type = std::move(types[i]);
-      e.body = std::move(bodies[i]);
-      e.headers = parse_headers(headers[i]);
-      e.execution_time = exec[i];
-      e.deliver_by = deliver[i];
-      e.attempts = attempts[i];
-      e.priority = priorities[i];
-      e.received_at = received[i];
-      e.tenant = std::move(tenants[i]);
+    soci::statement st =
+      (sql.prepare << fmt::format(
+         "UPDATE {0} SET owner = :owner WHERE id IN (SELECT id FROM {0} WHERE queue = :q AND "
+         "status = 'incoming' AND owner = 0 AND execution_time <= now() ORDER BY priority DESC, "
+         "received_at LIMIT :n FOR UPDATE SKIP LOCKED) AND {4} RETURNING id::text, queue, "
+         "message_type, body, headers::text, {1}, coalesce({2}, 0), attempts, priority, {3}, "
+         "coalesce(tenant, '')",
+         table("incoming"), micros_expr("execution_time"), micros_expr("deliver_by"),
+         micros_expr("received_at"), owner_registered()),
+       soci::use(owner, "owner"), soci::use(q, "q"), soci::use(limit, "n"), soci::into(ids),
+       soci::into(queues), soci::into(types), soci::into(bodies), soci::into(headers),
+       soci::into(exec), soci::into(deliver), soci::into(attempts), soci::into(priorities),
+       soci::into(received), soci::into(tenants));
+    for (bool more = st.execute(true); more; more = st.fetch()) {
+      for (std::size_t i = 0; i < ids.size(); ++i) {
+        auto& e = result.emplace_back();
+        e.id = std::move(ids[i]);
+        e.queue = std::move(queues[i]);
+        e.message_type = std::move(types[i]);
+        e.body = std::move(bodies[i]);
+        e.headers = parse_headers(headers[i]);
+        e.execution_time = exec[i];
+        e.deliver_by = deliver[i];
+        e.attempts = attempts[i];
+        e.priority = priorities[i];
+        e.received_at = received[i];
+        e.tenant = std::move(tenants[i]);
+      }
     }
+    tr.commit();
     // RETURNING does not keep the subquery's order.
     std::stable_sort(result.begin(), result.end(), [](const envelope& a, const envelope& b) {
       return a.priority != b.priority ? a.priority > b.priority : a.received_at < b.received_at;

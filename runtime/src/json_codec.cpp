@@ -88,7 +88,7 @@ void parse(rapidjson::Document& document, std::string_view text) {
                                      max_json_depth, result.Offset()));
     case refusal::nul:
       throw decode_error(fmt::format(
-          "string with a NUL character (\\u0000) at offset {}: Postgres text cannot hold it",
+          "string with a NUL character (\\u0000) ending at offset {}: Postgres text cannot hold it",
           result.Offset()));
     case refusal::none:
       break;

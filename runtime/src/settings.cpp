@@ -124,9 +124,11 @@ std::map<std::string, int> parse_queue_counts(const node_option& o, std::string_
     auto digits = item.substr(eq + 1);
     int n = 0;
     auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
-    if (ec != std::errc{} || end != digits.data() + digits.size() || n < f.min || n > f.max)
-      throw invalid_setting{fmt::format("--{}: '{}' needs a whole number of workers in [{}, {}]",
-                                        o.name, item, f.min, f.max)};
+    if (ec == std::errc::result_out_of_range || (ec == std::errc{} && (n < f.min || n > f.max)))
+      throw out_of_range(o, item);
+    if (ec != std::errc{} || end != digits.data() + digits.size())
+      throw invalid_setting{fmt::format("--{}: '{}' is not QUEUE=N with a whole number N", o.name,
+                                        item)};
     result[std::string{item.substr(0, eq)}] = n;
   }
   return result;

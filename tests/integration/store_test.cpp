@@ -116,6 +116,27 @@ TEST_CASE("higher priority envelopes are claimed first") {
   }
 }
 
+TEST_CASE("a claim larger than one fetch returns every row it claimed, best first, and a huge "
+          "limit costs no memory") {
+  test_schema s;
+  message_store store{s.store_config()};
+  provision(store);
+  const std::string queue = "it.many";
+  std::vector<depot::envelope> batch;
+  for (int i = 0; i < 700; ++i) {
+    batch.push_back(make_envelope(queue, queue, "{}"));
+    batch.back().priority = i % 7;
+  }
+  REQUIRE(store.insert_incoming(batch) == 700);
+  auto claimed = store.claim(queue, 1, 600);
+  REQUIRE(claimed.size() == 600);
+  CHECK(std::is_sorted(claimed.begin(), claimed.end(),
+                       [](const auto& a, const auto& b) { return a.priority > b.priority; }));
+  CHECK(claimed.back().body == "{}");
+  CHECK(store.claim(queue, 1, 2'147'483'647).size() == 100);
+  CHECK(s.number("SELECT count(*) FROM incoming WHERE owner = 1") == 700);
+}
+
 TEST_CASE("begin_handling skips envelopes no longer owned") {
   test_schema s;
   message_store store{s.store_config()};

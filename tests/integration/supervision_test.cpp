@@ -98,6 +98,13 @@ TEST_CASE("a node refuses settings out of bounds before it connects") {
                        "--queue-concurrency it.ping=-3 is out of range [0, 1000]",
                        depot::startup_error);
   config = s.node_config();
+  config.queue_concurrency["it.pong"] = 2;
+  depot::node typo{app, config};
+  CHECK_THROWS_WITH_AS(typo.start(), doctest::Contains("names queue 'it.pong', which this node "
+                                                       "does not serve"),
+                       depot::startup_error);
+  CHECK(s.number("SELECT count(*) FROM nodes") == 0);
+  config = s.node_config();
   config.schema = "\"quoted\"";
   depot::node quoted{app, config};
   CHECK_THROWS_WITH_AS(quoted.start(), doctest::Contains("is not a lower-case identifier"),

@@ -6,42 +6,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.bash"
 sys_init
 sys_create_db
 DB=$DEPOT_DB
-OUT=$SYS_WORK/out ERR=$SYS_WORK/err
-failures=()
-
-# run WANT DESC CMD...: run CMD with stdout/stderr in $OUT/$ERR; WANT is an exit code, or
-# "nonzero". A mismatch is recorded; the test goes on, and fails at the end.
-run() {
-  local want=$1 desc=$2 rc=0
-  shift 2
-  "$@" >"$OUT" 2>"$ERR" </dev/null || rc=$?
-  if [[ $want == nonzero && $rc -ne 0 ]] || [[ $want == "$rc" ]]; then
-    step "ok: $desc (exit $rc)"
-    return 0
-  fi
-  bad "$desc: exit $rc, expected $want; stderr: $(head -c 300 "$ERR")"
-  return 1
-}
-bad() {
-  step "NOT OK: $*"
-  failures+=("$*")
-}
-# has FILE DESC PATTERN...: every grep -E PATTERN must match FILE.
-has() {
-  local file=$1 desc=$2 p
-  shift 2
-  for p in "$@"; do
-    grep -qE -- "$p" "$file" || bad "$desc: no '$p' in: $(head -c 400 "$file")"
-  done
-}
-# one_line DESC: stderr is exactly one non-empty line, starting with "bank: ".
-one_line() {
-  local lines
-  lines=$(grep -c . "$ERR" || true)
-  [[ $lines == 1 && $(wc -l <"$ERR") == 1 ]] ||
-    bad "$1: stderr should be one line, is $(wc -l <"$ERR") line(s): $(head -c 300 "$ERR")"
-  grep -q '^bank: ' "$ERR" || bad "$1: stderr does not start with 'bank: ': $(head -c 200 "$ERR")"
-}
 stored() { q "SELECT count(*) FROM depot.incoming"; }
 
 # -- help ---------------------------------------------------------------------------------------
@@ -137,7 +101,5 @@ run 0 "--db wins over DEPOT_DB" env DEPOT_DB=postgresql://postgres@127.0.0.1:1/n
 [[ $(q "SELECT string_agg(body::jsonb ->> 'account_id', ',' ORDER BY body::jsonb ->> 'account_id') FROM depot.incoming") == acct-1,acct-2,acct-3,acct-4,acct-5 ]] ||
   bad "stored bodies: $(q "SELECT string_agg(body, ' ') FROM depot.incoming")"
 
-if ((${#failures[@]})); then
-  fail "${#failures[@]} CLI check(s) failed; first: ${failures[0]}"
-fi
+sys_checked
 step "PASS"

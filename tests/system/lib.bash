@@ -26,6 +26,14 @@
 #                                 (sys_kill_mid_run) and check that the sender succeeded
 #   sys_wait_drained SECONDS      wait until no envelope is left to handle
 #   sys_verify N                  balances, cascade counts, deadlines, dead letters: all exact
+#
+# Command checks that record a failure and go on (sys_checked fails the test at the end):
+#   run WANT DESC CMD...          CMD with stdin $IN (default /dev/null), stdout/stderr in
+#                                 $OUT/$ERR; WANT is an exit code or "nonzero"
+#   bad MSG                       record a failed check
+#   has FILE DESC PATTERN...      every grep -E PATTERN matches FILE
+#   one_line DESC                 stderr is exactly one line, starting with "bank: "
+#   sys_checked                   fail when a check failed
 
 set -Eeuo pipefail
 shopt -s inherit_errexit
@@ -71,9 +79,50 @@ sys_init() {
   [[ -x $BANK ]] || fail "$BANK is not built (ninja -C build)"
   command -v psql >/dev/null || fail "psql not found"
   SYS_WORK=$(mktemp -d "${TMPDIR:-/tmp}/sys_${SYS_NAME}.XXXXXX")
+  OUT=$SYS_WORK/out ERR=$SYS_WORK/err IN=/dev/null
   depot_on_exit "rm -rf '$SYS_WORK'"
   depot_on_exit _sys_kill_all
   step "start (bank: $BANK)"
+}
+
+SYS_FAILURES=()
+
+run() {
+  local want=$1 desc=$2 rc=0
+  shift 2
+  "$@" >"$OUT" 2>"$ERR" <"$IN" || rc=$?
+  if [[ $want == nonzero && $rc -ne 0 ]] || [[ $want == "$rc" ]]; then
+    step "ok: $desc (exit $rc)"
+    return 0
+  fi
+  bad "$desc: exit $rc, expected $want; stderr: $(head -c 300 "$ERR")"
+  return 1
+}
+
+bad() {
+  step "NOT OK: $*"
+  SYS_FAILURES+=("$*")
+}
+
+has() {
+  local file=$1 desc=$2 p
+  shift 2
+  for p in "$@"; do
+    grep -qE -- "$p" "$file" || bad "$desc: no '$p' in: $(head -c 400 "$file")"
+  done
+}
+
+one_line() {
+  local lines
+  lines=$(grep -c . "$ERR" || true)
+  [[ $lines == 1 && $(wc -l <"$ERR") == 1 ]] ||
+    bad "$1: stderr should be one line, is $(wc -l <"$ERR") line(s): $(head -c 300 "$ERR")"
+  grep -q '^bank: ' "$ERR" || bad "$1: stderr does not start with 'bank: ': $(head -c 200 "$ERR")"
+}
+
+sys_checked() {
+  ((${#SYS_FAILURES[@]} == 0)) ||
+    fail "${#SYS_FAILURES[@]} check(s) failed; first: ${SYS_FAILURES[0]}"
 }
 
 _sys_kill_all() {
