@@ -284,6 +284,9 @@ caf::behavior queue_worker(worker_actor* self, node::impl* node, node::impl::wor
     [=](reconnect_atom) { connect(self, node, slot); },
     caf::after(node->settings.polling_interval) >>
       [=] {
+        // A wake-up sent while this worker was being replaced went to the old incarnation:
+        // its flag is cleared here, so a lost wake-up costs one polling interval at most.
+        slot->pending = false;
         if (durable)
           drain(self, slot, batch);
       },
