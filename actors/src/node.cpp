@@ -3,7 +3,8 @@
 // supervisor.hpp) spawns them and restarts one that fails.
 // - queue worker: one per worker slot of a queue; its mailbox carries wake-ups (durable queues)
 //   or the envelopes themselves (buffered queues); a durable worker polls as a fallback.
-// - durability agent: heartbeat, due scheduled envelopes, recovery of dead nodes, cleanup.
+// - heartbeat: the node's liveness and health, on the connection holding its advisory lock.
+// - durability agent: due scheduled envelopes, recovery of dead nodes, cleanup.
 // - wake listener: LISTEN/NOTIFY wake-ups from other processes.
 #include "depot/actors/node.hpp"
 
@@ -77,7 +78,7 @@ struct node::impl final : dispatch_sink {
   node_settings settings;
   std::unique_ptr<caf::actor_system_config> config;
   std::unique_ptr<caf::actor_system> system;
-  std::unique_ptr<message_store> agent_store; // holds the node's advisory lock
+  std::unique_ptr<message_store> agent_store; // the heartbeat's: holds the node's advisory lock
   persistence::node_registration self;
   std::deque<worker_slot> slots;                                       // fixed after start
   std::unordered_map<std::string, std::vector<worker_slot*>> workers; // by queue
@@ -98,7 +99,8 @@ struct node::impl final : dispatch_sink {
 
   /// Refuses to start when the server cannot give every worker its connection.
   void check_connection_budget(std::size_t worker_count);
-  /// Spawns the supervisor with every worker, the durability agent and the wake listener.
+  /// Spawns the supervisor with every worker, the heartbeat, the durability agent and the wake
+  /// listener.
   void spawn_actors();
 
   /// What the node's row says of its health.
@@ -293,18 +295,18 @@ caf::behavior queue_worker(worker_actor* self, node::impl* node, node::impl::wor
   };
 }
 
-// -- durability agent -------------------------------------------------------------------------
+// -- heartbeat --------------------------------------------------------------------------------
 
-struct agent_state {
+struct heartbeat_state {
   bool connected = true;
-  micros last_cleanup = 0;
-  static inline const char* name = "depot.durability_agent";
+  static inline const char* name = "depot.heartbeat";
 };
 
-void agent_tick(caf::stateful_actor<agent_state>* self, node::impl* node) {
+// On the connection that holds the node's advisory lock, and nothing else: no maintenance work,
+// however long, can delay it and make peers think this node died.
+void beat(caf::stateful_actor<heartbeat_state>* self, node::impl* node) {
   auto& st = self->state;
   auto& store = *node->agent_store;
-  const auto& s = node->settings;
   try {
     if (!st.connected) {
       store.reconnect();
@@ -312,9 +314,49 @@ void agent_tick(caf::stateful_actor<agent_state>* self, node::impl* node) {
         log(log_level::error, "node id {} was taken over while the database was unreachable",
             node->self.number);
       st.connected = true;
-      log(log_level::info, "durability agent: database connection is back");
+      log(log_level::info, "heartbeat: database connection is back");
     }
     store.heartbeat(node->self, version, node->health_row());
+  } catch (const db_error& e) {
+    if (st.connected)
+      log(log_level::warning, "heartbeat: database {} ({}); retrying", to_string(e.kind()),
+          e.what());
+    st.connected = store.connected();
+  }
+}
+
+caf::behavior heartbeat(caf::stateful_actor<heartbeat_state>* self, node::impl* node) {
+  fail_on_exception(self);
+  self->send(self, tick_atom::value);
+  return {
+    [=](tick_atom) {
+      beat(self, node);
+      self->delayed_send(self, node->settings.heartbeat_interval, tick_atom::value);
+    },
+  };
+}
+
+// -- durability agent -------------------------------------------------------------------------
+
+struct agent_state {
+  std::unique_ptr<message_store> store; // its own: a long cleanup blocks nothing else
+  bool connected = true;
+  micros last_cleanup = 0;
+  static inline const char* name = "depot.durability_agent";
+};
+
+void agent_tick(caf::stateful_actor<agent_state>* self, node::impl* node) {
+  auto& st = self->state;
+  const auto& s = node->settings;
+  try {
+    if (!st.store) {
+      st.store = node->open_store();
+    } else if (!st.connected) {
+      st.store->reconnect();
+      log(log_level::info, "durability agent: database connection is back");
+    }
+    st.connected = true;
+    auto& store = *st.store;
     node->wake(store.promote_due());
     node->wake(store.recover_stale(
       std::chrono::duration_cast<std::chrono::microseconds>(s.stale_after).count()));
@@ -330,7 +372,7 @@ void agent_tick(caf::stateful_actor<agent_state>* self, node::impl* node) {
     if (st.connected)
       log(log_level::warning, "durability agent: database {} ({}); retrying",
           to_string(e.kind()), e.what());
-    st.connected = store.connected();
+    st.connected = st.store && st.store->connected();
   }
 }
 
@@ -412,13 +454,14 @@ const char* to_string(node_health::state s) {
 }
 
 void node::impl::check_connection_budget(std::size_t worker_count) {
-  // Each worker holds a connection; the wake listener one, sends at least one more.
-  auto needed = static_cast<std::int64_t>(worker_count) + 2;
+  // Each worker holds a connection; the durability agent and the wake listener one each, sends
+  // at least one more. The heartbeat uses the connection that checks this.
+  auto needed = static_cast<std::int64_t>(worker_count) + 3;
   auto budget = agent_store->free_connections();
   if (needed > budget.free)
     throw startup_error{fmt::format(
-      "this node needs {} database connections besides its first ({} queue worker(s), the wake "
-      "listener, one for sends) but the server has {} free (max_connections {}, {} in use): lower "
+      "this node needs {} database connections besides its first ({} queue worker(s), the "
+      "durability agent, the wake listener, one for sends) but the server has {} free (max_connections {}, {} in use): lower "
       "--concurrency or --queue-concurrency, or raise the server's max_connections",
       needed, worker_count, std::max<std::int64_t>(budget.free, 0), budget.max, budget.used)};
 }
@@ -434,6 +477,11 @@ void node::impl::spawn_actors() {
                         std::lock_guard guard{p->mutex};
                         p->actor = a;
                       }});
+  actors.push_back({"heartbeat",
+                    [this](caf::actor_system& sys) {
+                      return sys.spawn<caf::detached>(heartbeat, this);
+                    },
+                    {}});
   actors.push_back({"durability agent",
                     [this](caf::actor_system& sys) {
                       return sys.spawn<caf::detached>(durability_agent, this);

@@ -212,3 +212,35 @@ TEST_CASE("a hung claim on a dead node's row does not stop the other nodes' hear
   CHECK(wait_until([&] { return s.number("SELECT count(*) FROM nodes WHERE number = 90") == 0; }));
   CHECK(beat_age_ms() < 1000);
 }
+
+TEST_CASE("a cleanup that waits on a locked row does not stop this node's heartbeat") {
+  test_schema s;
+  create_effects_table(s);
+  depot::routing app;
+  handle_jobs(app, s, 1);
+  auto config = s.node_config();
+  config.dedup_window = 1s; // the handled id is cleaned up a second after it was handled
+  config.cleanup_interval = 100ms;
+  depot::node node{app, config};
+  node.start();
+  node.send(job{1});
+  REQUIRE(wait_until([&] { return s.number("SELECT count(*) FROM effects") == 1; }));
+
+  // Another transaction holds the handled row: the cleanup's DELETE waits for it.
+  message_store holder{s.store_config()};
+  soci::transaction held{holder.session()};
+  int one = 0;
+  holder.session() << "SELECT 1 FROM " + s.table("incoming") + " FOR UPDATE", soci::into(one);
+  REQUIRE(holder.session().got_data());
+  REQUIRE(wait_until([&] {
+    return s.number("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND "
+                    "query LIKE 'DELETE FROM " + s.name() + ".incoming%'") == 1;
+  }));
+  // Several heartbeat intervals (100 ms) and past stale-after (1 s) with the cleanup stuck.
+  std::this_thread::sleep_for(1500ms);
+  CHECK(s.number(fmt::format("SELECT (extract(epoch from now() - heartbeat) * 1000)::bigint "
+                             "FROM nodes WHERE number = {}",
+                             node.number())) < 500);
+  held.rollback();
+  CHECK(wait_until([&] { return s.number("SELECT count(*) FROM incoming") == 0; }));
+}
