@@ -325,15 +325,22 @@ void beat(caf::stateful_actor<heartbeat_state>* self, node::impl* node) {
   }
 }
 
-caf::behavior heartbeat(caf::stateful_actor<heartbeat_state>* self, node::impl* node) {
+// The behavior of an actor that runs `tick(self, node)` now and every heartbeat interval.
+template <class State>
+caf::behavior every_heartbeat(caf::stateful_actor<State>* self, node::impl* node,
+                              void (*tick)(caf::stateful_actor<State>*, node::impl*)) {
   fail_on_exception(self);
   self->send(self, tick_atom::value);
   return {
     [=](tick_atom) {
-      beat(self, node);
+      tick(self, node);
       self->delayed_send(self, node->settings.heartbeat_interval, tick_atom::value);
     },
   };
+}
+
+caf::behavior heartbeat(caf::stateful_actor<heartbeat_state>* self, node::impl* node) {
+  return every_heartbeat(self, node, beat);
 }
 
 // -- durability agent -------------------------------------------------------------------------
@@ -377,14 +384,7 @@ void agent_tick(caf::stateful_actor<agent_state>* self, node::impl* node) {
 }
 
 caf::behavior durability_agent(caf::stateful_actor<agent_state>* self, node::impl* node) {
-  fail_on_exception(self);
-  self->send(self, tick_atom::value);
-  return {
-    [=](tick_atom) {
-      agent_tick(self, node);
-      self->delayed_send(self, node->settings.heartbeat_interval, tick_atom::value);
-    },
-  };
+  return every_heartbeat(self, node, agent_tick);
 }
 
 // -- wake listener ----------------------------------------------------------------------------
