@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <set>
 
 #include <caf/actor_system_config.hpp>
@@ -18,13 +19,17 @@
 
 #include "depot/actors/node.hpp"
 #include "depot/transports/local.hpp"
+#include "depot/persistence/embedded_postgres.hpp"
+#include "depot/persistence/node_registry.hpp"
+#include "depot/persistence/schema.hpp"
+#include "depot/persistence/store_admin.hpp"
 #include "depot/persistence/unit_of_work.hpp"
 #include "depot/runtime/log.hpp"
 
 namespace depot {
 
 using persistence::db_error;
-using persistence::message_store;
+using persistence::connection;
 
 namespace {
 
@@ -43,7 +48,7 @@ std::string env_name(const std::string& option) {
 
 /// A string option's value for CAF, which unquotes a value that starts with '"': quoted here,
 /// every value reaches depot verbatim (a schema '"x"' stays '"x"', and is refused).
-std::string quoted(std::string_view value) {
+std::string quote_for_caf(std::string_view value) {
   std::string result = "\"";
   for (char c : value) {
     if (c == '"' || c == '\\')
@@ -155,7 +160,7 @@ public:
         return false;
       auto value = o.substr(eq + 1);
       if (opt->type_name() == "string") {
-        o = o.substr(0, eq + 1) + quoted(value);
+        o = o.substr(0, eq + 1) + quote_for_caf(value);
         return false;
       }
       if (!opt->is_flag())
@@ -226,22 +231,26 @@ private:
   std::vector<std::string> depot_options_;
 };
 
+std::unique_ptr<soci::session> command_env::open_session() const {
+  return persistence::open_session(settings.db);
+}
+
 struct cli::impl {
   std::string program;
   routing& app;
   std::vector<command> commands;
   std::vector<std::function<void(soci::session&)>> db_apply_hooks;
 
-  std::unique_ptr<message_store> open_store(const node_settings& s) {
-    return std::make_unique<message_store>(persistence::store_settings{
+  std::unique_ptr<connection> open_store(const node_settings& s) {
+    return std::make_unique<connection>(persistence::store_settings{
       s.db, s.schema,
       std::chrono::duration_cast<std::chrono::microseconds>(s.dedup_window).count()});
   }
 
   /// A store whose schema is provisioned, or an error saying how to provision it.
-  std::unique_ptr<message_store> open_provisioned_store(const node_settings& s) {
+  std::unique_ptr<connection> open_provisioned_store(const node_settings& s) {
     auto store = open_store(s);
-    if (store->schema_version() == 0)
+    if (persistence::schema_version(*store) == 0)
       throw std::runtime_error{
         fmt::format("schema {} is not provisioned: run `{} db apply`", s.schema, program)};
     return store;
@@ -266,7 +275,7 @@ int run_node(command_env& env) {
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  node n{env.app, env.settings};
+  node n{env.app, env.settings, env.config};
   n.start();
   fmt::print("node {} running (schema {}); stop with SIGINT or SIGTERM\n", n.number(),
              env.settings.schema);
@@ -290,7 +299,7 @@ void cli::impl::add_builtins() {
   commands.push_back({{"db", "apply"}, "", "create or migrate the schema (idempotent)", {},
                       [this](command_env& env) {
                         auto store = open_store(env.settings);
-                        auto applied = store->apply_schema();
+                        auto applied = persistence::apply_schema(*store);
                         if (!db_apply_hooks.empty()) {
                           persistence::unit_of_work uow{*store};
                           for (auto& hook : db_apply_hooks)
@@ -298,15 +307,15 @@ void cli::impl::add_builtins() {
                           uow.commit();
                         }
                         fmt::print("schema {} at version {} (applied now: {})\n",
-                                   env.settings.schema, store->schema_version(),
+                                   env.settings.schema, persistence::schema_version(*store),
                                    applied.empty() ? "none" : fmt::format("{}", fmt::join(applied, ", ")));
                         return exit_code::ok;
                       }});
   commands.push_back({{"db", "status"}, "", "show the schema version; exit 1 when behind", {},
                       [this](command_env& env) {
                         auto store = open_store(env.settings);
-                        auto v = store->schema_version();
-                        auto latest = message_store::latest_schema_version();
+                        auto v = persistence::schema_version(*store);
+                        auto latest = persistence::latest_schema_version();
                         fmt::print("schema {}: version {} of {} ({})\n", env.settings.schema, v,
                                    latest,
                                    v == 0          ? "not provisioned: run db apply"
@@ -363,7 +372,7 @@ void cli::impl::add_builtins() {
                       [this](command_env& env) {
                         auto store = open_provisioned_store(env.settings);
                         fmt::print("{:<40} {:<10} {:>10}\n", "queue", "status", "count");
-                        for (const auto& c : store->counts())
+                        for (const auto& c : persistence::store_admin{*store}.counts())
                           fmt::print("{:<40} {:<10} {:>10}\n", c.queue, c.status, c.count);
                         return exit_code::ok;
                       }});
@@ -372,15 +381,15 @@ void cli::impl::add_builtins() {
                       "unhealthy",
                       {}, [this](command_env& env) {
                         auto store = open_store(env.settings);
-                        auto v = store->schema_version();
-                        auto ok = v == message_store::latest_schema_version();
+                        auto v = persistence::schema_version(*store);
+                        auto ok = v == persistence::latest_schema_version();
                         fmt::print("database reachable; schema {} version {}: {}\n",
                                    env.settings.schema, v, ok ? "healthy" : "needs db apply");
                         if (!ok)
                           return exit_code::failure;
                         auto stale = std::chrono::duration_cast<std::chrono::microseconds>(
                                        env.settings.stale_after).count();
-                        for (const auto& n : store->node_statuses()) {
+                        for (const auto& n : persistence::node_registry{*store}.statuses()) {
                           if (n.silent_for > stale) {
                             ok = false;
                             fmt::print("node {}: silent for {} s\n", n.number,
@@ -501,10 +510,14 @@ int cli::run(int argc, char** argv) {
       return exit_code::ok;
     positional.erase(positional.begin(),
                      positional.begin() + static_cast<std::ptrdiff_t>(chosen->words.size()));
-    command_env env{settings, d.app, positional};
+    command_env env{settings, d.app, positional, config};
     d.config = &config;
-    if (settings.db.empty() && chosen->words != std::vector<std::string>{"describe"})
-      throw usage_error{"no database configured: set DEPOT_DB or --db to a libpq connection URI"};
+    // No database given: a private server under .depot/, stopped when the command ends.
+    std::optional<persistence::embedded_postgres> embedded;
+    if (settings.db.empty() && chosen->words != std::vector<std::string>{"describe"}) {
+      embedded.emplace(persistence::embedded_postgres::default_dir());
+      settings.db = embedded->uri();
+    }
     return chosen->run(env);
   } catch (const usage_error& e) {
     fmt::print(stderr, "{}: {}\n", d.program, one_line(e.what()));

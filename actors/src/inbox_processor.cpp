@@ -25,11 +25,13 @@ struct inbox_processor::outcome {
   std::size_t dead = 0;
 };
 
-inbox_processor::inbox_processor(persistence::message_store& store, const routing& routes,
+inbox_processor::inbox_processor(persistence::connection& conn, const routing& routes,
                                  const queue_definition& queue, const node_settings& settings,
                                  int owner, dispatch_sink& sink,
                                  std::vector<std::string>& in_flight)
-  : store_(store),
+  : conn_(conn),
+    inbox_(conn),
+    dead_letters_(conn),
     routes_(routes),
     queue_(queue),
     settings_(settings),
@@ -41,7 +43,7 @@ inbox_processor::inbox_processor(persistence::message_store& store, const routin
 
 std::size_t inbox_processor::process_batch() {
   recover(); // what an earlier failure left claimed
-  auto batch = store_.claim(queue_.name, owner_, settings_.batch_size);
+  auto batch = inbox_.claim(queue_.name, owner_, settings_.batch_size);
   if (batch.empty())
     return 0;
   for (const auto& e : batch)
@@ -55,12 +57,12 @@ std::size_t inbox_processor::process_batch() {
 void inbox_processor::recover() {
   if (in_flight_.empty())
     return;
-  store_.release(in_flight_, owner_);
+  inbox_.release(in_flight_, owner_);
   in_flight_.clear();
 }
 
 void inbox_processor::run_one(const envelope& e, outcome& out) {
-  context ctx{e, &store_.session(), routes_, settings_.service};
+  context ctx{e, &conn_.session(), routes_, settings_.service};
   routes_.run_pipeline(*handler_, e, ctx);
   for (auto& x : ctx.durable())
     out.durable.push_back(std::move(x));
@@ -74,8 +76,8 @@ void inbox_processor::run_one(const envelope& e, outcome& out) {
 namespace {
 
 // A handler failure is the handler's unless the connection died under it.
-void rethrow_if_connection_lost(persistence::message_store& store) {
-  if (!store.connected())
+void rethrow_if_connection_lost(persistence::connection& conn) {
+  if (!conn.connected())
     throw db_error{failure_kind::connection_lost, "", "connection lost while handling"};
 }
 
@@ -83,11 +85,11 @@ void rethrow_if_connection_lost(persistence::message_store& store) {
 
 bool inbox_processor::handle(const std::vector<envelope>& batch, bool isolate) {
   outcome out;
-  unit_of_work uow{store_};
+  unit_of_work uow{conn_};
   std::vector<std::string> ids;
   for (const auto& e : batch)
     ids.push_back(e.id);
-  auto locked_ids = store_.begin_handling(ids, owner_);
+  auto locked_ids = inbox_.begin_handling(ids, owner_);
   std::unordered_set<std::string> locked{locked_ids.begin(), locked_ids.end()};
   auto now = now_micros();
   for (auto i = batch.begin(); i != batch.end(); ++i) {
@@ -102,7 +104,7 @@ bool inbox_processor::handle(const std::vector<envelope>& batch, bool isolate) {
       try {
         run_one(e, out);
       } catch (...) {
-        rethrow_if_connection_lost(store_);
+        rethrow_if_connection_lost(conn_);
         return false;
       }
       continue;
@@ -113,7 +115,7 @@ bool inbox_processor::handle(const std::vector<envelope>& batch, bool isolate) {
       uow.release("depot_envelope");
     } catch (...) {
       auto error = std::current_exception();
-      rethrow_if_connection_lost(store_);
+      rethrow_if_connection_lost(conn_);
       uow.rollback_to("depot_envelope");
       if (persistence::is_transient(error)) {
         // A deadlock or serialization failure with another transaction, which waits for the locks
@@ -123,20 +125,20 @@ bool inbox_processor::handle(const std::vector<envelope>& batch, bool isolate) {
       }
       auto d = decide(settings_.failures, e, error);
       if (d.what == failure_decision::action::retry) {
-        store_.retry_at(e.id, d.retry_at);
+        inbox_.retry_at(e.id, d.retry_at);
         ++out.retried;
         log(log_level::warning, "{} {} on queue {} failed (attempt {}): {}: {}; retrying",
             e.message_type, e.id, e.queue, e.attempts + 1, d.exception_type, d.reason);
       } else {
-        store_.dead_letter(e, d.exception_type, d.reason);
+        dead_letters_.add(e, d.exception_type, d.reason);
         ++out.dead;
         log(log_level::warning, "{} {} on queue {} dead-lettered after {} attempt(s): {}: {}",
             e.message_type, e.id, e.queue, e.attempts + 1, d.exception_type, d.reason);
       }
     }
   }
-  store_.mark_expired(out.expired);
-  store_.insert_incoming(out.durable, owner_);
+  inbox_.mark_expired(out.expired);
+  inbox_.insert(out.durable, owner_);
   uow.commit();
   dispatch(out);
   return true;
@@ -150,7 +152,7 @@ void inbox_processor::requeue_rest(std::vector<envelope>::const_iterator first,
   for (; first != last; ++first)
     if (locked.contains(first->id))
       rest.push_back(first->id);
-  store_.requeue(rest, owner_);
+  inbox_.requeue(rest, owner_);
   log(log_level::info, "queue {}: {} envelope(s) requeued after a conflict with another "
       "transaction: {}", queue_.name, rest.size(), describe(error));
 }
@@ -175,16 +177,16 @@ void inbox_processor::process_buffered(const envelope& incoming) {
     outcome out;
     std::exception_ptr error;
     {
-      unit_of_work uow{store_};
+      unit_of_work uow{conn_};
       try {
         run_one(e, out);
-        store_.insert_incoming(out.durable, owner_);
+        inbox_.insert(out.durable, owner_);
         uow.commit();
       } catch (const db_error&) {
         throw;
       } catch (...) {
         error = std::current_exception();
-        rethrow_if_connection_lost(store_);
+        rethrow_if_connection_lost(conn_);
       }
     }
     if (!error) {
@@ -193,8 +195,8 @@ void inbox_processor::process_buffered(const envelope& incoming) {
     }
     auto d = decide(settings_.failures, e, error);
     if (d.what == failure_decision::action::dead_letter) {
-      unit_of_work uow{store_};
-      store_.dead_letter(e, d.exception_type, d.reason);
+      unit_of_work uow{conn_};
+      dead_letters_.add(e, d.exception_type, d.reason);
       uow.commit();
       sink_.count(0, 0, 0, 1);
       log(log_level::warning, "{} {} on buffered queue {} dead-lettered: {}: {}", e.message_type,

@@ -8,7 +8,9 @@
 #include <unordered_set>
 #include <vector>
 
-#include "depot/persistence/message_store.hpp"
+#include "depot/persistence/connection.hpp"
+#include "depot/persistence/dead_letters.hpp"
+#include "depot/persistence/inbox.hpp"
 #include "depot/runtime/routing.hpp"
 #include "depot/runtime/settings.hpp"
 
@@ -31,7 +33,7 @@ public:
 
 class inbox_processor {
 public:
-  inbox_processor(persistence::message_store& store, const routing& routes,
+  inbox_processor(persistence::connection& conn, const routing& routes,
                   const queue_definition& queue, const node_settings& settings, int owner,
                   dispatch_sink& sink, std::vector<std::string>& in_flight);
 
@@ -61,7 +63,9 @@ private:
   /// After commit: wake-ups, buffered envelopes, replies, counters.
   void dispatch(outcome& out);
 
-  persistence::message_store& store_;
+  persistence::connection& conn_;
+  persistence::inbox inbox_;
+  persistence::dead_letters dead_letters_;
   const routing& routes_;
   const queue_definition& queue_;
   const node_settings& settings_;

@@ -1,50 +1,36 @@
-// The node's actors. Every actor here blocks on Postgres, so every one is detached (a thread of
-// its own); nothing blocking runs on CAF's shared scheduler threads. A supervisor (see
-// supervisor.hpp) spawns them and restarts one that fails.
-// - queue worker: one per worker slot of a queue; its mailbox carries wake-ups (durable queues)
-//   or the envelopes themselves (buffered queues); a durable worker polls as a fallback.
-// - heartbeat: the node's liveness and health, on the connection holding its advisory lock.
-// - durability agent: due scheduled envelopes, recovery of dead nodes, cleanup.
-// - wake listener: LISTEN/NOTIFY wake-ups from other processes.
+// The node: registers in the store, starts its services' actors under one supervisor, and
+// stops them. It knows its services only as `service` (queue workers, heartbeat, durability
+// agent and wake listener are built in; the application may add more); they know it only as
+// `node_context`. Nothing here blocks a CAF scheduler thread: every blocking actor is detached.
 #include "depot/actors/node.hpp"
 
 #include <atomic>
-#include <deque>
 #include <future>
 #include <mutex>
-#include <set>
+#include <thread>
 #include <unordered_map>
 
 #include <caf/all.hpp>
 
-#include "depot/transports/local.hpp"
-#include "depot/persistence/notification_listener.hpp"
+#include "depot/actors/service.hpp"
+#include "depot/persistence/node_registry.hpp"
+#include "depot/persistence/schema.hpp"
 #include "depot/runtime/log.hpp"
-#include "inbox_processor.hpp"
+#include "depot/transports/local.hpp"
+#include "durability_agent.hpp"
+#include "heartbeat.hpp"
+#include "queue_workers.hpp"
 #include "supervisor.hpp"
-
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(depot::envelope)
+#include "wake_listener.hpp"
 
 namespace depot {
 
+using persistence::connection;
 using persistence::db_error;
-using persistence::failure_kind;
-using persistence::message_store;
 
 namespace {
 
-using wake_atom = caf::atom_constant<caf::atom("wake")>;
-using reconnect_atom = caf::atom_constant<caf::atom("reconnect")>;
-using tick_atom = caf::atom_constant<caf::atom("tick")>;
-using listen_atom = caf::atom_constant<caf::atom("listen")>;
-
 constexpr const char* version = "0.1.0";
-constexpr std::chrono::milliseconds min_backoff{100};
-constexpr std::chrono::milliseconds max_backoff{5000};
-
-std::chrono::milliseconds next_backoff(std::chrono::milliseconds b) {
-  return std::min(b * 2, max_backoff);
-}
 
 persistence::store_settings store_settings_of(const node_settings& s) {
   return {s.db, s.schema, std::chrono::duration_cast<std::chrono::microseconds>(s.dedup_window)
@@ -53,42 +39,28 @@ persistence::store_settings store_settings_of(const node_settings& s) {
 
 } // namespace
 
-struct node::impl final : dispatch_sink {
-  /// One worker place of a queue; its actor is restarted in place when it fails.
-  struct worker_slot {
-    std::string label;
-    const queue_definition* queue = nullptr;
-    std::atomic<bool> pending{false}; // a wake-up is on its way: coalesce
-    std::mutex mutex;                 // guards actor: the supervisor replaces it
-    caf::actor actor;
-    /// The connection the first incarnation starts with; later ones open their own.
-    std::unique_ptr<message_store> first_store;
-    /// Claims of the current incarnation; what a failed one could not give back, the next does.
-    std::vector<std::string> in_flight;
+struct node::impl final : dispatch_sink, node_context {
+  impl(const routing& a, node_settings s, caf::actor_system_config* c)
+    : app_(a), settings_(std::move(s)), config(c) {}
 
-    [[nodiscard]] caf::actor current() {
-      std::lock_guard guard{mutex};
-      return actor;
-    }
-  };
-
-  impl(const routing& a, node_settings s) : app(a), settings(std::move(s)) {}
-
-  const routing& app;
-  node_settings settings;
-  std::unique_ptr<caf::actor_system_config> config;
+  const routing& app_;
+  node_settings settings_;
+  caf::actor_system_config* config; // the caller's, or null for CAF's defaults
+  std::unique_ptr<caf::actor_system_config> own_config;
   std::unique_ptr<caf::actor_system> system;
-  std::unique_ptr<message_store> agent_store; // the heartbeat's: holds the node's advisory lock
+  std::unique_ptr<connection> registration; // holds the node's advisory lock; the heartbeat's
   persistence::node_registration self;
-  std::deque<worker_slot> slots;                                       // fixed after start
-  std::unordered_map<std::string, std::vector<worker_slot*>> workers; // by queue
+  queue_workers workers{*this};
+  heartbeat beat{registration, self, version};
+  durability_agent agent;
+  wake_listener listener;
+  std::vector<std::unique_ptr<service>> services; // the application's
   caf::actor supervisor;
   std::shared_ptr<failure_record> failures;
-  std::atomic<std::size_t> round_robin{0};
   bool running = false;
 
   std::mutex pool_mutex;
-  std::vector<std::unique_ptr<message_store>> pool; // connections for callers' sends
+  std::vector<std::unique_ptr<connection>> pool; // connections for callers' sends
 
   std::mutex replies_mutex;
   std::unordered_map<std::string, std::promise<reply_message>> waiting;
@@ -97,43 +69,34 @@ struct node::impl final : dispatch_sink {
 
   [[nodiscard]] std::string address() const { return fmt::format("node:{}", self.number); }
 
-  /// Refuses to start when the server cannot give every worker its connection.
-  void check_connection_budget(std::size_t worker_count);
-  /// Spawns the supervisor with every worker, the heartbeat, the durability agent and the wake
-  /// listener.
-  void spawn_actors();
+  /// The built-in services, then the application's.
+  [[nodiscard]] std::vector<service*> all_services() {
+    std::vector<service*> all{&workers, &beat, &agent, &listener};
+    for (auto& s : services)
+      all.push_back(s.get());
+    return all;
+  }
 
-  /// What the node's row says of its health.
-  [[nodiscard]] persistence::node_health_row health_row() const {
-    auto h = failures ? failures->health() : node_health{};
-    return {to_string(h.status), h.reason};
+  /// Refuses to start when the server cannot give every service its connections.
+  void check_connection_budget(const std::vector<service*>& all);
+
+  // -- node_context ---------------------------------------------------------------------------
+
+  [[nodiscard]] int number() const override { return self.number; }
+  [[nodiscard]] const node_settings& settings() const override { return settings_; }
+  [[nodiscard]] const routing& app() const override { return app_; }
+  [[nodiscard]] std::unique_ptr<connection> connect() const override {
+    return std::make_unique<connection>(store_settings_of(settings_));
+  }
+  void wake(const std::vector<std::string>& queues) override { workers.wake(queues); }
+  [[nodiscard]] node_health health() const override {
+    return failures ? failures->health() : node_health{};
   }
 
   // -- dispatch_sink --------------------------------------------------------------------------
 
-  void wake(const std::vector<std::string>& queues) override {
-    std::set<std::string> distinct{queues.begin(), queues.end()};
-    for (const auto& q : distinct) {
-      auto i = workers.find(q);
-      if (i == workers.end())
-        continue;
-      for (auto* w : i->second)
-        if (!w->pending.exchange(true))
-          caf::anon_send(w->current(), wake_atom::value);
-    }
-  }
-
   void deliver_buffered(std::vector<envelope> envelopes) override {
-    for (auto& e : envelopes) {
-      auto i = workers.find(e.queue);
-      if (i == workers.end() || i->second.empty()) {
-        log(log_level::warning, "buffered {} {} dropped: queue {} has no worker on this node",
-            e.message_type, e.id, e.queue);
-        continue;
-      }
-      auto* w = i->second[round_robin++ % i->second.size()];
-      caf::anon_send(w->current(), std::move(e));
-    }
+    workers.deliver_buffered(std::move(envelopes));
   }
 
   void deliver_reply(reply_message reply) override {
@@ -156,271 +119,46 @@ struct node::impl final : dispatch_sink {
     dead += d;
   }
 
-  // -- store leases for callers' sends ---------------------------------------------------------
+  // -- connections for callers' sends ---------------------------------------------------------
 
-  std::unique_ptr<message_store> lease() {
+  std::unique_ptr<connection> lease() {
     {
       std::lock_guard guard{pool_mutex};
       if (!pool.empty()) {
-        auto s = std::move(pool.back());
+        auto c = std::move(pool.back());
         pool.pop_back();
-        return s;
+        return c;
       }
     }
-    return open_store();
+    return connect();
   }
 
-  [[nodiscard]] std::unique_ptr<message_store> open_store() const {
-    return std::make_unique<message_store>(store_settings_of(settings));
-  }
-
-  void give_back(std::unique_ptr<message_store> s) {
-    if (!s->connected())
+  void give_back(std::unique_ptr<connection> c) {
+    if (!c->connected())
       return;
     std::lock_guard guard{pool_mutex};
-    pool.push_back(std::move(s));
+    pool.push_back(std::move(c));
+  }
+
+  /// Runs `f` on a leased connection and gives it back.
+  template <class F>
+  auto with_connection(F&& f) {
+    auto c = lease();
+    struct returner {
+      impl& node;
+      std::unique_ptr<connection>& c;
+      ~returner() { node.give_back(std::move(c)); }
+    } r{*this, c};
+    return f(*c);
   }
 };
-
-namespace {
-
-// -- queue worker -----------------------------------------------------------------------------
-
-struct worker_state {
-  std::unique_ptr<message_store> store;
-  std::unique_ptr<inbox_processor> processor;
-  std::chrono::milliseconds backoff = min_backoff;
-  bool connected = false;
-  static inline const char* name = "depot.queue_worker";
-};
-
-using worker_actor = caf::stateful_actor<worker_state>;
-
-void on_db_error(worker_actor* self, const db_error& e) {
-  auto& st = self->state;
-  log(log_level::warning, "queue worker: database {} ({}); retrying in {} ms", to_string(e.kind()),
-      e.what(), st.backoff.count());
-  if (!st.processor || e.kind() == failure_kind::connection_lost ||
-      e.kind() == failure_kind::outcome_unknown) {
-    st.connected = false;
-    self->delayed_send(self, st.backoff, reconnect_atom::value);
-  } else {
-    try {
-      st.processor->recover();
-    } catch (const db_error&) {
-      // The next attempt or the durability agent releases them.
-    }
-    self->delayed_send(self, st.backoff, wake_atom::value);
-  }
-  st.backoff = next_backoff(st.backoff);
-}
-
-void drain(worker_actor* self, node::impl::worker_slot* slot, int batch_size) {
-  auto& st = self->state;
-  if (!st.connected)
-    return;
-  try {
-    auto n = st.processor->process_batch();
-    st.backoff = min_backoff;
-    // A full batch means more may wait: continue after what else is in the mailbox.
-    if (n >= static_cast<std::size_t>(batch_size) && !slot->pending.exchange(true))
-      self->send(self, wake_atom::value);
-  } catch (const db_error& e) {
-    on_db_error(self, e);
-  }
-}
-
-// (Re)connects, gives back what an earlier incarnation or connection left claimed, and drains.
-// The first connect also makes the queue's handler (a handler actor's constructor may throw:
-// that is a failure of this worker, which its supervisor restarts).
-void connect(worker_actor* self, node::impl* node, node::impl::worker_slot* slot) {
-  auto& st = self->state;
-  try {
-    if (!st.store)
-      st.store = slot->first_store ? std::move(slot->first_store) : node->open_store();
-    else
-      st.store->reconnect();
-    if (!st.processor)
-      st.processor = std::make_unique<inbox_processor>(*st.store, node->app, *slot->queue,
-                                                       node->settings, node->self.number, *node,
-                                                       slot->in_flight);
-    st.processor->recover();
-    if (!st.connected && st.backoff > min_backoff)
-      log(log_level::info, "{}: database connection is back", slot->label);
-    st.connected = true;
-    st.backoff = min_backoff;
-    drain(self, slot, node->settings.batch_size);
-  } catch (const db_error& e) {
-    on_db_error(self, e);
-  }
-}
-
-caf::behavior queue_worker(worker_actor* self, node::impl* node, node::impl::worker_slot* slot) {
-  fail_on_exception(self, [self] {
-    if (self->state.processor)
-      self->state.processor->recover();
-  });
-  slot->pending = false;
-  self->send(self, reconnect_atom::value);
-  auto batch = node->settings.batch_size;
-  auto durable = slot->queue->mode == endpoint_mode::durable;
-  return {
-    [=](wake_atom) {
-      slot->pending = false;
-      if (durable)
-        drain(self, slot, batch);
-    },
-    [=](envelope& e) {
-      auto& st = self->state;
-      try {
-        if (!st.connected)
-          throw db_error{failure_kind::connection_lost, "", "not connected"};
-        st.processor->process_buffered(e);
-      } catch (const db_error& error) {
-        log(log_level::warning, "buffered {} {}: database {}; retrying", e.message_type, e.id,
-            error.what());
-        self->delayed_send(self, st.backoff, std::move(e));
-        st.backoff = next_backoff(st.backoff);
-      }
-    },
-    [=](reconnect_atom) { connect(self, node, slot); },
-    caf::after(node->settings.polling_interval) >>
-      [=] {
-        // A wake-up sent while this worker was being replaced went to the old incarnation:
-        // its flag is cleared here, so a lost wake-up costs one polling interval at most.
-        slot->pending = false;
-        if (durable)
-          drain(self, slot, batch);
-      },
-  };
-}
-
-// -- heartbeat --------------------------------------------------------------------------------
-
-struct heartbeat_state {
-  bool connected = true;
-  static inline const char* name = "depot.heartbeat";
-};
-
-// On the connection that holds the node's advisory lock, and nothing else: no maintenance work,
-// however long, can delay it and make peers think this node died.
-void beat(caf::stateful_actor<heartbeat_state>* self, node::impl* node) {
-  auto& st = self->state;
-  auto& store = *node->agent_store;
-  try {
-    if (!st.connected) {
-      store.reconnect();
-      if (!store.lock_node_number(node->self.number))
-        log(log_level::error, "node id {} was taken over while the database was unreachable",
-            node->self.number);
-      st.connected = true;
-      log(log_level::info, "heartbeat: database connection is back");
-    }
-    store.heartbeat(node->self, version, node->health_row());
-  } catch (const db_error& e) {
-    if (st.connected)
-      log(log_level::warning, "heartbeat: database {} ({}); retrying", to_string(e.kind()),
-          e.what());
-    st.connected = store.connected();
-  }
-}
-
-// The behavior of an actor that runs `tick(self, node)` now and every heartbeat interval.
-template <class State>
-caf::behavior every_heartbeat(caf::stateful_actor<State>* self, node::impl* node,
-                              void (*tick)(caf::stateful_actor<State>*, node::impl*)) {
-  fail_on_exception(self);
-  self->send(self, tick_atom::value);
-  return {
-    [=](tick_atom) {
-      tick(self, node);
-      self->delayed_send(self, node->settings.heartbeat_interval, tick_atom::value);
-    },
-  };
-}
-
-caf::behavior heartbeat(caf::stateful_actor<heartbeat_state>* self, node::impl* node) {
-  return every_heartbeat(self, node, beat);
-}
-
-// -- durability agent -------------------------------------------------------------------------
-
-struct agent_state {
-  std::unique_ptr<message_store> store; // its own: a long cleanup blocks nothing else
-  bool connected = true;
-  micros last_cleanup = 0;
-  static inline const char* name = "depot.durability_agent";
-};
-
-void agent_tick(caf::stateful_actor<agent_state>* self, node::impl* node) {
-  auto& st = self->state;
-  const auto& s = node->settings;
-  try {
-    if (!st.store) {
-      st.store = node->open_store();
-    } else if (!st.connected) {
-      st.store->reconnect();
-      log(log_level::info, "durability agent: database connection is back");
-    }
-    st.connected = true;
-    auto& store = *st.store;
-    node->wake(store.promote_due());
-    node->wake(store.recover_stale(
-      std::chrono::duration_cast<std::chrono::microseconds>(s.stale_after).count()));
-    auto now = now_micros();
-    auto interval = std::chrono::duration_cast<std::chrono::microseconds>(s.cleanup_interval);
-    if (now - st.last_cleanup >= interval.count()) {
-      constexpr int chunk = 10000;
-      while (store.remove_expired_ids(chunk) == chunk) {
-      }
-      st.last_cleanup = now;
-    }
-  } catch (const db_error& e) {
-    if (st.connected)
-      log(log_level::warning, "durability agent: database {} ({}); retrying",
-          to_string(e.kind()), e.what());
-    st.connected = st.store && st.store->connected();
-  }
-}
-
-caf::behavior durability_agent(caf::stateful_actor<agent_state>* self, node::impl* node) {
-  return every_heartbeat(self, node, agent_tick);
-}
-
-// -- wake listener ----------------------------------------------------------------------------
-
-struct listener_state {
-  std::unique_ptr<persistence::notification_listener> listener;
-  static inline const char* name = "depot.wake_listener";
-};
-
-caf::behavior wake_listener(caf::stateful_actor<listener_state>* self, node::impl* node) {
-  fail_on_exception(self);
-  self->send(self, listen_atom::value);
-  return {
-    [=](listen_atom) {
-      auto& st = self->state;
-      try {
-        if (!st.listener)
-          st.listener = std::make_unique<persistence::notification_listener>(
-            node->settings.db, node->agent_store->notify_channel());
-        // Short waits keep the mailbox (and shutdown) responsive.
-        for (auto& notice : st.listener->wait(std::chrono::milliseconds{200}))
-          if (notice.sender != node->self.number)
-            node->wake(notice.queues);
-        self->send(self, listen_atom::value);
-      } catch (const db_error&) {
-        st.listener.reset(); // polling covers the gap
-        self->delayed_send(self, max_backoff, listen_atom::value);
-      }
-    },
-  };
-}
-
-} // namespace
 
 node::node(const routing& app, node_settings settings)
-  : impl_(std::make_unique<impl>(app, std::move(settings))) {
+  : impl_(std::make_unique<impl>(app, std::move(settings), nullptr)) {
+}
+
+node::node(const routing& app, node_settings settings, caf::actor_system_config& config)
+  : impl_(std::make_unique<impl>(app, std::move(settings), &config)) {
 }
 
 node::~node() {
@@ -432,7 +170,7 @@ int node::number() const {
 }
 
 const node_settings& node::settings() const {
-  return impl_->settings;
+  return impl_->settings_;
 }
 
 node_stats node::stats() const {
@@ -441,7 +179,7 @@ node_stats node::stats() const {
 }
 
 node_health node::health() const {
-  return impl_->failures ? impl_->failures->health() : node_health{};
+  return impl_->health();
 }
 
 const char* to_string(node_health::state s) {
@@ -453,107 +191,87 @@ const char* to_string(node_health::state s) {
   return "failed";
 }
 
-void node::impl::check_connection_budget(std::size_t worker_count) {
-  // Each worker holds a connection; the durability agent and the wake listener one each, sends
-  // at least one more. The heartbeat uses the connection that checks this.
-  auto needed = static_cast<std::int64_t>(worker_count) + 3;
-  auto budget = agent_store->free_connections();
-  if (needed > budget.free)
-    throw startup_error{fmt::format(
-      "this node needs {} database connections besides its first ({} queue worker(s), the "
-      "durability agent, the wake listener, one for sends) but the server has {} free (max_connections {}, {} in use): lower "
-      "--concurrency or --queue-concurrency, or raise the server's max_connections",
-      needed, worker_count, std::max<std::int64_t>(budget.free, 0), budget.max, budget.used)};
+void node::add_service(std::unique_ptr<service> s) {
+  if (impl_->running)
+    throw std::logic_error{"add services before node::start"};
+  impl_->services.push_back(std::move(s));
 }
 
-void node::impl::spawn_actors() {
-  std::vector<supervised> actors;
-  for (auto& slot : slots)
-    actors.push_back({slot.label,
-                      [this, p = &slot](caf::actor_system& sys) {
-                        return sys.spawn<caf::detached>(queue_worker, this, p);
-                      },
-                      [p = &slot](const caf::actor& a) {
-                        std::lock_guard guard{p->mutex};
-                        p->actor = a;
-                      }});
-  actors.push_back({"heartbeat",
-                    [this](caf::actor_system& sys) {
-                      return sys.spawn<caf::detached>(heartbeat, this);
-                    },
-                    {}});
-  actors.push_back({"durability agent",
-                    [this](caf::actor_system& sys) {
-                      return sys.spawn<caf::detached>(durability_agent, this);
-                    },
-                    {}});
-  actors.push_back({"wake listener",
-                    [this](caf::actor_system& sys) {
-                      return sys.spawn<caf::detached>(wake_listener, this);
-                    },
-                    {}});
-  failures = std::make_shared<failure_record>(settings.max_restarts, settings.restart_window);
-  supervisor = spawn_supervisor(*system, std::move(actors), failures);
+void node::impl::check_connection_budget(const std::vector<service*>& all) {
+  // The registration connection checks this; sends need at least one more.
+  std::int64_t needed = 1;
+  std::vector<std::string> parts;
+  for (const auto* s : all) {
+    if (s->connections() == 0)
+      continue;
+    needed += static_cast<std::int64_t>(s->connections());
+    parts.push_back(fmt::format("{} {}", s->connections(), s->name()));
+  }
+  parts.emplace_back("1 for sends");
+  auto budget = persistence::store_admin{*registration}.free_connections();
+  if (needed > budget.free)
+    throw startup_error{fmt::format(
+      "this node needs {} database connections besides its first ({}) but the server has {} "
+      "free (max_connections {}, {} in use): lower --concurrency or --queue-concurrency, or "
+      "raise the server's max_connections",
+      needed, fmt::join(parts, ", "), std::max<std::int64_t>(budget.free, 0), budget.max,
+      budget.used)};
 }
 
 void node::start() {
   auto& d = *impl_;
   if (d.running)
     return;
-  const auto& s = d.settings;
+  const auto& s = d.settings_;
   try {
     check(s);
   } catch (const invalid_setting& e) {
     throw startup_error{e.what()};
   }
+  auto all = d.all_services();
   bool registered = false;
   // Undoes a start that failed half-way: no node row and no connections are left behind.
   auto undo = [&d, &registered] {
     if (registered) {
       try {
-        d.agent_store->deregister(d.self);
+        persistence::node_registry{*d.registration}.deregister(d.self);
       } catch (const db_error&) {
         // The row goes once its heartbeat is stale.
       }
     }
-    d.slots.clear();
-    d.workers.clear();
-    d.agent_store.reset();
+    for (auto* x : d.all_services())
+      x->stopped();
+    d.registration.reset();
   };
   try {
-    d.agent_store = d.open_store();
+    d.registration = d.connect();
     if (s.auto_provision) {
-      d.agent_store->apply_schema();
-    } else if (auto v = d.agent_store->schema_version(); v != message_store::latest_schema_version()) {
+      persistence::apply_schema(*d.registration);
+    } else if (auto v = persistence::schema_version(*d.registration);
+               v != persistence::latest_schema_version()) {
       throw startup_error{fmt::format("schema '{}' is at version {}, this node needs {}: run "
                                       "`db apply` or enable auto-provision",
-                                      s.schema, v, message_store::latest_schema_version())};
+                                      s.schema, v, persistence::latest_schema_version())};
     }
-    for (const auto& [name, n] : s.queue_concurrency)
-      if (d.app.find_queue(name) == nullptr)
-        throw startup_error{fmt::format("--queue-concurrency names queue '{}', which this node "
-                                        "does not serve (see describe)",
-                                        name)};
-    for (const auto& q : d.app.queues()) {
-      auto n = s.concurrency_of(q.name, q.concurrency);
-      if (n == 0)
-        log(log_level::warning, "queue {} has no worker on this node (concurrency 0): its "
-            "envelopes wait for another node", q.name);
-      for (int i = 1; i <= n; ++i) {
-        auto& slot = d.slots.emplace_back();
-        slot.label = fmt::format("queue worker {}#{}", q.name, i);
-        slot.queue = &q;
-        d.workers[q.name].push_back(&slot);
-      }
+    try {
+      d.workers.plan(d.app_, s);
+    } catch (const std::invalid_argument& e) {
+      throw startup_error{e.what()};
     }
-    d.check_connection_budget(d.slots.size());
-    d.self = d.agent_store->register_node(s.node_id, "", version);
+    d.check_connection_budget(all);
+    d.self = persistence::node_registry{*d.registration}.register_node(s.node_id, "", version);
     registered = true;
-    for (auto& slot : d.slots)
-      slot.first_store = d.open_store();
-    d.config = std::make_unique<caf::actor_system_config>();
+    std::vector<supervised> actors;
+    for (auto* x : all)
+      for (auto& a : x->actors(d))
+        actors.push_back(std::move(a));
+    if (d.config == nullptr) {
+      d.own_config = std::make_unique<caf::actor_system_config>();
+      d.config = d.own_config.get();
+    }
     d.system = std::make_unique<caf::actor_system>(*d.config);
-    d.spawn_actors();
+    d.failures = std::make_shared<failure_record>(s.max_restarts, s.restart_window);
+    d.supervisor = spawn_supervisor(*d.system, std::move(actors), d.failures);
   } catch (const db_error& e) {
     undo();
     throw startup_error{e.what()};
@@ -562,12 +280,12 @@ void node::start() {
     throw;
   }
   d.running = true;
-  std::vector<std::string> all;
-  for (const auto& q : d.app.queues())
-    all.push_back(q.name);
-  d.wake(all); // drain what waited while no node ran
-  log(log_level::info, "node {} started: {} queue(s), schema {}", d.self.number,
-      d.app.queues().size(), s.schema);
+  std::vector<std::string> all_queues;
+  for (const auto& q : d.app_.queues())
+    all_queues.push_back(q.name);
+  d.wake(all_queues); // drain what waited while no node ran
+  log(log_level::info, "node {} started: {} queue(s), {} service(s), schema {}", d.self.number,
+      d.app_.queues().size(), all.size(), s.schema);
 }
 
 void node::stop() {
@@ -578,33 +296,26 @@ void node::stop() {
   // The supervisor stops every actor it runs, and restarts none from then on.
   caf::anon_send_exit(d.supervisor, caf::exit_reason::user_shutdown);
   d.system->await_all_actors_done();
-  d.workers.clear();
-  d.slots.clear();
   d.supervisor = caf::actor{};
+  for (auto* s : d.all_services())
+    s->stopped();
   try {
-    d.agent_store->deregister(d.self);
+    persistence::node_registry{*d.registration}.deregister(d.self);
   } catch (const db_error& e) {
     log(log_level::warning, "could not deregister node {}: {}", d.self.number, e.what());
   }
   d.system.reset();
-  d.config.reset();
-  d.agent_store.reset();
+  d.registration.reset();
   log(log_level::info, "node {} stopped", d.self.number);
 }
 
 std::vector<std::string> node::send_bodies(std::string_view type, std::vector<std::string> bodies,
                                            send_options options, micros at, dispatch how) {
   auto& d = *impl_;
-  auto store = d.lease();
-  sent_envelopes sent;
-  try {
-    sent = send_durably(*store, d.app, d.settings.service, d.self.number, type, bodies, options,
-                        at, how);
-  } catch (...) {
-    d.give_back(std::move(store));
-    throw;
-  }
-  d.give_back(std::move(store));
+  auto sent = d.with_connection([&](connection& c) {
+    return send_durably(c, d.app_, d.settings_.service, d.self.number, type, bodies, options, at,
+                        how);
+  });
   std::vector<std::string> ids, ready;
   for (const auto& e : sent.durable) {
     ids.push_back(e.id);
@@ -648,20 +359,24 @@ reply_message node::request_body(std::string_view type, std::string body,
 }
 
 std::vector<persistence::queue_count> node::counts() {
-  auto store = impl_->lease();
-  auto result = store->counts();
-  impl_->give_back(std::move(store));
-  return result;
+  return impl_->with_connection(
+    [](connection& c) { return persistence::store_admin{c}.counts(); });
+}
+
+std::size_t node::purge(const std::vector<std::string>& queues) {
+  return impl_->with_connection(
+    [&](connection& c) { return persistence::store_admin{c}.purge(queues); });
 }
 
 bool node::wait_idle(std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
-  auto store = impl_->lease();
-  bool idle = false;
-  while (!(idle = store->pending() == 0) && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds{20});
-  impl_->give_back(std::move(store));
-  return idle;
+  return impl_->with_connection([&](connection& c) {
+    persistence::store_admin admin{c};
+    bool idle = false;
+    while (!(idle = admin.pending() == 0) && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds{20});
+    return idle;
+  });
 }
 
 } // namespace depot

@@ -16,7 +16,7 @@
 #include <caf/actor.hpp>
 #include <caf/fwd.hpp>
 
-#include "depot/actors/node.hpp"
+#include "depot/actors/service.hpp"
 
 namespace depot {
 
@@ -46,19 +46,6 @@ private:
   std::map<std::string, failures> by_actor_;
   std::string fatal_;
 };
-
-/// One actor the supervisor keeps running.
-struct supervised {
-  std::string label; ///< names the actor in logs and health reasons, e.g. "queue worker q#1"
-  /// Spawns an incarnation; it should call fail_on_exception() first thing.
-  std::function<caf::actor(caf::actor_system&)> spawn;
-  /// Publishes the current incarnation (e.g. for wake-ups); may be empty.
-  std::function<void(const caf::actor&)> publish;
-};
-
-/// Makes an exception that escapes a handler of `self` end it with an error carrying
-/// "type: what()", after `give_back` ran (may be empty): what the actor held goes back first.
-void fail_on_exception(caf::scheduled_actor* self, std::function<void()> give_back = {});
 
 /// Spawns the supervisor of `actors`: it spawns and monitors each, restarts a failed one after
 /// 100 ms doubling to 5 s, and marks `record` failed when an actor exceeds its max-restarts.

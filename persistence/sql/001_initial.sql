@@ -26,7 +26,7 @@ CREATE INDEX incoming_ready ON incoming (queue, priority DESC, received_at)
 CREATE INDEX incoming_scheduled ON incoming (execution_time) WHERE status = 'scheduled';
 -- Cleanup removes handled ids once the dedup window has passed. Rows are marked handled in
 -- time order, so a BRIN index finds them; unlike a btree it costs nearly nothing per update.
--- No index covers owner: recovery scans only when a node died (see message_store).
+-- No index covers owner: recovery scans only when a node died (see node_registry).
 CREATE INDEX incoming_kept ON incoming USING brin (keep_until) WITH (autosummarize = on);
 
 CREATE TABLE outgoing (

@@ -1,15 +1,11 @@
 // Private: reaching libpq under a SOCI session, for what SOCI cannot do (multi-statement
-// scripts, LISTEN/NOTIFY, connection status) and for classifying SOCI's errors.
+// scripts, LISTEN/NOTIFY, connection status), and classifying SOCI's errors.
 #pragma once
 
 #include <libpq-fe.h>
+#include <soci/soci.h>
 
 #include "depot/persistence/db_error.hpp"
-
-namespace soci {
-class session;
-class soci_error;
-} // namespace soci
 
 namespace depot::persistence {
 
@@ -19,5 +15,15 @@ namespace depot::persistence {
 [[nodiscard]] bool connection_ok(soci::session& sql);
 /// Maps a SOCI error on `sql` to a db_error by SQLSTATE and connection state.
 [[nodiscard]] db_error classify(const soci::soci_error& e, soci::session& sql);
+
+/// Runs `f`, turning SOCI's exceptions into classified db_errors.
+template <class F>
+auto guarded(soci::session& sql, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const soci::soci_error& e) {
+    throw classify(e, sql);
+  }
+}
 
 } // namespace depot::persistence

@@ -7,21 +7,8 @@
 
 namespace depot::persistence {
 
-namespace {
-
-template <class F>
-void run(soci::session& sql, F&& f) {
-  try {
-    f();
-  } catch (const soci::soci_error& e) {
-    throw classify(e, sql);
-  }
-}
-
-} // namespace
-
-unit_of_work::unit_of_work(message_store& store) : store_(store) {
-  run(store_.session(), [this] { store_.session().begin(); });
+unit_of_work::unit_of_work(connection& conn) : conn_(conn) {
+  guarded(conn_.session(), [this] { conn_.session().begin(); });
   open_ = true;
 }
 
@@ -36,7 +23,7 @@ unit_of_work::~unit_of_work() {
 }
 
 void unit_of_work::commit() {
-  auto& sql = store_.session();
+  auto& sql = conn_.session();
   open_ = false;
   try {
     sql.commit();
@@ -50,19 +37,19 @@ void unit_of_work::commit() {
 
 void unit_of_work::rollback() {
   open_ = false;
-  run(store_.session(), [this] { store_.session().rollback(); });
+  guarded(conn_.session(), [this] { conn_.session().rollback(); });
 }
 
 void unit_of_work::savepoint(const std::string& name) {
-  run(store_.session(), [&] { store_.session() << "SAVEPOINT " + name; });
+  guarded(conn_.session(), [&] { conn_.session() << "SAVEPOINT " + name; });
 }
 
 void unit_of_work::rollback_to(const std::string& name) {
-  run(store_.session(), [&] { store_.session() << "ROLLBACK TO SAVEPOINT " + name; });
+  guarded(conn_.session(), [&] { conn_.session() << "ROLLBACK TO SAVEPOINT " + name; });
 }
 
 void unit_of_work::release(const std::string& name) {
-  run(store_.session(), [&] { store_.session() << "RELEASE SAVEPOINT " + name; });
+  guarded(conn_.session(), [&] { conn_.session() << "RELEASE SAVEPOINT " + name; });
 }
 
 } // namespace depot::persistence

@@ -74,17 +74,18 @@ int run_demo(const seed_options& o, depot::command_env& env) {
     next();
   });
 
-  auto session = depot::persistence::open_session(env.settings.db);
+  auto session = env.open_session();
   auto& db = *session;
-  depot::node node{app, env.settings};
+  depot::node node{app, env.settings, env.config};
   node.start();
-  const auto& schema = env.settings.schema;
   {
+    std::vector<std::string> queues;
+    for (const auto& q : app.queues())
+      queues.push_back(q.name);
+    node.purge(queues); // what an earlier demo left
     soci::transaction tr{db};
     bank::create_tables(db);
     db << "TRUNCATE account_events";
-    db << fmt::format("DELETE FROM {}.incoming WHERE queue LIKE 'bank.%'", schema);
-    db << fmt::format("DELETE FROM {}.dead_letters WHERE queue LIKE 'bank.%'", schema);
     db << "DELETE FROM accounts";
     bank::seed(db, o.accounts, o.balance, o.threshold);
     tr.commit();
@@ -109,6 +110,7 @@ int run_demo(const seed_options& o, depot::command_env& env) {
   }
   auto drained = steady_clock::now();
   auto stats = node.stats();
+  auto counts = node.counts();
   node.stop();
 
   auto x = expect(o);
@@ -133,16 +135,17 @@ int run_demo(const seed_options& o, depot::command_env& env) {
     return count_of(
       fmt::format("SELECT count(*) FROM account_events WHERE message_type = '{}'", type));
   };
-  auto expired = count_of(fmt::format(
-    "SELECT count(*) FROM {}.incoming WHERE queue = 'bank.account-updated' AND status = "
-    "'expired'",
-    schema));
-  auto deadlines = count_of(fmt::format(
-    "SELECT count(*) FROM {}.incoming WHERE message_type = "
-    "'bank.enforce-account-overdrawn-deadline' AND status = 'scheduled'",
-    schema));
-  auto dead = count_of(
-    fmt::format("SELECT count(*) FROM {}.dead_letters WHERE queue LIKE 'bank.%'", schema));
+  // What the store holds per queue and status (dead letters as "dead").
+  std::map<std::pair<std::string, std::string>, std::int64_t> stored;
+  std::int64_t dead = 0;
+  for (const auto& c : counts) {
+    stored[{c.queue, c.status}] = c.count;
+    if (c.status == "dead")
+      dead += c.count;
+  }
+  auto expired = stored[{std::string{depot::type_name_of<bank::account_updated>()}, "expired"}];
+  auto deadlines = stored[{std::string{depot::type_name_of<bank::enforce_account_overdrawn_deadline>()},
+                           "scheduled"}];
   struct check {
     const char* what;
     std::int64_t got, want;
@@ -193,7 +196,7 @@ int main(int argc, char** argv) {
                      opts.add(o.threshold, "threshold", "minimum threshold of each account");
                    },
                    [&o](depot::command_env& env) {
-                     auto db = depot::persistence::open_session(env.settings.db);
+                     auto db = env.open_session();
                      soci::transaction tr{*db};
                      bank::create_tables(*db);
                      bank::seed(*db, o.accounts, o.balance, o.threshold);

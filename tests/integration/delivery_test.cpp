@@ -5,11 +5,9 @@
 #include <atomic>
 
 #include "depot/actors/node.hpp"
-#include "depot/persistence/message_store.hpp"
 #include "depot/runtime/routing.hpp"
 #include "fixture.hpp"
 
-using depot::persistence::message_store;
 using namespace depot_it;
 
 namespace {
@@ -50,17 +48,17 @@ TEST_CASE("inserting an envelope id twice does nothing the second time, also aft
   record_notes(app, s, calls);
   depot::node node{app, s.node_config()};
   node.start();
-  message_store store{s.store_config()};
+  test_store store{s.store_config()};
 
   auto e = make_envelope(note_queue, note_queue, R"({"text": "once"})");
-  CHECK(store.insert_incoming({e}) == 1);
-  CHECK(store.insert_incoming({e}) == 0);
+  CHECK(store.inbox.insert({e}) == 1);
+  CHECK(store.inbox.insert({e}) == 0);
   REQUIRE(wait_until([&] { return s.text("SELECT status FROM incoming") == "handled"; }));
 
   // Handled, but within the dedup window: still a duplicate, also inside a batch with a new id.
-  CHECK(store.insert_incoming({e}) == 0);
+  CHECK(store.inbox.insert({e}) == 0);
   auto fresh = make_envelope(note_queue, note_queue, R"({"text": "fresh"})");
-  CHECK(store.insert_incoming({e, fresh}) == 1);
+  CHECK(store.inbox.insert({e, fresh}) == 1);
 
   REQUIRE(wait_until([&] { return s.number("SELECT count(*) FROM effects") == 2; }));
   REQUIRE(node.wait_idle(10s));
@@ -146,13 +144,13 @@ TEST_CASE("a scheduled message survives a node restart") {
 TEST_CASE("an envelope past its deliver-by is discarded unhandled and marked expired") {
   test_schema s;
   create_effects_table(s);
-  message_store store{s.store_config()};
+  test_store store{s.store_config()};
   store.apply_schema();
   auto late = make_envelope(note_queue, note_queue, R"({"text": "late"})");
   late.deliver_by = depot::now_micros() - 1'000'000;
   auto in_time = make_envelope(note_queue, note_queue, R"({"text": "in time"})");
   in_time.deliver_by = depot::now_micros() + 3'600'000'000LL;
-  REQUIRE(store.insert_incoming({late, in_time}) == 2);
+  REQUIRE(store.inbox.insert({late, in_time}) == 2);
 
   std::atomic<int> calls{0};
   depot::routing app;

@@ -130,13 +130,13 @@ TEST_CASE("malformed JSON and an unknown message type go to dead letters with th
   config.failures.max_attempts = 5;
   depot::node node{app, config};
   node.start();
-  depot::persistence::message_store store{s.store_config()};
+  test_store store{s.store_config()};
 
   const std::string queue{depot::type_name_of<follow_up>()};
   auto malformed = make_envelope(queue, queue, R"({"tag": )");
   auto missing_field = make_envelope(queue, queue, R"({"label": "x"})");
   auto unknown = make_envelope(queue, "it.unknown", R"({"tag": "x"})");
-  REQUIRE(store.insert_incoming({malformed, missing_field, unknown}) == 3);
+  REQUIRE(store.inbox.insert({malformed, missing_field, unknown}) == 3);
 
   REQUIRE(wait_until([&] { return s.number("SELECT count(*) FROM dead_letters") == 3; }));
   auto reason = [&](const depot::envelope& e) {
@@ -184,12 +184,12 @@ TEST_CASE("a handler that loses a deadlock inside a batch is requeued, not faile
   *other << "SELECT id FROM " + s.table("rows") + " WHERE id = 'a' FOR UPDATE", soci::into(id);
   node.start();
   // One batch, the poison first (higher priority): its failure runs the batch in isolation.
-  depot::persistence::message_store store{s.store_config()};
+  test_store store{s.store_config()};
   const std::string queue{depot::type_name_of<risky>()};
   auto poison = make_envelope(queue, queue, depot::to_json(risky{"poison", true}));
   poison.priority = 1;
   auto locks = make_envelope(queue, queue, depot::to_json(risky{"locks", false}));
-  REQUIRE(store.insert_incoming({poison, locks}) == 2);
+  REQUIRE(store.inbox.insert({poison, locks}) == 2);
   REQUIRE(wait_until([&] { return b_locked.load(); }));
   std::this_thread::sleep_for(200ms); // the handler now waits for row a
   *other << "SELECT id FROM " + s.table("rows") + " WHERE id = 'b' FOR UPDATE", soci::into(id);

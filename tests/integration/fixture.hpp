@@ -10,7 +10,13 @@
 #include <thread>
 
 #include "depot/actors/node.hpp"
-#include "depot/persistence/message_store.hpp"
+#include "depot/persistence/connection.hpp"
+#include "depot/persistence/dead_letters.hpp"
+#include "depot/persistence/inbox.hpp"
+#include "depot/persistence/node_registry.hpp"
+#include "depot/persistence/outbox.hpp"
+#include "depot/persistence/schema.hpp"
+#include "depot/persistence/store_admin.hpp"
 #include "depot/runtime/context.hpp"
 #include "depot/runtime/envelope.hpp"
 #include "depot/runtime/settings.hpp"
@@ -59,6 +65,22 @@ private:
   std::string db_;
   std::string name_;
   std::unique_ptr<soci::session> sql_;
+};
+
+/// One store connection with every concern of the store on it, for tests that drive the store
+/// directly.
+struct test_store {
+  explicit test_store(depot::persistence::store_settings settings) : conn{std::move(settings)} {}
+
+  depot::persistence::connection conn;
+  depot::persistence::inbox inbox{conn};
+  depot::persistence::outbox outbox{conn};
+  depot::persistence::dead_letters dead_letters{conn};
+  depot::persistence::node_registry nodes{conn};
+  depot::persistence::store_admin admin{conn};
+
+  std::vector<int> apply_schema() { return depot::persistence::apply_schema(conn); }
+  [[nodiscard]] int schema_version() { return depot::persistence::schema_version(conn); }
 };
 
 /// Polls `condition` every 20 ms until it holds or `timeout` passed; returns its last value.

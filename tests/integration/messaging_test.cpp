@@ -8,11 +8,9 @@
 
 #include "depot/actors/node.hpp"
 #include "depot/transports/local.hpp"
-#include "depot/persistence/message_store.hpp"
 #include "depot/runtime/routing.hpp"
 #include "fixture.hpp"
 
-using depot::persistence::message_store;
 using namespace depot_it;
 
 namespace {
@@ -163,7 +161,7 @@ TEST_CASE("a send from another process wakes the node through LISTEN/NOTIFY") {
   }));
 
   // The other process: its own store and routes, no node (sender 0).
-  message_store other{s.store_config()};
+  depot::persistence::connection other{s.store_config()};
   depot::routing other_app;
   other_app.add_type<ping>();
   other_app.handle<ping>([](const ping&, depot::context&) {});

@@ -10,11 +10,9 @@
 #include <soci/soci.h>
 
 #include "depot/actors/node.hpp"
-#include "depot/persistence/message_store.hpp"
 #include "depot/runtime/routing.hpp"
 #include "fixture.hpp"
 
-using depot::persistence::message_store;
 using namespace depot_it;
 
 namespace {
@@ -34,10 +32,10 @@ void handle_jobs(depot::routing& app, const test_schema& s, int tag) {
 }
 
 /// Inserts a job envelope and claims it for `owner`, as a node that then died would have.
-depot::envelope claimed_job(message_store& store, int n, int owner) {
+depot::envelope claimed_job(test_store& store, int n, int owner) {
   auto e = make_envelope(job_queue, job_queue, fmt::format(R"({{"n": {}}})", n));
-  REQUIRE(store.insert_incoming({e}) == 1);
-  auto claimed = store.claim(job_queue, owner, 1);
+  REQUIRE(store.inbox.insert({e}) == 1);
+  auto claimed = store.inbox.claim(job_queue, owner, 1);
   REQUIRE(claimed.size() == 1);
   REQUIRE(claimed[0].id == e.id);
   return e;
@@ -96,29 +94,29 @@ TEST_CASE("two nodes on one queue handle every envelope exactly once") {
 TEST_CASE("envelopes owned by a dead node are recovered") {
   test_schema s;
   create_effects_table(s);
-  message_store store{s.store_config()};
+  test_store store{s.store_config()};
   store.apply_schema();
 
   // Node 77 registered and holds its lock, but never beats again: it goes stale.
-  message_store silent_node{s.store_config()};
-  silent_node.register_node(77, "", "test");
+  test_store silent_node{s.store_config()};
+  silent_node.nodes.register_node(77, "", "test");
   auto silent = claimed_job(store, 1, 77);
   // Node 78 died with its connection: its advisory lock went with it.
   depot::envelope vanished;
   {
-    message_store dying{s.store_config()};
-    dying.register_node(78, "", "test");
+    test_store dying{s.store_config()};
+    dying.nodes.register_node(78, "", "test");
     vanished = claimed_job(dying, 2, 78);
   }
   // Node 79 is alive and keeps beating: its envelope is not taken from it.
-  message_store live_node{s.store_config()};
-  auto live = live_node.register_node(79, "", "test");
+  test_store live_node{s.store_config()};
+  auto live = live_node.nodes.register_node(79, "", "test");
   auto kept = claimed_job(store, 3, 79);
   std::atomic<bool> heartbeat_failed{false};
   std::jthread heart{[&](std::stop_token stop) {
     while (!stop.stop_requested()) {
       try {
-        live_node.heartbeat(live, "test");
+        live_node.nodes.heartbeat(live, "test");
       } catch (const std::exception&) {
         heartbeat_failed = true;
       }
@@ -142,7 +140,7 @@ TEST_CASE("envelopes owned by a dead node are recovered") {
   heart.request_stop();
   heart.join();
   CHECK_FALSE(heartbeat_failed);
-  live_node.deregister(live); // a clean shutdown gives its envelope back
+  live_node.nodes.deregister(live); // a clean shutdown gives its envelope back
   REQUIRE(wait_until([&] { return handled(kept) == 1; }));
   CHECK(s.number("SELECT count(*) FROM effects") == 3);
 }
@@ -151,15 +149,15 @@ TEST_CASE("a node restarted with the same node id takes back its previous incarn
           "at start") {
   test_schema s;
   create_effects_table(s);
-  message_store store{s.store_config()};
+  test_store store{s.store_config()};
   store.apply_schema();
   depot::envelope e;
   long long previous_pid = 0;
   {
-    message_store previous{s.store_config()};
-    previous.register_node(13, "", "test");
+    test_store previous{s.store_config()};
+    previous.nodes.register_node(13, "", "test");
     e = claimed_job(previous, 1, 13);
-    previous.session() << "SELECT pg_backend_pid()", soci::into(previous_pid);
+    previous.conn.session() << "SELECT pg_backend_pid()", soci::into(previous_pid);
   }
   // The previous incarnation died with its connection; wait until Postgres noticed, which frees
   // the node lock of number 13.
@@ -183,15 +181,15 @@ TEST_CASE("a node restarted with the same node id takes back its previous incarn
 
 TEST_CASE("a hung claim on a dead node's row does not stop the other nodes' heartbeats") {
   test_schema s;
-  message_store store{s.store_config()};
+  test_store store{s.store_config()};
   store.apply_schema();
   // Node 90 registers, then freezes in the middle of a claim: its row stays locked as a claim
   // holds it, and it never beats again, so the others find it stale and try to remove it.
-  message_store frozen{s.store_config()};
-  frozen.register_node(90, "", "test");
-  soci::transaction hung{frozen.session()};
+  test_store frozen{s.store_config()};
+  frozen.nodes.register_node(90, "", "test");
+  soci::transaction hung{frozen.conn.session()};
   int one = 0;
-  frozen.session() << "SELECT 1 FROM " + s.table("nodes") + " WHERE number = 90 FOR KEY SHARE",
+  frozen.conn.session() << "SELECT 1 FROM " + s.table("nodes") + " WHERE number = 90 FOR KEY SHARE",
     soci::into(one);
 
   depot::routing app;
@@ -227,11 +225,11 @@ TEST_CASE("a cleanup that waits on a locked row does not stop this node's heartb
   REQUIRE(wait_until([&] { return s.number("SELECT count(*) FROM effects") == 1; }));
 
   // Another transaction holds the handled row: the cleanup's DELETE waits for it.
-  message_store holder{s.store_config()};
-  soci::transaction held{holder.session()};
+  test_store holder{s.store_config()};
+  soci::transaction held{holder.conn.session()};
   int one = 0;
-  holder.session() << "SELECT 1 FROM " + s.table("incoming") + " FOR UPDATE", soci::into(one);
-  REQUIRE(holder.session().got_data());
+  holder.conn.session() << "SELECT 1 FROM " + s.table("incoming") + " FOR UPDATE", soci::into(one);
+  REQUIRE(holder.conn.session().got_data());
   REQUIRE(wait_until([&] {
     return s.number("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND "
                     "query LIKE 'DELETE FROM " + s.name() + ".incoming%'") == 1;

@@ -9,11 +9,9 @@
 
 #include <fmt/format.h>
 
-#include "depot/persistence/message_store.hpp"
 #include "depot/persistence/unit_of_work.hpp"
 #include "fixture.hpp"
 
-using depot::persistence::message_store;
 using depot::persistence::unit_of_work;
 using namespace depot_it;
 
@@ -21,14 +19,14 @@ namespace {
 
 std::vector<int> all_versions() {
   std::vector<int> v;
-  for (int i = 1; i <= message_store::latest_schema_version(); ++i)
+  for (int i = 1; i <= depot::persistence::latest_schema_version(); ++i)
     v.push_back(i);
   return v;
 }
 
 /// Inserts `e` in a transaction of its own, so that its received_at is later than earlier ones.
-void insert(message_store& store, const depot::envelope& e) {
-  REQUIRE(store.insert_incoming({e}) == 1);
+void insert(test_store& store, const depot::envelope& e) {
+  REQUIRE(store.inbox.insert({e}) == 1);
 }
 
 std::vector<std::string> ids_of(const std::vector<depot::envelope>& envelopes) {
@@ -39,17 +37,17 @@ std::vector<std::string> ids_of(const std::vector<depot::envelope>& envelopes) {
 }
 
 /// Applies the schema and registers node 1 on `store`: only registered nodes claim.
-void provision(message_store& store) {
+void provision(test_store& store) {
   store.apply_schema();
-  store.register_node(1, "", "test");
+  store.nodes.register_node(1, "", "test");
 }
 
 /// Claims the next envelope of `queue` for `owner` and completes its handling, as a node would.
-void handle_as(message_store& store, const std::string& queue, int owner) {
-  auto claimed = store.claim(queue, owner, 1);
+void handle_as(test_store& store, const std::string& queue, int owner) {
+  auto claimed = store.inbox.claim(queue, owner, 1);
   REQUIRE(claimed.size() == 1);
-  unit_of_work uow{store};
-  REQUIRE(store.begin_handling({claimed[0].id}, owner).size() == 1);
+  unit_of_work uow{store.conn};
+  REQUIRE(store.inbox.begin_handling({claimed[0].id}, owner).size() == 1);
   uow.commit();
 }
 
@@ -57,34 +55,34 @@ void handle_as(message_store& store, const std::string& queue, int owner) {
 
 TEST_CASE("schema apply is idempotent and reports version") {
   test_schema s;
-  message_store store{s.store_config()};
+  test_store store{s.store_config()};
   CHECK(store.schema_version() == 0);
 
   CHECK(store.apply_schema() == all_versions());
-  CHECK(store.schema_version() == message_store::latest_schema_version());
+  CHECK(store.schema_version() == depot::persistence::latest_schema_version());
 
   CHECK(store.apply_schema().empty());
-  CHECK(store.schema_version() == message_store::latest_schema_version());
-  CHECK(s.number("SELECT count(*) FROM schema_version") == message_store::latest_schema_version());
+  CHECK(store.schema_version() == depot::persistence::latest_schema_version());
+  CHECK(s.number("SELECT count(*) FROM schema_version") == depot::persistence::latest_schema_version());
 }
 
 TEST_CASE("two stores applying the schema at once apply each version once") {
   test_schema s;
-  message_store a{s.store_config()};
-  message_store b{s.store_config()};
-  auto apply = [](message_store& store) { return store.apply_schema(); };
+  test_store a{s.store_config()};
+  test_store b{s.store_config()};
+  auto apply = [](test_store& store) { return store.apply_schema(); };
   auto first = std::async(std::launch::async, apply, std::ref(a));
   auto second = std::async(std::launch::async, apply, std::ref(b));
   auto x = first.get();
   auto y = second.get();
   CHECK(x.size() + y.size() == all_versions().size());
   CHECK((x.empty() || y.empty()));
-  CHECK(a.schema_version() == message_store::latest_schema_version());
+  CHECK(a.schema_version() == depot::persistence::latest_schema_version());
 }
 
 TEST_CASE("higher priority envelopes are claimed first") {
   test_schema s;
-  message_store store{s.store_config()};
+  test_store store{s.store_config()};
   provision(store);
   const std::string queue = "it.work";
   auto low = make_envelope(queue, "it.work", "{}");
@@ -99,14 +97,14 @@ TEST_CASE("higher priority envelopes are claimed first") {
   SUBCASE("one at a time: the claim query itself picks the best") {
     std::vector<std::string> order;
     for (int i = 0; i < 4; ++i) {
-      auto claimed = store.claim(queue, 1, 1);
+      auto claimed = store.inbox.claim(queue, 1, 1);
       REQUIRE(claimed.size() == 1);
       order.push_back(claimed[0].id);
     }
     CHECK(order == std::vector<std::string>{high.id, middle.id, low.id, low_later.id});
   }
   SUBCASE("a batch comes back best first, then oldest first") {
-    auto claimed = store.claim(queue, 1, 10);
+    auto claimed = store.inbox.claim(queue, 1, 10);
     REQUIRE(claimed.size() == 4);
     CHECK(claimed[0].id == high.id);
     CHECK(claimed[0].priority == 5);
@@ -119,7 +117,7 @@ TEST_CASE("higher priority envelopes are claimed first") {
 TEST_CASE("a claim larger than one fetch returns every row it claimed, best first, and a huge "
           "limit costs no memory") {
   test_schema s;
-  message_store store{s.store_config()};
+  test_store store{s.store_config()};
   provision(store);
   const std::string queue = "it.many";
   std::vector<depot::envelope> batch;
@@ -127,46 +125,46 @@ TEST_CASE("a claim larger than one fetch returns every row it claimed, best firs
     batch.push_back(make_envelope(queue, queue, "{}"));
     batch.back().priority = i % 7;
   }
-  REQUIRE(store.insert_incoming(batch) == 700);
-  auto claimed = store.claim(queue, 1, 600);
+  REQUIRE(store.inbox.insert(batch) == 700);
+  auto claimed = store.inbox.claim(queue, 1, 600);
   REQUIRE(claimed.size() == 600);
   CHECK(std::is_sorted(claimed.begin(), claimed.end(),
                        [](const auto& a, const auto& b) { return a.priority > b.priority; }));
   CHECK(claimed.back().body == "{}");
-  CHECK(store.claim(queue, 1, 2'147'483'647).size() == 100);
+  CHECK(store.inbox.claim(queue, 1, 2'147'483'647).size() == 100);
   CHECK(s.number("SELECT count(*) FROM incoming WHERE owner = 1") == 700);
 }
 
 TEST_CASE("begin_handling skips envelopes no longer owned") {
   test_schema s;
-  message_store store{s.store_config()};
+  test_store store{s.store_config()};
   store.apply_schema();
-  auto five = std::make_unique<message_store>(s.store_config());
-  five->register_node(5, "", "test");
+  auto five = std::make_unique<test_store>(s.store_config());
+  five->nodes.register_node(5, "", "test");
   auto taken = make_envelope("it.work", "it.work", "{}");
   auto still_owned = make_envelope("it.work", "it.work", "{}");
   insert(store, taken);
   insert(store, still_owned);
-  REQUIRE(five->claim("it.work", 5, 10).size() == 2);
+  REQUIRE(five->inbox.claim("it.work", 5, 10).size() == 2);
 
   SUBCASE("released by its owner") {
-    five->release({taken.id}, 5);
+    five->inbox.release({taken.id}, 5);
   }
   SUBCASE("recovered from its dead owner and claimed by another") {
     // Node 5 dies: its advisory lock goes with its connection, and recovery gives both back.
     five.reset();
     std::vector<std::string> recovered; // once Postgres noticed the closed connection
-    REQUIRE(wait_until([&] { return !(recovered = store.recover_stale(1'000'000)).empty(); }));
+    REQUIRE(wait_until([&] { return !(recovered = store.nodes.recover_stale(1'000'000)).empty(); }));
     CHECK(recovered == std::vector<std::string>{"it.work"});
-    store.register_node(6, "", "test");
-    REQUIRE(ids_of(store.claim("it.work", 6, 1)) == std::vector<std::string>{taken.id});
-    five = std::make_unique<message_store>(s.store_config()); // node 5 again
-    five->register_node(5, "", "test");
-    REQUIRE(ids_of(five->claim("it.work", 5, 1)) == std::vector<std::string>{still_owned.id});
+    store.nodes.register_node(6, "", "test");
+    REQUIRE(ids_of(store.inbox.claim("it.work", 6, 1)) == std::vector<std::string>{taken.id});
+    five = std::make_unique<test_store>(s.store_config()); // node 5 again
+    five->nodes.register_node(5, "", "test");
+    REQUIRE(ids_of(five->inbox.claim("it.work", 5, 1)) == std::vector<std::string>{still_owned.id});
   }
 
-  unit_of_work uow{*five};
-  CHECK(five->begin_handling({taken.id, still_owned.id}, 5)
+  unit_of_work uow{five->conn};
+  CHECK(five->inbox.begin_handling({taken.id, still_owned.id}, 5)
         == std::vector<std::string>{still_owned.id});
   uow.commit();
   CHECK(s.text("SELECT status FROM incoming WHERE id = '" + taken.id + "'") == "incoming");
@@ -175,35 +173,35 @@ TEST_CASE("begin_handling skips envelopes no longer owned") {
 
 TEST_CASE("only a registered node claims") {
   test_schema s;
-  message_store store{s.store_config()};
+  test_store store{s.store_config()};
   store.apply_schema();
   insert(store, make_envelope("it.work", "it.work", "{}"));
-  CHECK(store.claim("it.work", 3, 10).empty()); // node 3 has no row: declared dead, or never was
-  store.register_node(3, "", "test");
-  CHECK(store.claim("it.work", 3, 10).size() == 1);
+  CHECK(store.inbox.claim("it.work", 3, 10).empty()); // node 3 has no row: declared dead, or never was
+  store.nodes.register_node(3, "", "test");
+  CHECK(store.inbox.claim("it.work", 3, 10).size() == 1);
 }
 
 TEST_CASE("claim and begin_handling of a single envelope return nothing when nothing qualifies") {
   test_schema s;
-  message_store store{s.store_config()};
+  test_store store{s.store_config()};
   provision(store);
   auto show = [](const std::vector<std::string>& ids) {
     return "[\"" + fmt::format("{}", fmt::join(ids, "\", \"")) + "\"]";
   };
 
-  auto from_empty_queue = ids_of(store.claim("it.work", 1, 1));
+  auto from_empty_queue = ids_of(store.inbox.claim("it.work", 1, 1));
   CHECK_MESSAGE(from_empty_queue.empty(),
                 "claim(limit 1) on an empty queue returned " << show(from_empty_queue));
 
   auto e = make_envelope("it.work", "it.work", "{}");
   insert(store, e);
-  REQUIRE(ids_of(store.claim("it.work", 1, 1)) == std::vector<std::string>{e.id});
-  auto from_claimed_queue = ids_of(store.claim("it.work", 1, 1));
+  REQUIRE(ids_of(store.inbox.claim("it.work", 1, 1)) == std::vector<std::string>{e.id});
+  auto from_claimed_queue = ids_of(store.inbox.claim("it.work", 1, 1));
   CHECK_MESSAGE(from_claimed_queue.empty(),
                 "claim(limit 1) with everything claimed returned " << show(from_claimed_queue));
 
-  unit_of_work uow{store};
-  auto locked = store.begin_handling({e.id}, 2); // owned by 1, not 2
+  unit_of_work uow{store.conn};
+  auto locked = store.inbox.begin_handling({e.id}, 2); // owned by 1, not 2
   CHECK_MESSAGE(locked.empty(),
                 "begin_handling of one envelope owned by another returned " << show(locked));
   uow.commit();
@@ -214,8 +212,8 @@ TEST_CASE("removal of handled ids after the dedup window") {
   test_schema s;
   auto short_window = s.store_config();
   short_window.dedup_window = 1000; // 1 ms
-  message_store store{short_window};
-  message_store long_window{s.store_config()}; // the default: a day
+  test_store store{short_window};
+  test_store long_window{s.store_config()}; // the default: a day
   provision(store);
 
   auto e = make_envelope("it.short", "it.work", "{}");
@@ -228,20 +226,20 @@ TEST_CASE("removal of handled ids after the dedup window") {
 
   std::size_t removed = 0;
   REQUIRE(wait_until([&] {
-    removed += store.remove_expired_ids();
+    removed += store.inbox.remove_expired_ids();
     return removed >= 1;
   }));
   CHECK(removed == 1);
   CHECK(s.number("SELECT count(*) FROM incoming WHERE id = '" + e.id + "'") == 0);
   CHECK(s.text("SELECT status FROM incoming WHERE id = '" + kept.id + "'") == "handled");
   // Past the window the id is new again; within it, it is still a duplicate.
-  CHECK(store.insert_incoming({e}) == 1);
-  CHECK(store.insert_incoming({kept}) == 0);
+  CHECK(store.inbox.insert({e}) == 1);
+  CHECK(store.inbox.insert({kept}) == 0);
 }
 
 TEST_CASE("counts() reports per queue and status, including dead letters as status \"dead\"") {
   test_schema s;
-  message_store store{s.store_config()};
+  test_store store{s.store_config()};
   provision(store);
   insert(store, make_envelope("it.q1", "it.work", "{}"));
   insert(store, make_envelope("it.q1", "it.work", "{}"));
@@ -252,18 +250,18 @@ TEST_CASE("counts() reports per queue and status, including dead letters as stat
   insert(store, make_envelope("it.q2", "it.work", "{}"));
 
   handle_as(store, "it.q1", 1);
-  auto failing = store.claim("it.q2", 1, 1);
+  auto failing = store.inbox.claim("it.q2", 1, 1);
   REQUIRE(failing.size() == 1);
   {
-    unit_of_work uow{store};
-    REQUIRE(store.begin_handling({failing[0].id}, 1).size() == 1);
-    store.dead_letter(failing[0], "std::runtime_error", "it failed");
+    unit_of_work uow{store.conn};
+    REQUIRE(store.inbox.begin_handling({failing[0].id}, 1).size() == 1);
+    store.dead_letters.add(failing[0], "std::runtime_error", "it failed");
     uow.commit();
   }
 
   using row = std::tuple<std::string, std::string, std::int64_t>;
   std::vector<row> counts;
-  for (const auto& c : store.counts())
+  for (const auto& c : store.admin.counts())
     counts.emplace_back(c.queue, c.status, c.count);
   std::sort(counts.begin(), counts.end());
   CHECK(counts == std::vector<row>{{"it.q1", "handled", 1},
@@ -276,7 +274,7 @@ TEST_CASE("counts() reports per queue and status, including dead letters as stat
 TEST_CASE("the outbox: stored with the transaction, claimed per destination oldest first, "
           "completed once") {
   test_schema s;
-  message_store store{s.store_config()};
+  test_store store{s.store_config()};
   provision(store);
   auto outgoing = [](std::string destination) {
     return make_envelope(std::move(destination), "it.event", R"({"n": 1})");
@@ -286,37 +284,37 @@ TEST_CASE("the outbox: stored with the transaction, claimed per destination olde
   auto third = outgoing("kafka.orders");
   auto audit = outgoing("kafka.audit");
   {
-    unit_of_work rolled_back{store};
-    store.insert_outgoing({outgoing("kafka.orders")});
+    unit_of_work rolled_back{store.conn};
+    store.outbox.insert({outgoing("kafka.orders")});
   }
   {
-    unit_of_work uow{store};
-    store.insert_outgoing({first});
+    unit_of_work uow{store.conn};
+    store.outbox.insert({first});
     uow.commit();
   }
   {
-    unit_of_work uow{store};
-    store.insert_outgoing({second, third, audit, first}); // first again: skipped
+    unit_of_work uow{store.conn};
+    store.outbox.insert({second, third, audit, first}); // first again: skipped
     uow.commit();
   }
   REQUIRE(s.number("SELECT count(*) FROM outgoing") == 4);
 
-  auto batch = store.claim_outgoing("kafka.orders", 1, 2);
+  auto batch = store.outbox.claim("kafka.orders", 1, 2);
   REQUIRE(batch.size() == 2);
   CHECK(batch[0].id == first.id); // an earlier transaction: stored first
   CHECK(batch[0].queue == "kafka.orders");
   CHECK(batch[0].body == R"({"n": 1})");
-  auto rest = store.claim_outgoing("kafka.orders", 1, 10);
+  auto rest = store.outbox.claim("kafka.orders", 1, 10);
   REQUIRE(rest.size() == 1);
-  CHECK(store.claim_outgoing("kafka.orders", 1, 10).empty());
-  CHECK(ids_of(store.claim_outgoing("kafka.audit", 1, 10)) == std::vector<std::string>{audit.id});
+  CHECK(store.outbox.claim("kafka.orders", 1, 10).empty());
+  CHECK(ids_of(store.outbox.claim("kafka.audit", 1, 10)) == std::vector<std::string>{audit.id});
 
-  CHECK(store.complete_outgoing(ids_of(batch), 2) == 0); // not node 2's
-  CHECK(store.complete_outgoing(ids_of(batch), 1) == 2);
-  CHECK(store.complete_outgoing(ids_of(batch), 1) == 0);
+  CHECK(store.outbox.complete(ids_of(batch), 2) == 0); // not node 2's
+  CHECK(store.outbox.complete(ids_of(batch), 1) == 2);
+  CHECK(store.outbox.complete(ids_of(batch), 1) == 0);
 
-  store.release_outgoing(ids_of(rest), 1); // delivery failed: back to the destination
-  auto again = store.claim_outgoing("kafka.orders", 1, 10);
+  store.outbox.release(ids_of(rest), 1); // delivery failed: back to the destination
+  auto again = store.outbox.claim("kafka.orders", 1, 10);
   REQUIRE(ids_of(again) == ids_of(rest));
   CHECK(again[0].attempts == 1);
   CHECK(s.number("SELECT count(*) FROM outgoing") == 2);
@@ -324,23 +322,23 @@ TEST_CASE("the outbox: stored with the transaction, claimed per destination olde
 
 TEST_CASE("outgoing envelopes claimed by a dead node go back to their destination") {
   test_schema s;
-  message_store store{s.store_config()};
+  test_store store{s.store_config()};
   store.apply_schema();
   auto e = make_envelope("kafka.orders", "it.event", "{}");
   {
-    unit_of_work uow{store};
-    store.insert_outgoing({e});
+    unit_of_work uow{store.conn};
+    store.outbox.insert({e});
     uow.commit();
   }
   {
-    message_store dying{s.store_config()};
-    dying.register_node(8, "", "test");
-    REQUIRE(dying.claim_outgoing("kafka.orders", 8, 10).size() == 1);
+    test_store dying{s.store_config()};
+    dying.nodes.register_node(8, "", "test");
+    REQUIRE(dying.outbox.claim("kafka.orders", 8, 10).size() == 1);
   }
   REQUIRE(wait_until([&] {
-    (void)store.recover_stale(1'000'000);
+    (void)store.nodes.recover_stale(1'000'000);
     return s.number("SELECT owner FROM outgoing") == 0;
   }));
-  store.register_node(9, "", "test");
-  CHECK(ids_of(store.claim_outgoing("kafka.orders", 9, 10)) == std::vector<std::string>{e.id});
+  store.nodes.register_node(9, "", "test");
+  CHECK(ids_of(store.outbox.claim("kafka.orders", 9, 10)) == std::vector<std::string>{e.id});
 }

@@ -27,8 +27,6 @@ run 2 "unknown option (--bogus=1)" "$BANK" describe --bogus=1 && one_line "unkno
   has "$ERR" "unknown option =" 'bogus'
 run 2 "option without its value" "$BANK" storage counts --db && one_line "option without value"
 run 2 "send without arguments" "$BANK" send && one_line "send without arguments"
-run 2 "no database configured" env -u DEPOT_DB "$BANK" storage counts &&
-  one_line "no database" && has "$ERR" "no database" 'DEPOT_DB|--db'
 
 # -- schema -------------------------------------------------------------------------------------
 run nonzero "db status before db apply" "$BANK" db status &&

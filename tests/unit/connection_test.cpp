@@ -1,7 +1,7 @@
 // Connection strings shown to people: the password never appears.
 #include <doctest/doctest.h>
 
-#include "depot/persistence/message_store.hpp"
+#include "depot/persistence/connection.hpp"
 
 using depot::persistence::redact_password;
 

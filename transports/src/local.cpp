@@ -1,11 +1,12 @@
 // The local transport: durable sending from outside a handler.
 #include "depot/transports/local.hpp"
 
-#include "depot/persistence/unit_of_work.hpp"
+#include "depot/persistence/inbox.hpp"
+#include "depot/persistence/retry.hpp"
 
 namespace depot {
 
-sent_envelopes send_durably(persistence::message_store& store, const routing& routes,
+sent_envelopes send_durably(persistence::connection& conn, const routing& routes,
                             const std::string& source, int sender_node, std::string_view type,
                             const std::vector<std::string>& bodies, const send_options& options,
                             micros at, dispatch how) {
@@ -15,9 +16,9 @@ sent_envelopes send_durably(persistence::message_store& store, const routing& ro
     routes.validate(type, body);
     ctx.enqueue(type, body, options, at, how);
   }
-  persistence::unit_of_work uow{store};
-  store.insert_incoming(ctx.durable(), sender_node);
-  uow.commit();
+  // The same envelopes (same ids) each attempt: an insert that did commit is skipped.
+  persistence::retry_transaction(
+    conn, [&](persistence::connection& c) { persistence::inbox{c}.insert(ctx.durable(), sender_node); });
   return {std::move(ctx.durable()), std::move(ctx.buffered())};
 }
 

@@ -12,6 +12,10 @@
 #include "depot/runtime/routing.hpp"
 #include "depot/runtime/settings.hpp"
 
+namespace caf {
+class actor_system_config;
+}
+
 namespace soci {
 class session;
 }
@@ -32,6 +36,13 @@ struct command_env {
   const node_settings& settings;
   const routing& app;
   const std::vector<std::string>& args; ///< positional arguments after the command's words
+  /// CAF's configuration as parsed from the command line and config file: give it to a node
+  /// (node{app, settings, config}) so that its actor system runs with it.
+  caf::actor_system_config& config;
+
+  /// A new session on the node's database, for the application's own tables. Throws when it
+  /// cannot connect, naming the option to fix.
+  [[nodiscard]] std::unique_ptr<soci::session> open_session() const;
 };
 
 /// A subcommand of a node binary.

@@ -1,7 +1,8 @@
-// A depot node: a CAF actor system running the handler actors of every queue of an application
-// on a shared Postgres store, plus the durability agent and the wake-up listener.
-// CAF stays behind this header; the send functions block on Postgres on the caller's thread, so
-// never call them from inside an actor.
+// A depot node: a CAF actor system hosting services on a shared Postgres store. Built in: the
+// queue workers of every queue of the application, the heartbeat, the durability agent and the
+// wake-up listener; more (a transport relay, a saga host, cluster membership) plug in through
+// add_service (see service.hpp). CAF stays behind this header; the send functions block on
+// Postgres on the caller's thread, so never call them from inside an actor.
 #pragma once
 
 #include <chrono>
@@ -11,12 +12,18 @@
 #include <string>
 #include <vector>
 
-#include "depot/persistence/message_store.hpp"
+#include "depot/persistence/store_admin.hpp"
 #include "depot/runtime/context.hpp"
 #include "depot/runtime/routing.hpp"
 #include "depot/runtime/settings.hpp"
 
+namespace caf {
+class actor_system_config;
+}
+
 namespace depot {
+
+class service;
 
 /// Thrown by node::start with the reason and the fix.
 class startup_error : public std::runtime_error {
@@ -51,8 +58,11 @@ struct node_health {
 
 class node {
 public:
-  /// `app` must outlive the node.
+  /// `app` must outlive the node. The actor system runs with CAF's default configuration.
   node(const routing& app, node_settings settings);
+  /// As above, with the actor system configured by `config` (e.g. the CLI's, which parsed the
+  /// command line and config file); `config` must outlive the node.
+  node(const routing& app, node_settings settings, caf::actor_system_config& config);
   ~node();
   node(const node&) = delete;
   node& operator=(const node&) = delete;
@@ -63,6 +73,10 @@ public:
   void start();
   /// Stops the actors, gives unfinished envelopes back and deregisters. Idempotent.
   void stop();
+
+  /// Adds a service before start(): its actors run under the node's supervisor from start to
+  /// stop, and its connections count in the start-up check of the server's budget.
+  void add_service(std::unique_ptr<service> s);
 
   /// The owner id of this node's claims.
   [[nodiscard]] int number() const;
@@ -118,18 +132,23 @@ public:
     return from_json<R>(reply.body);
   }
 
-  /// Sends JSON bodies of a registered type in one transaction; returns the envelope ids.
+  /// Sends JSON bodies of a registered type in one transaction; returns the envelope ids. A
+  /// transient failure, a lost connection or an unknown commit outcome is retried (30 s at
+  /// most) with the same ids, so a send is stored once.
   std::vector<std::string> send_bodies(std::string_view type, std::vector<std::string> bodies,
                                        send_options options, micros at, dispatch how);
 
-  /// Envelope counts per queue and status from the store.
+  /// Deletes every envelope and dead letter of `queues` from the store (see
+  /// persistence::store_admin::purge): a reset for tests and samples, before anything is sent.
+  std::size_t purge(const std::vector<std::string>& queues);
+  /// Envelope counts per queue and status from the store (dead letters as status "dead").
   [[nodiscard]] std::vector<persistence::queue_count> counts();
-  /// The node's actors and state; defined where CAF is.
-  struct impl;
-
   /// Waits until no envelope is ready or overdue (scheduled ones in the future do not count).
   /// Returns false on timeout.
   bool wait_idle(std::chrono::milliseconds timeout);
+
+  /// The node's services and state; defined where CAF is.
+  struct impl;
 
 private:
   reply_message request_body(std::string_view type, std::string body,

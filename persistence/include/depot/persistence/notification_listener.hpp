@@ -1,5 +1,5 @@
 // LISTEN/NOTIFY wake-ups between processes sharing a store: senders notify once per transaction
-// (see message_store::insert_incoming), a listener per node wakes its local queues.
+// (see inbox::insert), a listener per node wakes its local queues.
 // Blocks in poll(): run it on a detached actor or its own thread.
 #pragma once
 

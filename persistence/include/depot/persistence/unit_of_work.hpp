@@ -4,19 +4,19 @@
 
 #include <string>
 
-#include "depot/persistence/message_store.hpp"
+#include "depot/persistence/connection.hpp"
 
 namespace depot::persistence {
 
-/// An open transaction on a message_store's connection. Move-only in spirit: not copyable.
+/// An open transaction on a store connection. Move-only in spirit: not copyable.
 class unit_of_work {
 public:
-  explicit unit_of_work(message_store& store);
+  explicit unit_of_work(connection& conn);
   ~unit_of_work();
   unit_of_work(const unit_of_work&) = delete;
   unit_of_work& operator=(const unit_of_work&) = delete;
 
-  [[nodiscard]] message_store& store() { return store_; }
+  [[nodiscard]] connection& conn() { return conn_; }
 
   /// Commits. Throws db_error; after a connection loss during COMMIT the kind is
   /// outcome_unknown: the caller must find out from the data whether it committed.
@@ -30,7 +30,7 @@ public:
   void release(const std::string& name);
 
 private:
-  message_store& store_;
+  connection& conn_;
   bool open_ = false;
 };
 

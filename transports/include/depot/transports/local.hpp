@@ -7,7 +7,7 @@
 #include <string_view>
 #include <vector>
 
-#include "depot/persistence/message_store.hpp"
+#include "depot/persistence/connection.hpp"
 #include "depot/runtime/context.hpp"
 #include "depot/runtime/routing.hpp"
 
@@ -21,8 +21,10 @@ struct sent_envelopes {
 };
 
 /// Routes `bodies` of message type `type` and commits the durable envelopes in one transaction.
-/// Throws no_route, decode_error (a body that is not a valid `type`) or persistence::db_error.
-sent_envelopes send_durably(persistence::message_store& store, const routing& routes,
+/// A transient failure, a lost connection or an unknown commit outcome is retried for up to 30 s
+/// with the same envelope ids (a commit that did happen is not repeated). Throws no_route,
+/// decode_error (a body that is not a valid `type`) or persistence::db_error.
+sent_envelopes send_durably(persistence::connection& conn, const routing& routes,
                             const std::string& source, int sender_node, std::string_view type,
                             const std::vector<std::string>& bodies, const send_options& options,
                             micros at, dispatch how);

@@ -1,0 +1,65 @@
+// The durability agent's tick.
+#include "durability_agent.hpp"
+
+#include "depot/persistence/inbox.hpp"
+#include "depot/persistence/node_registry.hpp"
+#include "depot/runtime/log.hpp"
+#include "periodic.hpp"
+
+namespace depot {
+
+namespace {
+
+struct agent_state {
+  std::unique_ptr<persistence::connection> conn;
+  bool connected = true;
+  micros last_cleanup = 0;
+  static inline const char* name = "depot.durability_agent";
+};
+
+void agent_tick(caf::stateful_actor<agent_state>* self, node_context& node) {
+  auto& st = self->state;
+  const auto& s = node.settings();
+  try {
+    if (!st.conn) {
+      st.conn = node.connect();
+    } else if (!st.connected) {
+      st.conn->reconnect();
+      log(log_level::info, "durability agent: database connection is back");
+    }
+    st.connected = true;
+    persistence::inbox inbox{*st.conn};
+    persistence::node_registry registry{*st.conn};
+    node.wake(inbox.promote_due());
+    node.wake(registry.recover_stale(
+      std::chrono::duration_cast<std::chrono::microseconds>(s.stale_after).count()));
+    auto now = now_micros();
+    auto interval = std::chrono::duration_cast<std::chrono::microseconds>(s.cleanup_interval);
+    if (now - st.last_cleanup >= interval.count()) {
+      constexpr int chunk = 10000;
+      while (inbox.remove_expired_ids(chunk) == chunk) {
+      }
+      st.last_cleanup = now;
+    }
+  } catch (const persistence::db_error& e) {
+    if (st.connected)
+      log(log_level::warning, "durability agent: database {} ({}); retrying",
+          to_string(e.kind()), e.what());
+    st.connected = st.conn && st.conn->connected();
+  }
+}
+
+} // namespace
+
+std::vector<supervised> durability_agent::actors(node_context& node) {
+  return {{"durability agent",
+           [&node](caf::actor_system& sys) {
+             return sys.spawn<caf::detached>([&node](caf::stateful_actor<agent_state>* self) {
+               return every(self, node.settings().heartbeat_interval,
+                            [&node](auto* s) { agent_tick(s, node); });
+             });
+           },
+           {}}};
+}
+
+} // namespace depot

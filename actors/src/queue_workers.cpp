@@ -1,0 +1,219 @@
+// The queue worker actor and the service that lays out, wakes and feeds the workers.
+#include "queue_workers.hpp"
+
+#include <set>
+
+#include <caf/all.hpp>
+#include <fmt/format.h>
+
+#include "depot/runtime/log.hpp"
+#include "periodic.hpp"
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(depot::envelope)
+
+namespace depot {
+
+using persistence::db_error;
+using persistence::failure_kind;
+
+namespace {
+
+using wake_atom = caf::atom_constant<caf::atom("wake")>;
+using reconnect_atom = caf::atom_constant<caf::atom("reconnect")>;
+
+struct worker_state {
+  std::unique_ptr<persistence::connection> conn;
+  std::unique_ptr<inbox_processor> processor;
+  std::chrono::milliseconds backoff = min_backoff;
+  bool connected = false;
+  static inline const char* name = "depot.queue_worker";
+};
+
+using worker_actor = caf::stateful_actor<worker_state>;
+
+/// What a worker needs: its slot, the node, and where committed work goes.
+struct worker_env {
+  queue_workers::slot* slot;
+  node_context* node;
+  dispatch_sink* sink;
+};
+
+void on_db_error(worker_actor* self, const db_error& e) {
+  auto& st = self->state;
+  log(log_level::warning, "queue worker: database {} ({}); retrying in {} ms", to_string(e.kind()),
+      e.what(), st.backoff.count());
+  if (!st.processor || e.kind() == failure_kind::connection_lost ||
+      e.kind() == failure_kind::outcome_unknown) {
+    st.connected = false;
+    self->delayed_send(self, st.backoff, reconnect_atom::value);
+  } else {
+    try {
+      st.processor->recover();
+    } catch (const db_error&) {
+      // The next attempt or the durability agent releases them.
+    }
+    self->delayed_send(self, st.backoff, wake_atom::value);
+  }
+  st.backoff = next_backoff(st.backoff);
+}
+
+void drain(worker_actor* self, queue_workers::slot* slot, int batch_size) {
+  auto& st = self->state;
+  if (!st.connected)
+    return;
+  try {
+    auto n = st.processor->process_batch();
+    st.backoff = min_backoff;
+    // A full batch means more may wait: continue after what else is in the mailbox.
+    if (n >= static_cast<std::size_t>(batch_size) && !slot->pending.exchange(true))
+      self->send(self, wake_atom::value);
+  } catch (const db_error& e) {
+    on_db_error(self, e);
+  }
+}
+
+// (Re)connects, gives back what an earlier incarnation or connection left claimed, and drains.
+// The first connect also makes the queue's handler (a handler actor's constructor may throw:
+// that is a failure of this worker, which its supervisor restarts).
+void connect(worker_actor* self, const worker_env& env) {
+  auto& st = self->state;
+  auto* slot = env.slot;
+  const auto& settings = env.node->settings();
+  try {
+    if (!st.conn)
+      st.conn = slot->first_connection ? std::move(slot->first_connection) : env.node->connect();
+    else
+      st.conn->reconnect();
+    if (!st.processor)
+      st.processor = std::make_unique<inbox_processor>(*st.conn, env.node->app(), *slot->queue,
+                                                       settings, env.node->number(), *env.sink,
+                                                       slot->in_flight);
+    st.processor->recover();
+    if (!st.connected && st.backoff > min_backoff)
+      log(log_level::info, "{}: database connection is back", slot->label);
+    st.connected = true;
+    st.backoff = min_backoff;
+    drain(self, slot, settings.batch_size);
+  } catch (const db_error& e) {
+    on_db_error(self, e);
+  }
+}
+
+caf::behavior queue_worker(worker_actor* self, worker_env env) {
+  fail_on_exception(self, [self] {
+    if (self->state.processor)
+      self->state.processor->recover();
+  });
+  auto* slot = env.slot;
+  slot->pending = false;
+  self->send(self, reconnect_atom::value);
+  const auto& settings = env.node->settings();
+  auto batch = settings.batch_size;
+  auto durable = slot->queue->mode == endpoint_mode::durable;
+  return {
+    [=](wake_atom) {
+      slot->pending = false;
+      if (durable)
+        drain(self, slot, batch);
+    },
+    [=](envelope& e) {
+      auto& st = self->state;
+      try {
+        if (!st.connected)
+          throw db_error{failure_kind::connection_lost, "", "not connected"};
+        st.processor->process_buffered(e);
+      } catch (const db_error& error) {
+        log(log_level::warning, "buffered {} {}: database {}; retrying", e.message_type, e.id,
+            error.what());
+        self->delayed_send(self, st.backoff, std::move(e));
+        st.backoff = next_backoff(st.backoff);
+      }
+    },
+    [=](reconnect_atom) { connect(self, env); },
+    caf::after(settings.polling_interval) >>
+      [=] {
+        // A wake-up sent while this worker was being replaced went to the old incarnation:
+        // its flag is cleared here, so a lost wake-up costs one polling interval at most.
+        slot->pending = false;
+        if (durable)
+          drain(self, slot, batch);
+      },
+  };
+}
+
+} // namespace
+
+caf::actor queue_workers::slot::current() {
+  std::lock_guard guard{mutex};
+  return actor;
+}
+
+void queue_workers::stopped() {
+  by_queue_.clear();
+  slots_.clear();
+}
+
+void queue_workers::plan(const routing& app, const node_settings& s) {
+  stopped(); // a node started again plans afresh
+  for (const auto& [name, n] : s.queue_concurrency)
+    if (app.find_queue(name) == nullptr)
+      throw std::invalid_argument{fmt::format("--queue-concurrency names queue '{}', which this "
+                                              "node does not serve (see describe)",
+                                              name)};
+  for (const auto& q : app.queues()) {
+    auto n = s.concurrency_of(q.name, q.concurrency);
+    if (n == 0)
+      log(log_level::warning, "queue {} has no worker on this node (concurrency 0): its "
+          "envelopes wait for another node", q.name);
+    for (int i = 1; i <= n; ++i) {
+      auto& slot = slots_.emplace_back();
+      slot.label = fmt::format("queue worker {}#{}", q.name, i);
+      slot.queue = &q;
+      by_queue_[q.name].push_back(&slot);
+    }
+  }
+}
+
+std::vector<supervised> queue_workers::actors(node_context& node) {
+  std::vector<supervised> result;
+  for (auto& slot : slots_) {
+    slot.first_connection = node.connect();
+    worker_env env{&slot, &node, &sink_};
+    result.push_back({slot.label,
+                      [env](caf::actor_system& sys) {
+                        return sys.spawn<caf::detached>(queue_worker, env);
+                      },
+                      [p = &slot](const caf::actor& a) {
+                        std::lock_guard guard{p->mutex};
+                        p->actor = a;
+                      }});
+  }
+  return result;
+}
+
+void queue_workers::wake(const std::vector<std::string>& queues) {
+  std::set<std::string> distinct{queues.begin(), queues.end()};
+  for (const auto& q : distinct) {
+    auto i = by_queue_.find(q);
+    if (i == by_queue_.end())
+      continue;
+    for (auto* w : i->second)
+      if (!w->pending.exchange(true))
+        caf::anon_send(w->current(), wake_atom::value);
+  }
+}
+
+void queue_workers::deliver_buffered(std::vector<envelope> envelopes) {
+  for (auto& e : envelopes) {
+    auto i = by_queue_.find(e.queue);
+    if (i == by_queue_.end() || i->second.empty()) {
+      log(log_level::warning, "buffered {} {} dropped: queue {} has no worker on this node",
+          e.message_type, e.id, e.queue);
+      continue;
+    }
+    auto* w = i->second[round_robin_++ % i->second.size()];
+    caf::anon_send(w->current(), std::move(e));
+  }
+}
+
+} // namespace depot

@@ -1,0 +1,62 @@
+// The queue workers service: the worker slots of every queue this node serves, each a detached
+// actor with its own connection. A durable worker's mailbox carries wake-ups (and it polls as a
+// fallback); a buffered worker's carries the envelopes themselves. A failed worker is replaced
+// in its slot, and the replacement gives back what the failed one still held.
+#pragma once
+
+#include <atomic>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "depot/actors/service.hpp"
+#include "inbox_processor.hpp"
+
+namespace depot {
+
+class queue_workers final : public service {
+public:
+  /// `sink` takes what handling transactions produce after they commit; it outlives this.
+  explicit queue_workers(dispatch_sink& sink) : sink_(sink) {}
+
+  /// Lays out the worker slots of every queue of `app` for `s` (before the node starts).
+  /// Refuses a --queue-concurrency that names a queue `app` does not have.
+  void plan(const routing& app, const node_settings& s);
+
+  [[nodiscard]] std::string name() const override { return "queue workers"; }
+  [[nodiscard]] std::size_t connections() const override { return slots_.size(); }
+  /// Opens each worker's first connection, so that a start without enough of them fails.
+  [[nodiscard]] std::vector<supervised> actors(node_context& node) override;
+  /// Forgets the slots.
+  void stopped() override;
+
+  /// Wakes the workers of `queues` on this node; a pending wake-up coalesces with the next.
+  void wake(const std::vector<std::string>& queues);
+  /// Hands memory-only envelopes to their queues' workers, round robin.
+  void deliver_buffered(std::vector<envelope> envelopes);
+
+  /// One worker place of a queue; its actor is replaced in place when it fails.
+  struct slot {
+    std::string label;
+    const queue_definition* queue = nullptr;
+    std::atomic<bool> pending{false}; // a wake-up is on its way: coalesce
+    std::mutex mutex;                 // guards actor: the supervisor replaces it
+    caf::actor actor;
+    /// The connection the first incarnation starts with; later ones open their own.
+    std::unique_ptr<persistence::connection> first_connection;
+    /// Claims of the current incarnation; what a failed one could not give back, the next does.
+    std::vector<std::string> in_flight;
+
+    [[nodiscard]] caf::actor current();
+  };
+
+private:
+  dispatch_sink& sink_;
+  std::deque<slot> slots_; // fixed after plan(): slots keep their address
+  std::unordered_map<std::string, std::vector<slot*>> by_queue_;
+  std::atomic<std::size_t> round_robin_{0};
+};
+
+} // namespace depot

@@ -1,0 +1,48 @@
+// Every name depot's tables and their statements share, defined once: tables, status values, the
+// wake-up channel and the advisory-lock keys. SQL in persistence/ and the migrations in sql/ use
+// these names; nothing outside persistence/ should need them.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace depot::persistence::names {
+
+/// Tables of one service's schema.
+namespace table {
+inline constexpr std::string_view incoming = "incoming";
+inline constexpr std::string_view outgoing = "outgoing";
+inline constexpr std::string_view dead_letters = "dead_letters";
+inline constexpr std::string_view nodes = "nodes";
+inline constexpr std::string_view schema_version = "schema_version";
+} // namespace table
+
+/// Values of `incoming.status` (see envelope_status).
+namespace status {
+inline constexpr std::string_view incoming = "incoming";
+inline constexpr std::string_view scheduled = "scheduled";
+inline constexpr std::string_view handled = "handled";
+inline constexpr std::string_view expired = "expired";
+/// Not a status of `incoming`: how store_admin::counts reports dead letters.
+inline constexpr std::string_view dead = "dead";
+} // namespace status
+
+/// `schema.table`.
+[[nodiscard]] inline std::string qualified(std::string_view schema, std::string_view table) {
+  std::string result{schema};
+  result += '.';
+  result += table;
+  return result;
+}
+
+/// The LISTEN/NOTIFY channel of a schema's wake-ups.
+[[nodiscard]] inline std::string notify_channel(std::string_view schema) {
+  return "depot_" + std::string{schema};
+}
+
+/// The key of the transaction lock that serialises schema migrations of one schema.
+[[nodiscard]] inline std::string migration_lock(std::string_view schema) {
+  return "depot.schema." + std::string{schema};
+}
+
+} // namespace depot::persistence::names

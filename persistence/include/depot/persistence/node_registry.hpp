@@ -1,0 +1,66 @@
+// The node registry: the rows of live nodes, their advisory locks, heartbeats and health, and
+// recovery of what dead nodes held. A view over one connection; the connection that registers a
+// node holds its advisory lock and must stay open while the node lives. Blocks on Postgres.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "depot/persistence/connection.hpp"
+
+namespace depot::persistence {
+
+/// The node row a process holds while it runs.
+struct node_registration {
+  std::string id; ///< uuid of this incarnation
+  int number = 0; ///< the owner id its claims carry
+};
+
+/// What a node's row says of its health.
+struct node_health_row {
+  std::string health = "healthy"; ///< healthy, unhealthy or failed
+  std::string reason;
+};
+
+/// A registered node as `health` shows it.
+struct node_status {
+  int number = 0;
+  node_health_row health;
+  micros silent_for = 0; ///< since its last heartbeat
+};
+
+class node_registry {
+public:
+  explicit node_registry(connection& conn) : conn_(conn) {}
+
+  /// Registers a node and takes its number's advisory lock on this connection. `number` 0 picks
+  /// a free number. Refuses a number another live node holds. Releases envelopes an earlier
+  /// incarnation of that number still owned.
+  node_registration register_node(int number, std::string_view uri, std::string_view version);
+  /// Takes the advisory lock that marks node `number` alive (again, after a reconnect).
+  bool lock_number(int number);
+  /// Refreshes the heartbeat and the health; re-inserts the row when another node declared
+  /// this one dead.
+  void heartbeat(const node_registration& self, std::string_view version,
+                 const node_health_row& health = {});
+  /// Every registered node, by number.
+  [[nodiscard]] std::vector<node_status> statuses();
+  /// Removes the node row and releases what it still owns (clean shutdown).
+  void deregister(const node_registration& self);
+  /// Gives envelopes owned by dead nodes back to owner 0 and removes those nodes. A node is dead
+  /// when its heartbeat is older than `stale_after` or its advisory lock is not held. Returns the
+  /// queues that got work back.
+  std::vector<std::string> recover_stale(micros stale_after);
+
+private:
+  /// The first key of every node lock of this store's schema.
+  [[nodiscard]] int lock_class() const;
+  /// Inside a transaction: gives the unfinished claims (incoming and outgoing) of node `numbers`
+  /// back to owner 0. Returns the queues that got work back.
+  std::vector<std::string> release_owned_by(const std::vector<int>& numbers);
+
+  connection& conn_;
+};
+
+} // namespace depot::persistence

@@ -1,0 +1,20 @@
+// The store's schema: versioned migrations (persistence/sql/) applied in order, idempotent and
+// safe to race. Blocks on Postgres.
+#pragma once
+
+#include <vector>
+
+#include "depot/persistence/connection.hpp"
+
+namespace depot::persistence {
+
+/// Creates the schema or migrates it to the newest version on `conn`'s schema; idempotent and
+/// safe to race (appliers are serialised by a transaction lock). Returns the versions applied
+/// now.
+std::vector<int> apply_schema(connection& conn);
+/// The schema's version, 0 when it does not exist.
+[[nodiscard]] int schema_version(connection& conn);
+/// The newest version this library knows.
+[[nodiscard]] int latest_schema_version();
+
+} // namespace depot::persistence

@@ -1,0 +1,47 @@
+// What operators and start-up checks read from the store: envelope counts, pending work, the
+// server's connection budget. A view over one connection. Blocks on Postgres.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "depot/persistence/connection.hpp"
+
+namespace depot::persistence {
+
+/// Envelope count of one queue in one status (or a dead-letter count with status "dead").
+struct queue_count {
+  std::string queue;
+  std::string status;
+  std::int64_t count = 0;
+};
+
+/// How many connections the server has left for this user.
+struct connection_budget {
+  std::int64_t max = 0;  ///< max_connections
+  std::int64_t used = 0; ///< client connections open now
+  std::int64_t free = 0; ///< what this user may still open (superuser_reserved_connections
+                         ///< are not for other users)
+};
+
+class store_admin {
+public:
+  explicit store_admin(connection& conn) : conn_(conn) {}
+
+  /// Envelope counts per queue and status, plus dead letters per queue (status "dead").
+  std::vector<queue_count> counts();
+  /// Envelopes ready now or overdue: incoming, plus scheduled ones whose time has come.
+  [[nodiscard]] std::int64_t pending();
+  /// Deletes every envelope and dead letter of `queues` (ready, scheduled, handled ids kept for
+  /// dedup): a reset for tests and samples. Claimed envelopes are deleted too, so never purge a
+  /// queue that a running node is handling. Returns how many rows went.
+  std::size_t purge(const std::vector<std::string>& queues);
+  /// The connections the server has left.
+  [[nodiscard]] connection_budget free_connections();
+
+private:
+  connection& conn_;
+};
+
+} // namespace depot::persistence

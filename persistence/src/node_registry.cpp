@@ -1,0 +1,136 @@
+// The node registry's statements: registration under an advisory lock, heartbeats, recovery.
+#include "depot/persistence/node_registry.hpp"
+
+#include <fmt/format.h>
+
+#include "pg_native.hpp"
+#include "row_codec.hpp"
+#include "statements.hpp"
+
+namespace depot::persistence {
+
+int node_registry::lock_class() const {
+  // FNV-1a of the schema name: the first key of every node lock of this store.
+  std::uint32_t h = 2166136261u;
+  for (char c : conn_.settings().schema)
+    h = (h ^ static_cast<unsigned char>(c)) * 16777619u;
+  return static_cast<int>(h & 0x7fffffff);
+}
+
+bool node_registry::lock_number(int number) {
+  auto& sql = conn_.session();
+  return guarded(sql, [&] {
+    int locked = 0;
+    auto cls = lock_class();
+    sql << conn_.sql().lock_node, soci::use(cls, "c"), soci::use(number, "n"),
+      soci::into(locked);
+    return locked != 0;
+  });
+}
+
+node_registration node_registry::register_node(int number, std::string_view uri,
+                                               std::string_view version) {
+  auto& sql = conn_.session();
+  const auto& text = conn_.sql();
+  return guarded(sql, [&] {
+    node_registration self{new_envelope_id(), number};
+    soci::transaction tr{sql};
+    sql << text.lock_nodes_table;
+    if (number == 0)
+      sql << text.next_node_number, soci::into(self.number);
+    // A live node holds its number's advisory lock on its session; a dead process's lock went
+    // with its connection, so a restart takes its number over at once.
+    if (!lock_number(self.number))
+      throw db_error{failure_kind::permanent, "",
+                     fmt::format("node id {} is held by a live node; give this node another "
+                                 "--node-id (DEPOT_NODE_ID)",
+                                 self.number)};
+    soci::statement previous = (sql.prepare << text.delete_node_number, soci::use(self.number));
+    previous.execute(true);
+    bool crashed = previous.get_affected_rows() > 0; // it did not deregister
+    auto u = std::string{uri};
+    auto v = std::string{version};
+    sql << text.insert_node, soci::use(self.id, "id"), soci::use(self.number, "n"),
+      soci::use(u, "u"), soci::use(v, "v");
+    // Whatever an earlier incarnation with this number claimed is unfinished: release it.
+    if (crashed)
+      release_owned_by({self.number});
+    tr.commit();
+    return self;
+  });
+}
+
+void node_registry::heartbeat(const node_registration& self, std::string_view version,
+                              const node_health_row& health) {
+  auto& sql = conn_.session();
+  const auto& text = conn_.sql();
+  guarded(sql, [&] {
+    auto reason = postgres_text(health.reason);
+    soci::statement st = (sql.prepare << text.heartbeat, soci::use(health.health, "h"),
+                          soci::use(reason, "r"), soci::use(self.id, "id"));
+    st.execute(true);
+    if (st.get_affected_rows() > 0)
+      return;
+    // Declared dead by another node (its work was recovered): come back under the same number.
+    auto v = std::string{version};
+    soci::statement back = (sql.prepare << text.reinsert_node, soci::use(self.id, "id"),
+                            soci::use(self.number, "n"), soci::use(v, "v"),
+                            soci::use(health.health, "h"), soci::use(reason, "r"));
+    back.execute(true);
+    if (back.get_affected_rows() == 0)
+      throw db_error{failure_kind::permanent, "",
+                     fmt::format("node id {} was taken by another node while this one was "
+                                 "unreachable; restart this node",
+                                 self.number)};
+  });
+}
+
+std::vector<node_status> node_registry::statuses() {
+  auto& sql = conn_.session();
+  return guarded(sql, [&] {
+    std::vector<node_status> result;
+    soci::rowset<soci::row> rows = sql.prepare << conn_.sql().node_statuses;
+    for (const auto& r : rows)
+      result.push_back({r.get<int>(0), {r.get<std::string>(1), r.get<std::string>(2)},
+                        r.get<long long>(3)});
+    return result;
+  });
+}
+
+void node_registry::deregister(const node_registration& self) {
+  auto& sql = conn_.session();
+  guarded(sql, [&] {
+    soci::transaction tr{sql};
+    sql << conn_.sql().delete_node, soci::use(self.id);
+    release_owned_by({self.number}); // claims a failed worker could not give back
+    tr.commit();
+  });
+}
+
+std::vector<std::string> node_registry::release_owned_by(const std::vector<int>& numbers) {
+  auto& sql = conn_.session();
+  auto owners = int_array(numbers);
+  sql << conn_.sql().release_outgoing_of, soci::use(owners);
+  soci::rowset<std::string> rows = (sql.prepare << conn_.sql().release_incoming_of,
+                                    soci::use(owners));
+  return std::vector<std::string>(rows.begin(), rows.end());
+}
+
+std::vector<std::string> node_registry::recover_stale(micros stale_after) {
+  auto& sql = conn_.session();
+  return guarded(sql, [&] {
+    auto stale = static_cast<long long>(stale_after);
+    auto cls = lock_class();
+    soci::transaction tr{sql};
+    soci::rowset<int> rows = (sql.prepare << conn_.sql().delete_dead_nodes, soci::use(stale, "s"),
+                              soci::use(cls, "c"));
+    std::vector<int> dead(rows.begin(), rows.end());
+    std::vector<std::string> queues;
+    if (!dead.empty())
+      queues = release_owned_by(dead);
+    tr.commit();
+    return queues;
+  });
+}
+
+} // namespace depot::persistence

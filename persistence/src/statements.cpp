@@ -1,0 +1,192 @@
+// The statement texts of a schema, built once per schema.
+#include "statements.hpp"
+
+#include <map>
+#include <memory>
+#include <mutex>
+
+#include <fmt/format.h>
+
+#include "depot/persistence/names.hpp"
+
+namespace depot::persistence {
+
+namespace {
+
+// Integer microseconds since the epoch of timestamptz `column`.
+std::string micros_of(std::string_view column) {
+  return fmt::format("(extract(epoch from {}) * 1000000)::bigint", column);
+}
+
+// The timestamptz of integer microseconds `column`, NULL for 0.
+std::string timestamp_or_null(std::string_view column) {
+  return fmt::format("CASE WHEN {0} = 0 THEN NULL ELSE timestamptz 'epoch' + {0} * interval "
+                     "'1 microsecond' END",
+                     column);
+}
+
+// The condition of a claim for node `:owner`: only a registered node claims, and its row stays
+// while the claim commits (KEY SHARE keeps recovery from deleting it), so a node declared dead
+// cannot leave claims nobody recovers.
+std::string owner_registered(std::string_view nodes) {
+  return fmt::format("EXISTS (SELECT 1 FROM {} WHERE number = :owner FOR KEY SHARE)", nodes);
+}
+
+} // namespace
+
+statements::statements(std::string_view schema) {
+  namespace t = names::table;
+  namespace st = names::status;
+  auto incoming = names::qualified(schema, t::incoming);
+  auto outgoing = names::qualified(schema, t::outgoing);
+  auto dead_letters = names::qualified(schema, t::dead_letters);
+  auto nodes = names::qualified(schema, t::nodes);
+  auto versions = names::qualified(schema, t::schema_version);
+
+  // -- schema ---------------------------------------------------------------------------------
+  schema_exists = fmt::format("SELECT count(*) FROM information_schema.tables WHERE "
+                              "table_schema = :s AND table_name = '{}'",
+                              t::schema_version);
+  schema_version = fmt::format("SELECT coalesce(max(version), 0) FROM {}", versions);
+  create_schema = fmt::format("CREATE SCHEMA IF NOT EXISTS {}", schema);
+  create_version_table = fmt::format("CREATE TABLE IF NOT EXISTS {} (version integer PRIMARY "
+                                     "KEY, description text NOT NULL, applied_at timestamptz NOT "
+                                     "NULL DEFAULT now())",
+                                     versions);
+  record_version = fmt::format("INSERT INTO {} (version, description) VALUES (:v, :d)", versions);
+  search_path = fmt::format("SET LOCAL search_path TO {}", schema);
+
+  // -- inbox ----------------------------------------------------------------------------------
+  // A batch is one statement: its rows are one JSON array expanded by json_to_recordset. Counted
+  // with RETURNING: a one-shot query is one round trip, where affected rows need a prepared one.
+  insert_incoming = fmt::format(
+    "WITH inserted AS (INSERT INTO {0} (id, queue, message_type, body, headers, status, "
+    "execution_time, deliver_by, priority, attempts, tenant) SELECT r.id, r.queue, "
+    "r.message_type, r.body, r.headers::jsonb, r.status, coalesce({1}, now()), {2}, r.priority, "
+    "r.attempts, nullif(r.tenant, '') FROM json_to_recordset(:rows::json) AS r(id uuid, queue "
+    "text, message_type text, body text, headers text, status text, execution_time bigint, "
+    "deliver_by bigint, priority integer, attempts integer, tenant text) ON CONFLICT (id) DO "
+    "NOTHING RETURNING 1) SELECT count(*) FROM inserted",
+    incoming, timestamp_or_null("r.execution_time"), timestamp_or_null("r.deliver_by"));
+  notify = "SELECT pg_notify(:c, :p)";
+  claim = fmt::format(
+    "UPDATE {0} SET owner = :owner WHERE id IN (SELECT id FROM {0} WHERE queue = :q AND status = "
+    "'{5}' AND owner = 0 AND execution_time <= now() ORDER BY priority DESC, received_at LIMIT :n "
+    "FOR UPDATE SKIP LOCKED) AND {4} RETURNING id::text, queue, message_type, body, "
+    "headers::text, {1}, coalesce({2}, 0), attempts, priority, {3}, coalesce(tenant, '')",
+    incoming, micros_of("execution_time"), micros_of("deliver_by"), micros_of("received_at"),
+    owner_registered(nodes), st::incoming);
+  begin_handling = fmt::format(
+    "UPDATE {} SET status = '{}', keep_until = now() + :w * interval '1 microsecond' WHERE id = "
+    "ANY(:ids::uuid[]) AND owner = :o AND status = '{}' RETURNING id::text",
+    incoming, st::handled, st::incoming);
+  mark_expired = fmt::format("UPDATE {} SET status = '{}' WHERE id = ANY(:ids::uuid[])", incoming,
+                             st::expired);
+  retry_at = fmt::format("UPDATE {} SET status = '{}', owner = 0, attempts = attempts + 1, "
+                         "keep_until = NULL, execution_time = timestamptz 'epoch' + :at * "
+                         "interval '1 microsecond' WHERE id = :id::uuid",
+                         incoming, st::scheduled);
+  give_back = fmt::format("UPDATE {} SET status = '{}', owner = 0, keep_until = NULL WHERE id = "
+                          "ANY(:ids::uuid[]) AND owner = :o AND status = :s",
+                          incoming, st::incoming);
+  promote_due = fmt::format(
+    "WITH due AS (UPDATE {0} SET status = '{1}', owner = 0 WHERE id IN (SELECT id FROM {0} WHERE "
+    "status = '{2}' AND execution_time <= now() ORDER BY execution_time LIMIT :n FOR UPDATE SKIP "
+    "LOCKED) RETURNING queue) SELECT DISTINCT queue FROM due",
+    incoming, st::incoming, st::scheduled);
+  remove_expired_ids = fmt::format("DELETE FROM {0} WHERE id IN (SELECT id FROM {0} WHERE status "
+                                   "IN ('{1}', '{2}') AND keep_until < now() LIMIT :n)",
+                                   incoming, st::handled, st::expired);
+
+  // -- outbox ---------------------------------------------------------------------------------
+  insert_outgoing = fmt::format(
+    "INSERT INTO {} (id, destination, message_type, body, headers, deliver_by, attempts) SELECT "
+    "r.id, r.queue, r.message_type, r.body, r.headers::jsonb, {}, r.attempts FROM "
+    "json_to_recordset(:rows::json) AS r(id uuid, queue text, message_type text, body text, "
+    "headers text, deliver_by bigint, attempts integer) ON CONFLICT (id) DO NOTHING",
+    outgoing, timestamp_or_null("r.deliver_by"));
+  claim_outgoing = fmt::format(
+    "UPDATE {0} SET owner = :owner WHERE id IN (SELECT id FROM {0} WHERE destination = :d AND "
+    "owner = 0 ORDER BY created_at LIMIT :n FOR UPDATE SKIP LOCKED) AND {1} RETURNING id::text, "
+    "destination, message_type, body, headers::text, coalesce({2}, 0), attempts, {3}",
+    outgoing, owner_registered(nodes), micros_of("deliver_by"), micros_of("created_at"));
+  complete_outgoing = fmt::format("WITH sent AS (DELETE FROM {} WHERE id = ANY(:ids::uuid[]) AND "
+                                  "owner = :o RETURNING 1) SELECT count(*) FROM sent",
+                                  outgoing);
+  release_outgoing = fmt::format("UPDATE {} SET owner = 0, attempts = attempts + 1 WHERE id = "
+                                 "ANY(:ids::uuid[]) AND owner = :o",
+                                 outgoing);
+
+  // -- dead letters ---------------------------------------------------------------------------
+  insert_dead_letter = fmt::format(
+    "INSERT INTO {} (id, queue, message_type, body, headers, exception_type, exception_message, "
+    "attempts, source) VALUES (:id::uuid, :q, :t, :b, :h::jsonb, :et, :em, :a, nullif(:s, '')) "
+    "ON CONFLICT (id) DO UPDATE SET exception_type = excluded.exception_type, exception_message "
+    "= excluded.exception_message, attempts = excluded.attempts, failed_at = now()",
+    dead_letters);
+
+  // -- nodes ----------------------------------------------------------------------------------
+  lock_node = "SELECT pg_try_advisory_lock(:c, :n)::int";
+  lock_nodes_table = fmt::format("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE", nodes);
+  next_node_number = fmt::format("SELECT coalesce(max(number), 0) + 1 FROM {}", nodes);
+  delete_node_number = fmt::format("DELETE FROM {} WHERE number = :n", nodes);
+  insert_node = fmt::format("INSERT INTO {} (id, number, uri, version) VALUES (:id::uuid, :n, "
+                            ":u, :v)",
+                            nodes);
+  heartbeat = fmt::format("UPDATE {} SET heartbeat = now(), health = :h, health_reason = :r WHERE "
+                          "id = :id::uuid",
+                          nodes);
+  reinsert_node = fmt::format("INSERT INTO {} (id, number, version, health, health_reason) VALUES "
+                              "(:id::uuid, :n, :v, :h, :r) ON CONFLICT DO NOTHING",
+                              nodes);
+  node_statuses = fmt::format("SELECT number, health, health_reason, {} FROM {} ORDER BY number",
+                              micros_of("(now() - heartbeat)"), nodes);
+  delete_node = fmt::format("DELETE FROM {} WHERE id = :id::uuid", nodes);
+  // No index covers owner (claims stay cheap): these scan, and run only when a node died or
+  // stops.
+  release_outgoing_of = fmt::format("UPDATE {} SET owner = 0 WHERE owner = ANY(:o::int[])",
+                                    outgoing);
+  release_incoming_of = fmt::format("WITH moved AS (UPDATE {} SET owner = 0 WHERE status = '{}' "
+                                    "AND owner = ANY(:o::int[]) RETURNING queue) SELECT DISTINCT "
+                                    "queue FROM moved",
+                                    incoming, st::incoming);
+  // Dead: silent for too long, or its advisory lock is gone with its connection. A dead node's
+  // row held by a claim in flight (KEY SHARE) is skipped until a later tick, never waited for: a
+  // claim hung in a frozen process must not stall the agent. Once this transaction holds a row,
+  // no claim of that node can commit, and the release that follows sees all it claimed.
+  delete_dead_nodes = fmt::format(
+    "DELETE FROM {0} WHERE number IN (SELECT number FROM {0} n WHERE n.heartbeat < now() - :s * "
+    "interval '1 microsecond' OR NOT EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = "
+    "'advisory' AND l.objsubid = 2 AND l.classid = :c::oid AND l.objid = n.number::oid AND "
+    "l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = "
+    "current_database())) FOR UPDATE SKIP LOCKED) RETURNING number",
+    nodes);
+
+  // -- admin ----------------------------------------------------------------------------------
+  pending = fmt::format("SELECT count(*) FROM {} WHERE status = '{}' OR (status = '{}' AND "
+                        "execution_time <= now())",
+                        incoming, st::incoming, st::scheduled);
+  counts = fmt::format("SELECT queue, status, count(*) FROM {} GROUP BY 1, 2 UNION ALL SELECT "
+                       "queue, '{}', count(*) FROM {} GROUP BY 1 ORDER BY 1, 2",
+                       incoming, st::dead, dead_letters);
+  purge = fmt::format("WITH a AS (DELETE FROM {} WHERE queue = ANY(:q::text[]) RETURNING 1), b AS "
+                      "(DELETE FROM {} WHERE queue = ANY(:q::text[]) RETURNING 1) SELECT (SELECT "
+                      "count(*) FROM a) + (SELECT count(*) FROM b)",
+                      incoming, dead_letters);
+  free_connections = "SELECT current_setting('max_connections')::bigint, (SELECT count(*) FROM "
+                     "pg_stat_activity WHERE backend_type = 'client backend'), CASE WHEN (SELECT "
+                     "rolsuper FROM pg_roles WHERE rolname = current_user) THEN 0 ELSE "
+                     "current_setting('superuser_reserved_connections')::bigint END";
+}
+
+const statements& statements_of(std::string_view schema) {
+  static std::mutex mutex;
+  static std::map<std::string, std::unique_ptr<statements>, std::less<>> by_schema;
+  std::lock_guard guard{mutex};
+  auto i = by_schema.find(schema);
+  if (i == by_schema.end())
+    i = by_schema.emplace(std::string{schema}, std::make_unique<statements>(schema)).first;
+  return *i->second;
+}
+
+} // namespace depot::persistence

@@ -1,0 +1,36 @@
+// Private: the text of every statement depot runs on a schema, built once per schema from the
+// names in names.hpp. Statement bodies live here and nowhere else in persistence/.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "depot/persistence/connection.hpp"
+
+namespace depot::persistence {
+
+struct statements {
+  explicit statements(std::string_view schema);
+
+  // schema
+  std::string schema_exists, schema_version, create_schema, create_version_table,
+    record_version, search_path;
+  // inbox
+  std::string insert_incoming, notify, claim, begin_handling, mark_expired, retry_at, give_back,
+    promote_due, remove_expired_ids;
+  // outbox
+  std::string insert_outgoing, claim_outgoing, complete_outgoing, release_outgoing;
+  // dead letters
+  std::string insert_dead_letter;
+  // nodes
+  std::string lock_node, lock_nodes_table, next_node_number, delete_node_number, insert_node,
+    heartbeat, reinsert_node, node_statuses, delete_node, release_outgoing_of, release_incoming_of,
+    delete_dead_nodes;
+  // admin
+  std::string pending, counts, purge, free_connections;
+};
+
+/// The statements of `schema`, built on first use and kept for the life of the process.
+[[nodiscard]] const statements& statements_of(std::string_view schema);
+
+} // namespace depot::persistence

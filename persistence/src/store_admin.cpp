@@ -1,0 +1,49 @@
+// Counts and checks for operators and start-up.
+#include "depot/persistence/store_admin.hpp"
+
+#include "pg_native.hpp"
+#include "row_codec.hpp"
+#include "statements.hpp"
+
+namespace depot::persistence {
+
+std::vector<queue_count> store_admin::counts() {
+  auto& sql = conn_.session();
+  return guarded(sql, [&] {
+    std::vector<queue_count> result;
+    soci::rowset<soci::row> rows = sql.prepare << conn_.sql().counts;
+    for (const auto& r : rows)
+      result.push_back({r.get<std::string>(0), r.get<std::string>(1), r.get<long long>(2)});
+    return result;
+  });
+}
+
+std::int64_t store_admin::pending() {
+  auto& sql = conn_.session();
+  return guarded(sql, [&] {
+    long long n = 0;
+    sql << conn_.sql().pending, soci::into(n);
+    return static_cast<std::int64_t>(n);
+  });
+}
+
+std::size_t store_admin::purge(const std::vector<std::string>& queues) {
+  auto& sql = conn_.session();
+  return guarded(sql, [&] {
+    auto names = text_array(queues);
+    long long removed = 0;
+    sql << conn_.sql().purge, soci::use(names, "q"), soci::into(removed);
+    return static_cast<std::size_t>(removed);
+  });
+}
+
+connection_budget store_admin::free_connections() {
+  auto& sql = conn_.session();
+  return guarded(sql, [&] {
+    long long max = 0, used = 0, reserved = 0;
+    sql << conn_.sql().free_connections, soci::into(max), soci::into(used), soci::into(reserved);
+    return connection_budget{max, used, max - reserved - used};
+  });
+}
+
+} // namespace depot::persistence
