@@ -34,9 +34,9 @@ using persistence::connection;
 namespace {
 
 /// A usage error: exit code 2.
-class usage_error : public std::runtime_error {
+class usage_error : public error {
 public:
-  using std::runtime_error::runtime_error;
+  explicit usage_error(const std::string& what) : error(errc::invalid_command_line, what) {}
 };
 
 std::string env_name(const std::string& option) {
@@ -339,14 +339,19 @@ void cli::impl::add_builtins() {
        auto flush = [&](std::vector<std::string>& bodies) {
          auto sent = send_durably(*store, app, env.settings.service, 0, type, bodies, {}, 0,
                                   dispatch::send);
-         if (!sent.buffered.empty())
+         if (!sent.memory.empty())
            throw usage_error{fmt::format("{} goes to a buffered queue: only a running node "
                                          "can take it",
                                          type)};
          total += bodies.size();
-         if (bodies.size() == 1 && env.args[1] != "-")
-           fmt::print("sent {} to queue {} as {}\n", type, sent.durable.at(0).queue,
-                      sent.durable.at(0).id);
+         if (bodies.size() == 1 && env.args[1] != "-") {
+           if (!sent.inbox.empty())
+             fmt::print("sent {} to queue {} as {}\n", type, sent.inbox.at(0).queue,
+                        sent.inbox.at(0).id);
+           else
+             fmt::print("sent {} to {} as {}\n", type, sent.outbox.at(0).queue,
+                        sent.outbox.at(0).id);
+         }
          bodies.clear();
        };
        std::vector<std::string> bodies;
@@ -421,8 +426,8 @@ int cli::impl::describe(command_env& env) const {
   fmt::print("routes:\n");
   for (const auto& t : app.message_types()) {
     std::vector<std::string> names;
-    for (const auto* q : app.subscribers_of(t))
-      names.push_back(q->name);
+    for (const auto& to : app.targets_of(t, dispatch::publish))
+      names.push_back(to.local() ? to.name : to.uri());
     fmt::print("  {:<36} -> {}\n", t,
                names.empty() ? std::string{"(none)"} : fmt::format("{}", fmt::join(names, ", ")));
   }

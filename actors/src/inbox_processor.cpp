@@ -5,6 +5,7 @@
 
 #include <unordered_set>
 
+#include "depot/persistence/outgoing.hpp"
 #include "depot/persistence/unit_of_work.hpp"
 #include "depot/runtime/failure_policy.hpp"
 #include "depot/runtime/log.hpp"
@@ -16,9 +17,7 @@ using persistence::failure_kind;
 using persistence::unit_of_work;
 
 struct inbox_processor::outcome {
-  std::vector<envelope> durable;
-  std::vector<envelope> buffered;
-  std::vector<reply_message> replies;
+  outgoing_envelopes sent; ///< of the envelopes handled so far
   std::vector<std::string> expired;
   std::size_t handled = 0;
   std::size_t retried = 0;
@@ -62,14 +61,10 @@ void inbox_processor::recover() {
 }
 
 void inbox_processor::run_one(const envelope& e, outcome& out) {
-  context ctx{e, &conn_.session(), routes_, settings_.service};
+  outgoing_envelopes sent; // kept only when the handler succeeds
+  context ctx{e, &conn_.session(), routes_, settings_.service, sent};
   routes_.run_pipeline(*handler_, e, ctx);
-  for (auto& x : ctx.durable())
-    out.durable.push_back(std::move(x));
-  for (auto& x : ctx.buffered())
-    out.buffered.push_back(std::move(x));
-  if (ctx.reply_out())
-    out.replies.push_back(std::move(*ctx.reply_out()));
+  out.sent.append(std::move(sent));
   ++out.handled;
 }
 
@@ -138,7 +133,7 @@ bool inbox_processor::handle(const std::vector<envelope>& batch, bool isolate) {
     }
   }
   inbox_.mark_expired(out.expired);
-  inbox_.insert(out.durable, owner_);
+  persistence::store_outgoing(conn_, out.sent, owner_);
   uow.commit();
   dispatch(out);
   return true;
@@ -159,14 +154,14 @@ void inbox_processor::requeue_rest(std::vector<envelope>::const_iterator first,
 
 void inbox_processor::dispatch(outcome& out) {
   std::vector<std::string> woken;
-  for (const auto& e : out.durable)
+  for (const auto& e : out.sent.inbox)
     if (e.status == envelope_status::incoming)
       woken.push_back(e.queue);
   if (!woken.empty())
     sink_.wake(woken);
-  if (!out.buffered.empty())
-    sink_.deliver_buffered(std::move(out.buffered));
-  for (auto& r : out.replies)
+  if (!out.sent.memory.empty())
+    sink_.deliver_buffered(std::move(out.sent.memory));
+  for (auto& r : out.sent.replies)
     sink_.deliver_reply(std::move(r));
   sink_.count(out.handled, out.expired.size(), out.retried, out.dead);
 }
@@ -180,7 +175,7 @@ void inbox_processor::process_buffered(const envelope& incoming) {
       unit_of_work uow{conn_};
       try {
         run_one(e, out);
-        inbox_.insert(out.durable, owner_);
+        persistence::store_outgoing(conn_, out.sent, owner_);
         uow.commit();
       } catch (const db_error&) {
         throw;

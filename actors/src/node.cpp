@@ -317,15 +317,16 @@ std::vector<std::string> node::send_bodies(std::string_view type, std::vector<st
                         how);
   });
   std::vector<std::string> ids, ready;
-  for (const auto& e : sent.durable) {
+  for (const auto& e : sent.inbox) {
     ids.push_back(e.id);
     if (e.status == envelope_status::incoming)
       ready.push_back(e.queue);
   }
-  for (const auto& e : sent.buffered)
-    ids.push_back(e.id);
+  for (const auto* more : {&sent.outbox, &sent.memory})
+    for (const auto& e : *more)
+      ids.push_back(e.id);
   d.wake(ready);
-  d.deliver_buffered(std::move(sent.buffered));
+  d.deliver_buffered(std::move(sent.memory));
   return ids;
 }
 

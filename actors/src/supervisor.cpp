@@ -141,8 +141,19 @@ void fail_on_exception(caf::scheduled_actor* self, std::function<void()> give_ba
           log(log_level::warning, "could not give back what a failed actor held: {}", e.what());
         }
       }
-      return caf::make_error(caf::sec::runtime_error, describe(error));
+      try {
+        std::rethrow_exception(error);
+      } catch (const depot::error& e) {
+        return make_error(e.code(), describe(error));
+      } catch (...) {
+        return caf::make_error(caf::sec::runtime_error, describe(error));
+      }
     });
+}
+
+caf::error make_error(errc code, std::string reason) {
+  return caf::error{static_cast<std::uint8_t>(code), caf::atom("depot"),
+                    caf::make_message(std::move(reason))};
 }
 
 caf::actor spawn_supervisor(caf::actor_system& system, std::vector<supervised> actors,

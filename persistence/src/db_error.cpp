@@ -9,6 +9,25 @@
 
 namespace depot::persistence {
 
+namespace {
+
+errc code_of(failure_kind kind) {
+  switch (kind) {
+    case failure_kind::transient: return errc::db_transient;
+    case failure_kind::connection_lost: return errc::db_connection_lost;
+    case failure_kind::outcome_unknown: return errc::db_outcome_unknown;
+    case failure_kind::permanent: return errc::db_permanent;
+  }
+  return errc::db_permanent;
+}
+
+// Serialization failure, deadlock, lock not available, too many connections.
+bool transient_state(const std::string& state) {
+  return state == "40001" || state == "40P01" || state == "55P03" || state == "53300";
+}
+
+} // namespace
+
 const char* to_string(failure_kind kind) {
   switch (kind) {
     case failure_kind::transient: return "transient";
@@ -20,17 +39,8 @@ const char* to_string(failure_kind kind) {
 }
 
 db_error::db_error(failure_kind kind, std::string sqlstate, const std::string& what)
-  : std::runtime_error(what), kind_(kind), sqlstate_(std::move(sqlstate)) {
+  : depot::error(code_of(kind), what), kind_(kind), sqlstate_(std::move(sqlstate)) {
 }
-
-namespace {
-
-// Serialization failure, deadlock, lock not available, too many connections.
-bool transient_state(const std::string& state) {
-  return state == "40001" || state == "40P01" || state == "55P03" || state == "53300";
-}
-
-} // namespace
 
 bool is_transient(const std::exception_ptr& error) {
   try {

@@ -8,8 +8,8 @@
 namespace depot {
 
 context::context(const envelope& incoming, soci::session* db, const routing& routes,
-                 std::string source)
-  : incoming_(incoming), db_(db), routes_(routes), source_(std::move(source)) {
+                 std::string source, outgoing_envelopes& out)
+  : incoming_(incoming), db_(db), routes_(routes), source_(std::move(source)), out_(out) {
 }
 
 soci::session& context::db() {
@@ -20,19 +20,13 @@ soci::session& context::db() {
 
 void context::enqueue(std::string_view type, std::string body, send_options options, micros at,
                       dispatch how) {
-  std::vector<const queue_definition*> targets;
-  if (how == dispatch::send)
-    targets.push_back(&routes_.route_of(type));
-  else
-    targets = routes_.subscribers_of(type);
   auto now = now_micros();
-  for (const auto* q : targets) {
-    if (q->mode == endpoint_mode::buffered && at > now)
-      throw std::logic_error{"queue '" + q->name + "' is buffered: it cannot hold scheduled "
+  for (const auto& to : routes_.targets_of(type, how)) {
+    if (to.mode == endpoint_mode::buffered && at > now)
+      throw std::logic_error{"queue '" + to.name + "' is buffered: it cannot hold scheduled "
                              "messages; make it durable"};
     envelope e;
     e.id = new_envelope_id();
-    e.queue = q->name;
     e.message_type = std::string{type};
     e.body = body;
     e.headers = options.headers;
@@ -47,7 +41,7 @@ void context::enqueue(std::string_view type, std::string body, send_options opti
     e.deliver_by = options.deliver_within.count() > 0 ? now + options.deliver_within.count() : 0;
     e.priority = options.priority;
     e.tenant = incoming_.tenant;
-    (q->mode == endpoint_mode::durable ? durable_ : buffered_).push_back(std::move(e));
+    out_.add(to, std::move(e));
   }
 }
 
@@ -57,8 +51,8 @@ void context::set_reply(std::string_view type, std::string body) {
     return;
   // A requester waits under the correlation id it gave its request.
   const auto& correlation = incoming_.header_value(header::correlation_id);
-  reply_ = reply_message{to, correlation.empty() ? incoming_.id : correlation, std::string{type},
-                         std::move(body)};
+  out_.replies.push_back({to, correlation.empty() ? incoming_.id : correlation,
+                          std::string{type}, std::move(body)});
 }
 
 } // namespace depot

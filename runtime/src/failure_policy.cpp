@@ -7,7 +7,7 @@
 #include <random>
 #include <typeinfo>
 
-#include "depot/runtime/message.hpp"
+#include "depot/runtime/error.hpp"
 #include "depot/runtime/routing.hpp"
 
 namespace depot {
@@ -21,20 +21,15 @@ std::string demangle(const char* name) {
   return status == 0 && out ? out.get() : name;
 }
 
-// What was thrown, as a dead-letter decision; `permanent` when retrying cannot help.
-failure_decision what_was_thrown(const std::exception_ptr& error, bool& permanent) {
+// What was thrown, as a dead-letter decision; `permanent` when retrying cannot help, which a
+// depot::error says by its code (permanent_for_message).
+failure_decision what_was_thrown(const std::exception_ptr& thrown, bool& permanent) {
   permanent = false;
   try {
-    std::rethrow_exception(error);
-  } catch (const decode_error& x) {
-    permanent = true;
-    return {failure_decision::action::dead_letter, 0, "depot::decode_error", x.what()};
-  } catch (const validation_error& x) {
-    permanent = true;
-    return {failure_decision::action::dead_letter, 0, "depot::validation_error", x.what()};
-  } catch (const unknown_message_type& x) {
-    permanent = true;
-    return {failure_decision::action::dead_letter, 0, "depot::unknown_message_type", x.what()};
+    std::rethrow_exception(thrown);
+  } catch (const depot::error& x) {
+    permanent = permanent_for_message(x.code());
+    return {failure_decision::action::dead_letter, 0, demangle(typeid(x).name()), x.what()};
   } catch (const std::exception& x) {
     return {failure_decision::action::dead_letter, 0, demangle(typeid(x).name()), x.what()};
   } catch (...) {

@@ -7,10 +7,6 @@
 
 namespace depot {
 
-const char* to_string(endpoint_mode mode) {
-  return mode == endpoint_mode::durable ? "durable" : "buffered";
-}
-
 namespace {
 
 class dispatching_handler : public queue_handler {
@@ -94,6 +90,35 @@ void routing::run_pipeline(queue_handler& handler, const envelope& e, context& c
       middleware_[i](e, ctx, [&step, i] { step(i + 1); });
   };
   step(0);
+}
+
+void routing::add_route(const std::string& type, endpoint to) {
+  if (to.name.empty())
+    throw std::logic_error{fmt::format("a route of '{}' names no endpoint", type)};
+  if (!to.local() && to.mode != endpoint_mode::durable)
+    throw std::logic_error{fmt::format("route of '{}' to {}: a transport's endpoint is durable "
+                                       "(its envelopes wait in the outbox)",
+                                       type, to.uri())};
+  routes_[type].push_back(std::move(to));
+}
+
+std::vector<endpoint> routing::targets_of(std::string_view type, dispatch how) const {
+  std::vector<endpoint> result;
+  auto routed = routes_.find(std::string{type});
+  if (how == dispatch::send) {
+    if (auto subscribers = subscribers_of(type); !subscribers.empty())
+      result.push_back(subscribers.front()->target());
+    else if (routed != routes_.end())
+      result.push_back(routed->second.front());
+    else
+      (void)route_of(type); // throws no_route
+    return result;
+  }
+  for (const auto* q : subscribers_of(type))
+    result.push_back(q->target());
+  if (routed != routes_.end())
+    result.insert(result.end(), routed->second.begin(), routed->second.end());
+  return result;
 }
 
 const queue_definition& routing::route_of(std::string_view type) const {

@@ -46,7 +46,7 @@ void check_service(const std::string& value) {
 const std::vector<node_option>& node_options() {
   using namespace option_field;
   static const std::vector<node_option> all{
-    {"db", "libpq connection URI of the message store (required)",
+    {"db", "libpq connection URI of the message store; unset: the embedded PostgreSQL",
      text{DEPOT_FIELD(std::string, s.db)}},
     {"schema", "Postgres schema of depot's tables: a lower-case identifier",
      text{DEPOT_FIELD(std::string, s.schema), check_schema_name}},

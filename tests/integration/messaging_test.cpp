@@ -177,3 +177,25 @@ TEST_CASE("a send from another process wakes the node through LISTEN/NOTIFY") {
   REQUIRE(wait_until([&] { return s.number("SELECT count(*) FROM effects") == 2; }));
   CHECK(s.text("SELECT string_agg(tag, ',' ORDER BY tag) FROM effects") == "first,second");
 }
+
+TEST_CASE("a message routed to a transport's endpoint waits in the outbox, committed with its "
+          "handler, and a failed handler leaves none") {
+  test_schema s;
+  depot::routing app;
+  app.handle<ping>([](const ping& p, depot::context& ctx) {
+    ctx.publish(news{p.tag});
+    if (p.tag == "fail")
+      throw depot::validation_error{"refused after publishing"};
+  });
+  app.route<news>({"kafka", "it.news"});
+  depot::node node{app, s.node_config()};
+  node.start();
+  node.send(ping{"ok"});
+  node.send(ping{"fail"});
+  REQUIRE(node.wait_idle(10s));
+  CHECK(s.number("SELECT count(*) FROM outgoing WHERE destination = 'kafka://it.news' AND "
+                 "message_type = 'it.news' AND body = '{\"headline\":\"ok\"}'") == 1);
+  CHECK(s.number("SELECT count(*) FROM outgoing") == 1);
+  CHECK(s.number("SELECT count(*) FROM dead_letters") == 1);
+  node.stop();
+}

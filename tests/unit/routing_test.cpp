@@ -78,17 +78,18 @@ TEST_CASE("publish reaches every subscribed queue and send only the first") {
   app.handle<order_placed>([](const order_placed&, depot::context&) {}).on_queue("billing");
   app.handler_actor<counter, order_placed>("audit");
   depot::envelope incoming;
-  depot::context ctx{incoming, nullptr, app, "shop"};
+  depot::outgoing_envelopes out;
+  depot::context ctx{incoming, nullptr, app, "shop", out};
   ctx.publish(order_placed{"o-1", 5});
-  REQUIRE(ctx.durable().size() == 2);
-  CHECK(ctx.durable()[0].queue == "billing");
-  CHECK(ctx.durable()[1].queue == "audit");
-  CHECK(ctx.durable()[0].id != ctx.durable()[1].id);
+  REQUIRE(out.inbox.size() == 2);
+  CHECK(out.inbox[0].queue == "billing");
+  CHECK(out.inbox[1].queue == "audit");
+  CHECK(out.inbox[0].id != out.inbox[1].id);
   ctx.send(order_placed{"o-2", 7});
-  CHECK(ctx.durable().size() == 3);
-  CHECK(ctx.durable()[2].queue == "billing");
+  CHECK(out.inbox.size() == 3);
+  CHECK(out.inbox[2].queue == "billing");
   ctx.publish(order_shipped{"o-1"}); // no subscriber: fine
-  CHECK(ctx.durable().size() == 3);
+  CHECK(out.inbox.size() == 3);
 }
 
 TEST_CASE("sent envelopes carry source, causation, correlation, priority and deadline") {
@@ -96,11 +97,12 @@ TEST_CASE("sent envelopes carry source, causation, correlation, priority and dea
   app.handle<order_shipped>([](const order_shipped&, depot::context&) {});
   auto incoming = envelope_of("shop.order-placed", R"({"order_id":"o-1","total":5})");
   incoming.tenant = "acme";
-  depot::context ctx{incoming, nullptr, app, "shop"};
+  depot::outgoing_envelopes out;
+  depot::context ctx{incoming, nullptr, app, "shop", out};
   auto before = depot::now_micros();
   ctx.send(order_shipped{"o-1"}, {.deliver_within = std::chrono::seconds{5}, .priority = 3});
-  REQUIRE(ctx.durable().size() == 1);
-  const auto& e = ctx.durable()[0];
+  REQUIRE(out.inbox.size() == 1);
+  const auto& e = out.inbox[0];
   CHECK(e.body == R"({"order_id":"o-1"})");
   CHECK(e.message_type == "shop.order-shipped");
   CHECK(e.header_value(depot::header::source) == "shop");
@@ -117,42 +119,46 @@ TEST_CASE("a scheduled send is stored as scheduled with its execution time") {
   depot::routing app;
   app.handle<order_shipped>([](const order_shipped&, depot::context&) {});
   depot::envelope incoming;
-  depot::context ctx{incoming, nullptr, app, "shop"};
+  depot::outgoing_envelopes out;
+  depot::context ctx{incoming, nullptr, app, "shop", out};
   auto before = depot::now_micros();
   ctx.schedule(order_shipped{"o-1"}, std::chrono::hours{240});
-  REQUIRE(ctx.durable().size() == 1);
-  CHECK(ctx.durable()[0].status == depot::envelope_status::scheduled);
-  CHECK(ctx.durable()[0].execution_time >= before + 240LL * 3600 * 1'000'000);
+  REQUIRE(out.inbox.size() == 1);
+  CHECK(out.inbox[0].status == depot::envelope_status::scheduled);
+  CHECK(out.inbox[0].execution_time >= before + 240LL * 3600 * 1'000'000);
 }
 
-TEST_CASE("messages for a buffered queue stay out of the durable list") {
+TEST_CASE("messages for a buffered queue are kept in memory, not stored") {
   depot::routing app;
   app.handle<order_shipped>([](const order_shipped&, depot::context&) {}).buffered();
   depot::envelope incoming;
-  depot::context ctx{incoming, nullptr, app, "shop"};
+  depot::outgoing_envelopes out;
+  depot::context ctx{incoming, nullptr, app, "shop", out};
   ctx.send(order_shipped{"o-1"});
-  CHECK(ctx.durable().empty());
-  CHECK(ctx.buffered().size() == 1);
+  CHECK(out.inbox.empty());
+  CHECK(out.memory.size() == 1);
   CHECK_THROWS_AS(ctx.schedule(order_shipped{"o-2"}, std::chrono::seconds{1}), std::logic_error);
 }
 
 TEST_CASE("a reply is kept only when the requester asked for one") {
   depot::routing app;
   depot::envelope plain;
-  depot::context quiet{plain, nullptr, app, "shop"};
+  depot::outgoing_envelopes none;
+  depot::context quiet{plain, nullptr, app, "shop", none};
   quiet.reply(price_quote{5});
-  CHECK_FALSE(quiet.reply_out().has_value());
+  CHECK(none.replies.empty());
 
   depot::envelope request;
   request.id = "id-1";
   request.headers[depot::header::reply_to] = "node:3";
   request.headers[depot::header::correlation_id] = "req-9";
-  depot::context ctx{request, nullptr, app, "shop"};
+  depot::outgoing_envelopes out;
+  depot::context ctx{request, nullptr, app, "shop", out};
   ctx.reply(price_quote{5});
-  REQUIRE(ctx.reply_out().has_value());
-  CHECK(ctx.reply_out()->reply_to == "node:3");
-  CHECK(ctx.reply_out()->request_id == "req-9");
-  CHECK(ctx.reply_out()->body == R"({"cents":5})");
+  REQUIRE(out.replies.size() == 1);
+  CHECK(out.replies[0].reply_to == "node:3");
+  CHECK(out.replies[0].request_id == "req-9");
+  CHECK(out.replies[0].body == R"({"cents":5})");
 }
 
 TEST_CASE("the pipeline runs middleware outermost first, then the handler") {
@@ -172,7 +178,8 @@ TEST_CASE("the pipeline runs middleware outermost first, then the handler") {
   });
   auto e = envelope_of("shop.order-placed", R"({"order_id":"o-1","total":1})");
   auto handler = app.route_of(e.message_type).instantiate();
-  depot::context ctx{e, nullptr, app, "shop"};
+  depot::outgoing_envelopes out;
+  depot::context ctx{e, nullptr, app, "shop", out};
   app.run_pipeline(*handler, e, ctx);
   CHECK(trace == std::vector<std::string>{"outer in", "inner", "handler o-1", "outer out"});
 }
@@ -184,7 +191,8 @@ TEST_CASE("middleware that does not call next stops the handler") {
   app.use([](const depot::envelope&, depot::context&, const depot::next_step&) {});
   auto e = envelope_of("shop.order-placed", R"({"order_id":"o-1","total":1})");
   auto handler = app.route_of(e.message_type).instantiate();
-  depot::context ctx{e, nullptr, app, "shop"};
+  depot::outgoing_envelopes out;
+  depot::context ctx{e, nullptr, app, "shop", out};
   app.run_pipeline(*handler, e, ctx);
   CHECK_FALSE(ran);
 }
@@ -194,10 +202,11 @@ TEST_CASE("a queue rejects a body it cannot decode and a type it does not handle
   app.handle<order_placed>([](const order_placed&, depot::context&) {});
   auto handler = app.route_of("shop.order-placed").instantiate();
   auto bad = envelope_of("shop.order-placed", R"({"order_id":"o-1"})");
-  depot::context c1{bad, nullptr, app, "shop"};
+  depot::outgoing_envelopes out;
+  depot::context c1{bad, nullptr, app, "shop", out};
   CHECK_THROWS_WITH_AS(handler->invoke(bad, c1), "missing field 'total'", depot::decode_error);
   auto other = envelope_of("shop.order-shipped", R"({"order_id":"o-1"})");
-  depot::context c2{other, nullptr, app, "shop"};
+  depot::context c2{other, nullptr, app, "shop", out};
   CHECK_THROWS_AS(handler->invoke(other, c2), depot::unknown_message_type);
 }
 
@@ -208,13 +217,15 @@ TEST_CASE("a handler actor keeps its state across messages, one state per worker
   placed.headers[depot::header::reply_to] = "node:1";
   auto shipped = envelope_of("shop.order-shipped", R"({"order_id":"o-1"})");
   auto seen_after_placed = [&](depot::queue_handler& h) {
-    depot::context ctx{placed, nullptr, app, "shop"};
+    depot::outgoing_envelopes out;
+    depot::context ctx{placed, nullptr, app, "shop", out};
     h.invoke(placed, ctx);
-    return ctx.reply_out().value().body;
+    return out.replies.at(0).body;
   };
   auto worker = app.find_queue("counting")->instantiate();
   CHECK(seen_after_placed(*worker) == R"({"cents":1})");
-  depot::context c2{shipped, nullptr, app, "shop"};
+  depot::outgoing_envelopes out;
+  depot::context c2{shipped, nullptr, app, "shop", out};
   worker->invoke(shipped, c2);
   CHECK(seen_after_placed(*worker) == R"({"cents":12})");
   auto second = app.find_queue("counting")->instantiate();
@@ -229,4 +240,33 @@ TEST_CASE("validation checks bodies of registered types and requires objects oth
   CHECK_NOTHROW(app.validate("other.type", R"({"x":1})"));
   CHECK_THROWS_AS(app.validate("other.type", "[1]"), depot::decode_error);
   CHECK(app.message_types() == std::vector<std::string>{"shop.order-placed"});
+}
+
+TEST_CASE("a route to a transport's endpoint files its envelopes for the outbox") {
+  depot::routing app;
+  app.handle<order_placed>([](const order_placed&, depot::context&) {}).on_queue("billing");
+  app.route<order_placed>({"kafka", "shop.orders"});
+  app.route<order_shipped>({"kafka", "shop.shipping"});
+  auto incoming = envelope_of("shop.order-placed", R"({"order_id":"o-1","total":5})");
+  depot::outgoing_envelopes out;
+  depot::context ctx{incoming, nullptr, app, "shop", out};
+  ctx.publish(order_placed{"o-1", 5}); // the local queue and the topic
+  REQUIRE(out.inbox.size() == 1);
+  CHECK(out.inbox[0].queue == "billing");
+  REQUIRE(out.outbox.size() == 1);
+  CHECK(out.outbox[0].queue == "kafka://shop.orders");
+  ctx.send(order_placed{"o-2", 7}); // send prefers the local queue
+  CHECK(out.inbox.size() == 2);
+  CHECK(out.outbox.size() == 1);
+  ctx.send(order_shipped{"o-1"}); // no local queue: the route
+  REQUIRE(out.outbox.size() == 2);
+  CHECK(out.outbox[1].queue == "kafka://shop.shipping");
+  CHECK(out.outbox[1].headers.at(depot::header::causation_id) == incoming.id);
+}
+
+TEST_CASE("a transport's endpoint cannot be buffered and a route must name an endpoint") {
+  depot::routing app;
+  CHECK_THROWS_AS(app.route<order_placed>({"kafka", "shop.orders", depot::endpoint_mode::buffered}),
+                  std::logic_error);
+  CHECK_THROWS_AS(app.route<order_placed>({"kafka", ""}), std::logic_error);
 }

@@ -110,7 +110,7 @@ TEST_CASE("docs/configuration.md has one row per option, with its variable and d
   for (const auto& o : depot::node_options()) {
     INFO("option " << o.name);
     auto value = depot::show(o, defaults);
-    auto shown = value.empty() ? std::string{R"(\(required\)|\(empty\))"} : "`" + value + "`";
+    auto shown = value.empty() ? std::string{R"(\(embedded\)|\(empty\))"} : "`" + value + "`";
     std::regex expected{"\n\\| `" + std::string{o.name} + "` \\| `" + env_name(o.name) +
                         "` \\| (" + shown + ") \\|"};
     CHECK(std::regex_search(doc, expected));

@@ -26,15 +26,15 @@ namespace depot {
 class service;
 
 /// Thrown by node::start with the reason and the fix.
-class startup_error : public std::runtime_error {
+class startup_error : public error {
 public:
-  using std::runtime_error::runtime_error;
+  explicit startup_error(const std::string& what) : error(errc::startup_failed, what) {}
 };
 
 /// Thrown by node::request when no reply arrived in time.
-class request_timeout : public std::runtime_error {
+class request_timeout : public error {
 public:
-  using std::runtime_error::runtime_error;
+  explicit request_timeout(const std::string& what) : error(errc::request_timeout, what) {}
 };
 
 /// What this node did since it started.

@@ -12,10 +12,12 @@
 #include <vector>
 
 #include <caf/actor.hpp>
+#include <caf/error.hpp>
 #include <caf/fwd.hpp>
 
 #include "depot/actors/node.hpp"
 #include "depot/persistence/connection.hpp"
+#include "depot/runtime/error.hpp"
 
 namespace depot {
 
@@ -30,8 +32,14 @@ struct supervised {
   std::function<void(const caf::actor&)> publish;
 };
 
+/// `code` as a CAF error of category "depot" (the code's number, see errc), with `reason` as its
+/// context: how depot's actors report a failure across CAF (exit reasons, request errors).
+[[nodiscard]] caf::error make_error(errc code, std::string reason);
+
 /// Makes an exception that escapes a handler of `self` end it with an error carrying
-/// "type: what()", after `give_back` ran (may be empty): what the actor held goes back first.
+/// "type: what()", after `give_back` ran (may be empty): what the actor held goes back first. A
+/// depot::error ends it with its code (category "depot"), anything else with
+/// caf::sec::runtime_error.
 void fail_on_exception(caf::scheduled_actor* self, std::function<void()> give_back = {});
 
 /// What a service may use of the node it runs in. Thread-safe: actors call it from their own

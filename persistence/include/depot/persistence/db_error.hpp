@@ -1,10 +1,12 @@
 // How depot classifies Postgres failures: what a failure poisons and whether retrying helps.
-// Every database call in persistence/ reports failures through db_error.
+// Every database call in persistence/ reports failures through db_error, a depot::error whose
+// code (db_transient, db_connection_lost, db_outcome_unknown, db_permanent) follows its kind.
 #pragma once
 
 #include <exception>
-#include <stdexcept>
 #include <string>
+
+#include "depot/runtime/error.hpp"
 
 namespace depot::persistence {
 
@@ -18,14 +20,17 @@ enum class failure_kind {
 
 [[nodiscard]] const char* to_string(failure_kind);
 
-/// A database failure with its classification and SQLSTATE (empty when there is none).
-class db_error : public std::runtime_error {
+/// A database failure with its classification and SQLSTATE (empty when there is none). A
+/// depot::error whose code follows its kind: db_transient, db_connection_lost,
+/// db_outcome_unknown or db_permanent.
+class db_error : public depot::error {
 public:
   db_error(failure_kind kind, std::string sqlstate, const std::string& what);
 
   [[nodiscard]] failure_kind kind() const noexcept { return kind_; }
   [[nodiscard]] const std::string& sqlstate() const noexcept { return sqlstate_; }
-  /// True when the work may succeed if done again (after a reconnect when the connection died).
+  /// True when the work may succeed if done again (after a reconnect when the connection died):
+  /// every kind but permanent, as depot::retryable(code()).
   [[nodiscard]] bool retryable() const noexcept { return kind_ != failure_kind::permanent; }
 
 private:

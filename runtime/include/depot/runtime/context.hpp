@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "depot/runtime/endpoint.hpp"
 #include "depot/runtime/envelope.hpp"
 #include "depot/runtime/message.hpp"
 
@@ -34,20 +35,13 @@ struct send_options {
 /// How an outgoing message is addressed.
 enum class dispatch { send, publish };
 
-/// The reply a request handler produced.
-struct reply_message {
-  std::string reply_to; ///< the requester's reply address (envelope header reply-to)
-  std::string request_id; ///< the correlation id the requester waits under
-  std::string message_type;
-  std::string body;
-};
-
 /// A handler's view of the transaction it runs in. One per handled envelope.
 class context {
 public:
-  /// `incoming` is the envelope being handled; `db` the session of its open transaction.
-  context(const envelope& incoming, soci::session* db, const routing& routes,
-          std::string source);
+  /// Made by the runtime: `incoming` is the envelope being handled, `db` the session of its open
+  /// transaction (null outside a handler), `out` where what it sends is collected.
+  context(const envelope& incoming, soci::session* db, const routing& routes, std::string source,
+          outgoing_envelopes& out);
 
   /// The open session of the handling transaction: write your own data through it.
   [[nodiscard]] soci::session& db();
@@ -89,16 +83,7 @@ public:
   /// Adds an envelope of any registered type from its JSON body (used by the CLI and bridges).
   void enqueue(std::string_view type, std::string body, send_options options, micros at,
                dispatch how);
-
-  // -- read by the runtime after the handler returned ---------------------------------------
-
-  /// Durable envelopes to insert in the handling transaction.
-  [[nodiscard]] std::vector<envelope>& durable() { return durable_; }
-  /// Memory-only envelopes to hand to their queues after commit.
-  [[nodiscard]] std::vector<envelope>& buffered() { return buffered_; }
-  /// The reply, when the handler gave one to a requester.
-  [[nodiscard]] std::optional<reply_message>& reply_out() { return reply_; }
-
+  /// Answers the request being handled with a JSON body of `type`.
   void set_reply(std::string_view type, std::string body);
 
 private:
@@ -106,9 +91,7 @@ private:
   soci::session* db_;
   const routing& routes_;
   std::string source_;
-  std::vector<envelope> durable_;
-  std::vector<envelope> buffered_;
-  std::optional<reply_message> reply_;
+  outgoing_envelopes& out_;
 };
 
 } // namespace depot

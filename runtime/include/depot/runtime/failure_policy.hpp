@@ -28,8 +28,10 @@ struct failure_decision {
   std::string reason;         ///< what() of what was thrown
 };
 
-/// Decides for `e`, whose handling threw `error`. Undecodable bodies, unknown types and
-/// validation errors are dead-lettered at once: retrying cannot fix them.
+/// Decides for `e`, whose handling threw `error`. A depot::error whose code is
+/// permanent_for_message (an undecodable body, an unknown type, a validation error) is
+/// dead-lettered at once: retrying cannot fix it. Anything else is retried with backoff until
+/// max_attempts.
 [[nodiscard]] failure_decision decide(const failure_policy& policy, const envelope& e,
                                       std::exception_ptr error);
 

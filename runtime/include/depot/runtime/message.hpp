@@ -17,6 +17,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "depot/runtime/error.hpp"
+
 namespace depot::detail {
 
 template <class T>
@@ -93,20 +95,21 @@ template <class T>
 concept message = detail::described<T>;
 
 /// Thrown by from_json when a body cannot become the requested message; what() is the reason,
-/// e.g. "missing field 'amount'" or "field 'amount': expected an integer".
-class decode_error : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
+/// e.g. "missing field 'amount'" or "field 'amount': expected an integer". Code
+/// errc::decode_error.
+class decode_error : public error {
+public:
+  explicit decode_error(const std::string& what) : error(errc::decode_error, what) {}
 };
 
 /// Thrown when a message breaks a rule of its type, or a handler finds that it cannot be carried
 /// out as asked (a debit that would overflow a balance). Like decode_error it is never retried:
 /// the envelope goes to dead letters with what() as the reason. A message type states its rules
 /// in a member `void validate() const` that throws it; from_json calls it after decoding, so a
-/// send refuses such a body and a stored one is dead-lettered.
-class validation_error : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
+/// send refuses such a body and a stored one is dead-lettered. Code errc::validation_error.
+class validation_error : public error {
+public:
+  explicit validation_error(const std::string& what) : error(errc::validation_error, what) {}
 };
 
 /// The registered type name of `T`, e.g. "bank.debit-account".

@@ -1,5 +1,6 @@
 // The application's handlers and routes: which queue handles which message type, in which
-// endpoint mode, through which middleware. Built once before the node starts; read-only after.
+// endpoint mode, through which middleware, and which other endpoints (a transport's) a message
+// type is routed to. Built once before the node starts; read-only after.
 #pragma once
 
 #include <deque>
@@ -13,28 +14,22 @@
 #include <vector>
 
 #include "depot/runtime/context.hpp"
+#include "depot/runtime/endpoint.hpp"
 #include "depot/runtime/message.hpp"
 
 namespace depot {
 
-/// Where a queue's envelopes wait.
-enum class endpoint_mode {
-  durable,  ///< rows in Postgres: survives crashes, handled exactly once in effect
-  buffered, ///< memory only: lost on crash, for ephemeral messages
-};
-
-[[nodiscard]] const char* to_string(endpoint_mode);
-
 /// Thrown when a message has no queue to go to.
-class no_route : public std::runtime_error {
+class no_route : public error {
 public:
-  using std::runtime_error::runtime_error;
+  explicit no_route(const std::string& what) : error(errc::no_route, what) {}
 };
 
 /// Thrown when a queue receives a type it has no handler for. Never retried.
-class unknown_message_type : public std::runtime_error {
+class unknown_message_type : public error {
 public:
-  using std::runtime_error::runtime_error;
+  explicit unknown_message_type(const std::string& what)
+    : error(errc::unknown_message_type, what) {}
 };
 
 /// A set of handlers serving one queue, instantiated once per worker of that queue. Function
@@ -60,6 +55,8 @@ struct queue_definition {
   std::function<std::shared_ptr<void>()> make_state;
 
   [[nodiscard]] std::unique_ptr<queue_handler> instantiate() const;
+  /// This queue as an endpoint (transport "local").
+  [[nodiscard]] endpoint target() const { return {std::string{local_transport}, name, mode}; }
 };
 
 /// The next step of the handling pipeline.
@@ -134,6 +131,16 @@ public:
     return queue_builder{*this, queue};
   }
 
+  /// Routes message type T to `to` as well: a publish reaches it besides every local queue
+  /// subscribed to T; a send goes there when no local queue handles T. A transport's endpoint
+  /// (transport other than "local") keeps its envelopes in the outbox, committed with the
+  /// sender's transaction, until that transport's relay delivers them.
+  template <message T>
+  void route(endpoint to) {
+    add_type<T>();
+    add_route(std::string{type_name_of<T>()}, std::move(to));
+  }
+
   /// Registers message type T so that bodies sent to it are checked before they are stored.
   template <message T>
   void add_type() {
@@ -156,6 +163,10 @@ public:
 
   // -- lookups --------------------------------------------------------------------------------
 
+  /// Where `how` sends a `type`: for send, the first local queue that handles it, else its first
+  /// route (throws no_route when there is neither); for publish, every subscribed local queue
+  /// and every route (none is fine).
+  [[nodiscard]] std::vector<endpoint> targets_of(std::string_view type, dispatch how) const;
   /// The queue `send` routes `type` to; throws no_route.
   [[nodiscard]] const queue_definition& route_of(std::string_view type) const;
   /// Every queue subscribed to `type`.
@@ -169,9 +180,11 @@ public:
 
 private:
   void add_handler(const std::string& queue, const std::string& type, invoker call);
+  void add_route(const std::string& type, endpoint to);
 
   std::deque<queue_definition> queues_; // deque: definitions keep their address
   std::vector<middleware> middleware_;
+  std::unordered_map<std::string, std::vector<endpoint>> routes_; // message type → endpoints
   std::unordered_map<std::string, std::function<void(std::string_view)>> validators_;
 };
 

@@ -7,12 +7,12 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
-#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <variant>
 #include <vector>
 
+#include "depot/runtime/error.hpp"
 #include "depot/runtime/failure_policy.hpp"
 
 namespace depot {
@@ -45,10 +45,11 @@ struct node_settings {
 };
 
 /// Thrown for a setting outside what a node accepts; what() names the option, the value given
-/// and what it may be.
-class invalid_setting : public std::invalid_argument {
+/// and what it may be. Code errc::invalid_setting; a depot::error, so a std::runtime_error (not
+/// a std::invalid_argument): catch invalid_setting or depot::error.
+class invalid_setting : public error {
 public:
-  using std::invalid_argument::invalid_argument;
+  explicit invalid_setting(const std::string& what) : error(errc::invalid_setting, what) {}
 };
 
 /// The kinds of option values, each with where it lives in node_settings and its bounds.

@@ -1,6 +1,6 @@
 // The local transport: durable sending from outside a handler (the node's send functions, the
-// CLI's `send`). Routes JSON bodies to their queues and inserts them in one transaction. Blocks
-// on Postgres.
+// CLI's `send`). Routes JSON bodies to their endpoints and stores them in one transaction.
+// Blocks on Postgres.
 #pragma once
 
 #include <string>
@@ -13,20 +13,15 @@
 
 namespace depot {
 
-/// The envelopes one send made: `durable` are committed; `buffered` are for a running node's
-/// memory-only queues.
-struct sent_envelopes {
-  std::vector<envelope> durable;
-  std::vector<envelope> buffered;
-};
-
-/// Routes `bodies` of message type `type` and commits the durable envelopes in one transaction.
-/// A transient failure, a lost connection or an unknown commit outcome is retried for up to 30 s
-/// with the same envelope ids (a commit that did happen is not repeated). Throws no_route,
-/// decode_error (a body that is not a valid `type`) or persistence::db_error.
-sent_envelopes send_durably(persistence::connection& conn, const routing& routes,
-                            const std::string& source, int sender_node, std::string_view type,
-                            const std::vector<std::string>& bodies, const send_options& options,
-                            micros at, dispatch how);
+/// Routes `bodies` of message type `type` and commits the envelopes of durable endpoints (local
+/// queues' and transports') in one transaction; the memory ones in the result are for a running
+/// node's buffered queues. A transient failure, a lost connection or an unknown commit outcome
+/// is retried for up to 30 s with the same envelope ids (a commit that did happen is not
+/// repeated). Throws no_route, decode_error (a body that is not a valid `type`) or
+/// persistence::db_error.
+outgoing_envelopes send_durably(persistence::connection& conn, const routing& routes,
+                                const std::string& source, int sender_node, std::string_view type,
+                                const std::vector<std::string>& bodies,
+                                const send_options& options, micros at, dispatch how);
 
 } // namespace depot

@@ -1,0 +1,18 @@
+// Storing what a handler or a sender produced, inside the caller's transaction: envelopes for
+// local durable queues go to the inbox, envelopes for a transport's endpoints to the outbox.
+// Memory envelopes and replies are not stored: the caller hands them over after commit.
+// Blocks on Postgres.
+#pragma once
+
+#include <cstddef>
+
+#include "depot/persistence/connection.hpp"
+#include "depot/runtime/endpoint.hpp"
+
+namespace depot::persistence {
+
+/// Inserts `out.inbox` (waking listeners of their queues, naming `sender_node`) and
+/// `out.outbox`; ids already stored are skipped. Returns how many inbox rows were new.
+std::size_t store_outgoing(connection& conn, const outgoing_envelopes& out, int sender_node);
+
+} // namespace depot::persistence
