@@ -8,7 +8,9 @@
 #include <tuple>
 
 #include <fmt/format.h>
+#include <soci/soci.h>
 
+#include "depot/persistence/retry.hpp"
 #include "depot/persistence/unit_of_work.hpp"
 #include "fixture.hpp"
 
@@ -341,4 +343,44 @@ TEST_CASE("outgoing envelopes claimed by a dead node go back to their destinatio
   }));
   store.nodes.register_node(9, "", "test");
   CHECK(ids_of(store.outbox.claim("kafka.orders", 9, 10)) == std::vector<std::string>{e.id});
+}
+
+TEST_CASE("a transaction whose connection died is retried on a new connection and stores its "
+          "envelopes once") {
+  test_schema s;
+  test_store store{s.store_config()};
+  store.apply_schema();
+  auto e = make_envelope("it.work", "it.job", "{}");
+  int attempts = 0;
+  depot::persistence::retry_transaction(store.conn, [&](depot::persistence::connection& c) {
+    ++attempts;
+    if (attempts == 1) { // the server ends this connection in the middle of the transaction
+      long long pid = 0;
+      c.session() << "SELECT pg_backend_pid()", soci::into(pid);
+      s.exec("SELECT pg_terminate_backend(" + std::to_string(pid) + ")");
+    }
+    depot::persistence::inbox{c}.insert({e});
+    if (attempts == 2) // a conflict with another transaction: retried as well
+      throw depot::persistence::db_error{depot::persistence::failure_kind::transient, "40P01",
+                                         "deadlock detected"};
+  });
+  CHECK(attempts == 3);
+  CHECK(s.number("SELECT count(*) FROM incoming WHERE id = '" + e.id + "'") == 1);
+}
+
+TEST_CASE("a permanent failure is not retried") {
+  test_schema s;
+  test_store store{s.store_config()};
+  store.apply_schema();
+  int attempts = 0;
+  CHECK_THROWS_AS(depot::persistence::retry_transaction(store.conn,
+                                                        [&](depot::persistence::connection&) {
+                                                          ++attempts;
+                                                          throw depot::persistence::db_error{
+                                                            depot::persistence::failure_kind::
+                                                              permanent,
+                                                            "23514", "check violation"};
+                                                        }),
+                  depot::persistence::db_error);
+  CHECK(attempts == 1);
 }
