@@ -76,11 +76,11 @@ private:
 void append_copy_field(std::string& out, std::string_view text) {
   for (char c : text) {
     switch (c) {
-    case '\\': out += "\\\\"; break;
-    case '\t': out += "\\t"; break;
-    case '\n': out += "\\n"; break;
-    case '\r': out += "\\r"; break;
-    default: out += c;
+      case '\\': out += "\\\\"; break;
+      case '\t': out += "\\t"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      default: out += c;
     }
   }
 }
@@ -117,9 +117,10 @@ measurement run_baseline(const options& o, const std::string& name) {
       "priority integer NOT NULL DEFAULT 0, received_at timestamptz NOT NULL DEFAULT now(), "
       "tenant text)",
       schema));
-    admin.exec(fmt::format("CREATE INDEX incoming_ready ON {}.incoming (queue, priority DESC, "
-                           "received_at) WHERE status = 'incoming' AND owner = 0",
-                           schema));
+    admin.exec(
+      fmt::format("CREATE INDEX incoming_ready ON {}.incoming (queue, priority DESC, "
+                  "received_at) WHERE status = 'incoming' AND owner = 0",
+                  schema));
   }
   connection producer{o.db};
   connection consumer{o.db};
@@ -131,8 +132,8 @@ measurement run_baseline(const options& o, const std::string& name) {
                                "body, headers, attempts, priority, received_at",
                                schema),
                    2);
-  const auto copy_sql = fmt::format(
-    "COPY {}.incoming (id, queue, message_type, body) FROM STDIN", schema);
+  const auto copy_sql =
+    fmt::format("COPY {}.incoming (id, queue, message_type, body) FROM STDIN", schema);
 
   latencies lat{o.messages};
   wake w;
@@ -164,12 +165,10 @@ measurement run_baseline(const options& o, const std::string& name) {
         auto st = PQresultStatus(r);
         PQclear(r);
         if (st != PGRES_COPY_IN)
-          throw std::runtime_error{fmt::format("baseline COPY: {}",
-                                               PQerrorMessage(producer.conn))};
-        if (PQputCopyData(producer.conn, data.data(), static_cast<int>(data.size())) != 1
-            || PQputCopyEnd(producer.conn, nullptr) != 1)
-          throw std::runtime_error{fmt::format("baseline COPY: {}",
-                                               PQerrorMessage(producer.conn))};
+          throw std::runtime_error{fmt::format("baseline COPY: {}", PQerrorMessage(producer.conn))};
+        if (PQputCopyData(producer.conn, data.data(), static_cast<int>(data.size())) != 1 ||
+            PQputCopyEnd(producer.conn, nullptr) != 1)
+          throw std::runtime_error{fmt::format("baseline COPY: {}", PQerrorMessage(producer.conn))};
         r = PQgetResult(producer.conn);
         st = PQresultStatus(r);
         std::string error = PQresultErrorMessage(r);
@@ -217,8 +216,8 @@ measurement run_baseline(const options& o, const std::string& name) {
     auto t = now_ns();
     auto rows = PQntuples(r);
     for (int i = 0; i < rows; ++i) {
-      auto body = std::string_view{PQgetvalue(r, i, 2),
-                                   static_cast<std::size_t>(PQgetlength(r, i, 2))};
+      auto body =
+        std::string_view{PQgetvalue(r, i, 2), static_cast<std::size_t>(PQgetlength(r, i, 2))};
       lat.started(seq_of(body), t);
     }
     PQclear(r);

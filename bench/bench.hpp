@@ -18,17 +18,17 @@ namespace bench {
 
 /// What the command line chose.
 struct options {
-  std::string db;            ///< libpq connection URI (default: $DEPOT_DB)
+  std::string db; ///< libpq connection URI (default: $DEPOT_DB)
   std::int64_t messages = 100000;
   std::string out = "build/bench.json";
   std::vector<std::string> cases{"noop", "bank"};
-  int batch_size = 100;      ///< envelopes claimed and handled per transaction (node and baseline)
-  int send_batch = 500;      ///< messages per send transaction (senders and baseline producer)
-  int senders = 1;           ///< sender threads of depot's path
-  int concurrency = 2;       ///< workers per queue of the node
-  int accounts = 1000;       ///< accounts of the bank case
-  int timeout_s = 600;       ///< give up on a case after this long
-  int rounds = 3;            ///< runs of each path per case, alternating; the median is reported
+  int batch_size = 100; ///< envelopes claimed and handled per transaction (node and baseline)
+  int send_batch = 500; ///< messages per send transaction (senders and baseline producer)
+  int senders = 1;      ///< sender threads of depot's path
+  int concurrency = 2;  ///< workers per queue of the node
+  int accounts = 1000;  ///< accounts of the bank case
+  int timeout_s = 600;  ///< give up on a case after this long
+  int rounds = 3;       ///< runs of each path per case, alternating; the median is reported
 };
 
 /// WAL bytes written and CPU seconds used (PostgreSQL server processes, this process).
@@ -66,8 +66,8 @@ struct case_result {
   measurement baseline;
   std::vector<double> rounds_msgs_per_s;          ///< depot's path, every round in order
   std::vector<double> rounds_baseline_msgs_per_s; ///< the baseline, every round in order
-  std::uint64_t envelopes_handled = 0; ///< by the node, cascades and warm-up included
-  double drained_s = 0;                ///< first send until every queue was empty (cascades)
+  std::uint64_t envelopes_handled = 0;            ///< by the node, cascades and warm-up included
+  double drained_s = 0; ///< first send until every queue was empty (cascades)
   [[nodiscard]] double ratio() const {
     return baseline.msgs_per_s > 0 ? ours.msgs_per_s / baseline.msgs_per_s : 0;
   }
@@ -104,9 +104,9 @@ inline std::int64_t seq_of(std::string_view body) {
 class latencies {
 public:
   explicit latencies(std::int64_t n)
-    : sent_(std::make_unique<std::atomic<std::int64_t>[]>(static_cast<std::size_t>(n))),
-      started_(std::make_unique<std::atomic<std::int64_t>[]>(static_cast<std::size_t>(n))),
-      n_(n) {
+    : sent_(std::make_unique<std::atomic<std::int64_t>[]>(static_cast<std::size_t>(n)))
+    , started_(std::make_unique<std::atomic<std::int64_t>[]>(static_cast<std::size_t>(n)))
+    , n_(n) {
     for (std::int64_t i = 0; i < n; ++i) {
       sent_[i].store(0, std::memory_order_relaxed);
       started_[i].store(0, std::memory_order_relaxed);

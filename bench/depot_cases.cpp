@@ -210,9 +210,10 @@ measurement run_depot_case(const options& o, const std::string& name, case_resul
     auto array = fmt::format("{{{}}}", fmt::join(ids, ","));
     long long done = 0;
     while (clock::now() < deadline) {
-      *probe << fmt::format("SELECT count(*) FROM {}.incoming WHERE id = ANY(:ids::uuid[]) AND "
-                            "status IN ('handled', 'expired')",
-                            schema),
+      *probe << fmt::format(
+        "SELECT count(*) FROM {}.incoming WHERE id = ANY(:ids::uuid[]) AND "
+        "status IN ('handled', 'expired')",
+        schema),
         soci::use(array), soci::into(done);
       if (done == static_cast<long long>(ids.size())) {
         t_end = now_ns();

@@ -45,8 +45,8 @@ public:
     for (int i = 1; i < argc; ++i) {
       std::string a = argv[i];
       if (a.starts_with("--") && a.find('=') == std::string::npos) {
-        auto* opt = custom_options_.cli_long_name_lookup(caf::string_view{a.data() + 2,
-                                                                           a.size() - 2});
+        auto* opt =
+          custom_options_.cli_long_name_lookup(caf::string_view{a.data() + 2, a.size() - 2});
         if (opt != nullptr && !opt->is_flag()) {
           if (i + 1 >= argc)
             throw std::invalid_argument{fmt::format("option {} needs a value", a)};
@@ -221,10 +221,11 @@ int main(int argc, char** argv) {
       return 0;
     if (o.db.empty())
       throw std::invalid_argument{"no database: set DEPOT_DB or --db"};
-    if (o.messages < 1 || o.batch_size < 1 || o.send_batch < 1 || o.senders < 1
-        || o.concurrency < 1 || o.accounts < 1 || o.rounds < 1)
-      throw std::invalid_argument{"messages, batch sizes, senders, concurrency, accounts and "
-                                  "rounds must be at least 1"};
+    if (o.messages < 1 || o.batch_size < 1 || o.send_batch < 1 || o.senders < 1 ||
+        o.concurrency < 1 || o.accounts < 1 || o.rounds < 1)
+      throw std::invalid_argument{
+        "messages, batch sizes, senders, concurrency, accounts and "
+        "rounds must be at least 1"};
     for (const auto& c : o.cases)
       if (c != "noop" && c != "bank")
         throw std::invalid_argument{fmt::format("unknown case '{}' (cases: noop, bank)", c)};
@@ -236,13 +237,14 @@ int main(int argc, char** argv) {
   try {
     auto started = bench::clock::now();
     auto mi = machine(o.db);
-    fmt::print("machine: {} cores, {}; PostgreSQL {} (fsync {}, synchronous_commit {})\n",
-               mi.nproc, mi.cpu, mi.postgres, mi.fsync, mi.synchronous_commit);
-    fmt::print("settings: {} messages per case; node batch-size {}, concurrency {} per queue, "
-               "{} sender thread(s) x {} per send; baseline: 1 producer (COPY x {}), "
-               "1 consumer (DELETE ... SKIP LOCKED x {}); bank: {} accounts\n",
-               o.messages, o.batch_size, o.concurrency, o.senders, o.send_batch, o.send_batch,
-               o.batch_size, o.accounts);
+    fmt::print("machine: {} cores, {}; PostgreSQL {} (fsync {}, synchronous_commit {})\n", mi.nproc,
+               mi.cpu, mi.postgres, mi.fsync, mi.synchronous_commit);
+    fmt::print(
+      "settings: {} messages per case; node batch-size {}, concurrency {} per queue, "
+      "{} sender thread(s) x {} per send; baseline: 1 producer (COPY x {}), "
+      "1 consumer (DELETE ... SKIP LOCKED x {}); bank: {} accounts\n",
+      o.messages, o.batch_size, o.concurrency, o.senders, o.send_batch, o.send_batch, o.batch_size,
+      o.accounts);
     std::fflush(stdout);
     std::vector<bench::case_result> results;
     bool ok = true;
@@ -259,11 +261,12 @@ int main(int argc, char** argv) {
         round.baseline = bench::run_baseline(o, name);
         r.rounds_msgs_per_s.push_back(round.ours.msgs_per_s);
         r.rounds_baseline_msgs_per_s.push_back(round.baseline.msgs_per_s);
-        fmt::print("{} round {}: depot {:.0f} msg/s in {:.2f} s (drained {:.2f} s, {} envelopes), "
-                   "baseline {:.0f} msg/s in {:.2f} s{}{}\n",
-                   name, i + 1, round.ours.msgs_per_s, round.ours.seconds, round.drained_s,
-                   round.envelopes_handled, round.baseline.msgs_per_s, round.baseline.seconds,
-                   round.ours.note.empty() ? "" : "; ", round.ours.note);
+        fmt::print(
+          "{} round {}: depot {:.0f} msg/s in {:.2f} s (drained {:.2f} s, {} envelopes), "
+          "baseline {:.0f} msg/s in {:.2f} s{}{}\n",
+          name, i + 1, round.ours.msgs_per_s, round.ours.seconds, round.drained_s,
+          round.envelopes_handled, round.baseline.msgs_per_s, round.baseline.seconds,
+          round.ours.note.empty() ? "" : "; ", round.ours.note);
         std::fflush(stdout);
       }
       auto median_by = [&rounds](auto member) {
@@ -287,19 +290,22 @@ int main(int argc, char** argv) {
           if (r.ours.note.empty())
             r.ours.note = x.ours.note.empty() ? x.baseline.note : x.ours.note;
         }
-      fmt::print("{}: median of {} round(s): depot {:.0f} msg/s, baseline {:.0f} msg/s; case took "
-                 "{:.1f} s\n",
-                 name, o.rounds, r.ours.msgs_per_s, r.baseline.msgs_per_s,
-                 std::chrono::duration<double>(bench::clock::now() - t).count());
+      fmt::print(
+        "{}: median of {} round(s): depot {:.0f} msg/s, baseline {:.0f} msg/s; case took "
+        "{:.1f} s\n",
+        name, o.rounds, r.ours.msgs_per_s, r.baseline.msgs_per_s,
+        std::chrono::duration<double>(bench::clock::now() - t).count());
       auto show_profile = [&](const char* who, const bench::measurement& m) {
         auto n = static_cast<double>(m.messages);
-        fmt::print("  {:<8} per message: {:.0f} WAL bytes, {:.0f} us PostgreSQL CPU, {:.0f} us "
-                   "bench CPU ({:.0f}% of {} cores busy)\n",
-                   who, static_cast<double>(m.used.wal_bytes) / n, m.used.postgres_cpu_s * 1e6 / n,
-                   m.used.bench_cpu_s * 1e6 / n,
-                   m.seconds > 0 ? 100 * (m.used.postgres_cpu_s + m.used.bench_cpu_s)
-                                     / (m.seconds * mi.nproc) : 0,
-                   mi.nproc);
+        fmt::print(
+          "  {:<8} per message: {:.0f} WAL bytes, {:.0f} us PostgreSQL CPU, {:.0f} us "
+          "bench CPU ({:.0f}% of {} cores busy)\n",
+          who, static_cast<double>(m.used.wal_bytes) / n, m.used.postgres_cpu_s * 1e6 / n,
+          m.used.bench_cpu_s * 1e6 / n,
+          m.seconds > 0
+            ? 100 * (m.used.postgres_cpu_s + m.used.bench_cpu_s) / (m.seconds * mi.nproc)
+            : 0,
+          mi.nproc);
       };
       show_profile("depot", r.ours);
       show_profile("baseline", r.baseline);

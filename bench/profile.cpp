@@ -89,8 +89,10 @@ void settle(const std::string& db) {
   PQclear(res);
   PQfinish(c);
   if (!ok)
-    throw std::runtime_error{fmt::format("CHECKPOINT failed (the benchmark needs a superuser "
-                                         "connection): {}", error)};
+    throw std::runtime_error{
+      fmt::format("CHECKPOINT failed (the benchmark needs a superuser "
+                  "connection): {}",
+                  error)};
 }
 
 resources resources::sample(const std::string& db) {

@@ -18,18 +18,18 @@
 #include <soci/soci.h>
 
 #include "depot/actors/node.hpp"
-#include "depot/transports/local.hpp"
 #include "depot/persistence/embedded_postgres.hpp"
 #include "depot/persistence/node_registry.hpp"
 #include "depot/persistence/schema.hpp"
 #include "depot/persistence/store_admin.hpp"
 #include "depot/persistence/unit_of_work.hpp"
 #include "depot/runtime/log.hpp"
+#include "depot/transports/local.hpp"
 
 namespace depot {
 
-using persistence::db_error;
 using persistence::connection;
+using persistence::db_error;
 
 namespace {
 
@@ -136,8 +136,8 @@ public:
         options.push_back(a);
         continue;
       }
-      auto* opt = custom_options_.cli_long_name_lookup(caf::string_view{a.data() + 2,
-                                                                         a.size() - 2});
+      auto* opt =
+        custom_options_.cli_long_name_lookup(caf::string_view{a.data() + 2, a.size() - 2});
       if (opt == nullptr)
         throw usage_error{fmt::format("unknown option {}", a)};
       if (opt->is_flag()) {
@@ -189,8 +189,8 @@ public:
   [[nodiscard]] std::vector<std::pair<std::string, std::string>> effective() const {
     std::vector<std::pair<std::string, std::string>> result;
     for (const auto& o : node_options())
-      result.emplace_back(o.name, o.name == "db" ? persistence::redact_password(s_.db)
-                                                 : show(o, s_));
+      result.emplace_back(o.name,
+                          o.name == "db" ? persistence::redact_password(s_.db) : show(o, s_));
     return result;
   }
 
@@ -296,7 +296,10 @@ int run_node(command_env& env) {
 
 void cli::impl::add_builtins() {
   commands.push_back({{"run"}, "", "run the node until SIGINT or SIGTERM", {}, run_node});
-  commands.push_back({{"db", "apply"}, "", "create or migrate the schema (idempotent)", {},
+  commands.push_back({{"db", "apply"},
+                      "",
+                      "create or migrate the schema (idempotent)",
+                      {},
                       [this](command_env& env) {
                         auto store = open_store(env.settings);
                         auto applied = persistence::apply_schema(*store);
@@ -306,28 +309,36 @@ void cli::impl::add_builtins() {
                             hook(store->session());
                           uow.commit();
                         }
-                        fmt::print("schema {} at version {} (applied now: {})\n",
-                                   env.settings.schema, persistence::schema_version(*store),
-                                   applied.empty() ? "none" : fmt::format("{}", fmt::join(applied, ", ")));
+                        fmt::print(
+                          "schema {} at version {} (applied now: {})\n", env.settings.schema,
+                          persistence::schema_version(*store),
+                          applied.empty() ? "none" : fmt::format("{}", fmt::join(applied, ", ")));
                         return exit_code::ok;
                       }});
-  commands.push_back({{"db", "status"}, "", "show the schema version; exit 1 when behind", {},
+  commands.push_back({{"db", "status"},
+                      "",
+                      "show the schema version; exit 1 when behind",
+                      {},
                       [this](command_env& env) {
                         auto store = open_store(env.settings);
                         auto v = persistence::schema_version(*store);
                         auto latest = persistence::latest_schema_version();
                         fmt::print("schema {}: version {} of {} ({})\n", env.settings.schema, v,
                                    latest,
-                                   v == 0          ? "not provisioned: run db apply"
-                                   : v == latest   ? "up to date"
-                                   : v < latest    ? "behind: run db apply"
-                                                   : "newer than this binary");
+                                   v == 0        ? "not provisioned: run db apply"
+                                   : v == latest ? "up to date"
+                                   : v < latest  ? "behind: run db apply"
+                                                 : "newer than this binary");
                         return v == latest ? exit_code::ok : exit_code::failure;
                       }});
-  commands.push_back({{"describe"}, "", "message types, queues, routes, configuration", {},
+  commands.push_back({{"describe"},
+                      "",
+                      "message types, queues, routes, configuration",
+                      {},
                       [this](command_env& env) { return describe(env); }});
   commands.push_back(
-    {{"send"}, "<type> <json|->",
+    {{"send"},
+     "<type> <json|->",
      "durably enqueue a message; '-' reads one JSON body per line from stdin",
      [](command_options&) {},
      [this](command_env& env) {
@@ -337,12 +348,13 @@ void cli::impl::add_builtins() {
        auto store = open_provisioned_store(env.settings);
        std::size_t total = 0;
        auto flush = [&](std::vector<std::string>& bodies) {
-         auto sent = send_durably(*store, app, env.settings.service, 0, type, bodies, {}, 0,
-                                  dispatch::send);
+         auto sent =
+           send_durably(*store, app, env.settings.service, 0, type, bodies, {}, 0, dispatch::send);
          if (!sent.memory.empty())
-           throw usage_error{fmt::format("{} goes to a buffered queue: only a running node "
-                                         "can take it",
-                                         type)};
+           throw usage_error{
+             fmt::format("{} goes to a buffered queue: only a running node "
+                         "can take it",
+                         type)};
          total += bodies.size();
          if (bodies.size() == 1 && env.args[1] != "-") {
            if (!sent.inbox.empty())
@@ -373,40 +385,42 @@ void cli::impl::add_builtins() {
        fmt::print("sent {} {}\n", total, type);
        return exit_code::ok;
      }});
-  commands.push_back({{"storage", "counts"}, "", "envelopes per queue and status", {},
-                      [this](command_env& env) {
-                        auto store = open_provisioned_store(env.settings);
-                        fmt::print("{:<40} {:<10} {:>10}\n", "queue", "status", "count");
-                        for (const auto& c : persistence::store_admin{*store}.counts())
-                          fmt::print("{:<40} {:<10} {:>10}\n", c.queue, c.status, c.count);
-                        return exit_code::ok;
-                      }});
-  commands.push_back({{"health"}, "",
-                      "check the database, the schema and every registered node; exit 1 when "
-                      "unhealthy",
-                      {}, [this](command_env& env) {
-                        auto store = open_store(env.settings);
-                        auto v = persistence::schema_version(*store);
-                        auto ok = v == persistence::latest_schema_version();
-                        fmt::print("database reachable; schema {} version {}: {}\n",
-                                   env.settings.schema, v, ok ? "healthy" : "needs db apply");
-                        if (!ok)
-                          return exit_code::failure;
-                        auto stale = std::chrono::duration_cast<std::chrono::microseconds>(
-                                       env.settings.stale_after).count();
-                        for (const auto& n : persistence::node_registry{*store}.statuses()) {
-                          if (n.silent_for > stale) {
-                            ok = false;
-                            fmt::print("node {}: silent for {} s\n", n.number,
-                                       n.silent_for / 1'000'000);
-                          } else {
-                            ok = ok && n.health.health == "healthy";
-                            fmt::print("node {}: {}{}{}\n", n.number, n.health.health,
-                                       n.health.reason.empty() ? "" : ": ", n.health.reason);
-                          }
-                        }
-                        return ok ? exit_code::ok : exit_code::failure;
-                      }});
+  commands.push_back(
+    {{"storage", "counts"}, "", "envelopes per queue and status", {}, [this](command_env& env) {
+       auto store = open_provisioned_store(env.settings);
+       fmt::print("{:<40} {:<10} {:>10}\n", "queue", "status", "count");
+       for (const auto& c : persistence::store_admin{*store}.counts())
+         fmt::print("{:<40} {:<10} {:>10}\n", c.queue, c.status, c.count);
+       return exit_code::ok;
+     }});
+  commands.push_back(
+    {{"health"},
+     "",
+     "check the database, the schema and every registered node; exit 1 when "
+     "unhealthy",
+     {},
+     [this](command_env& env) {
+       auto store = open_store(env.settings);
+       auto v = persistence::schema_version(*store);
+       auto ok = v == persistence::latest_schema_version();
+       fmt::print("database reachable; schema {} version {}: {}\n", env.settings.schema, v,
+                  ok ? "healthy" : "needs db apply");
+       if (!ok)
+         return exit_code::failure;
+       auto stale =
+         std::chrono::duration_cast<std::chrono::microseconds>(env.settings.stale_after).count();
+       for (const auto& n : persistence::node_registry{*store}.statuses()) {
+         if (n.silent_for > stale) {
+           ok = false;
+           fmt::print("node {}: silent for {} s\n", n.number, n.silent_for / 1'000'000);
+         } else {
+           ok = ok && n.health.health == "healthy";
+           fmt::print("node {}: {}{}{}\n", n.number, n.health.health,
+                      n.health.reason.empty() ? "" : ": ", n.health.reason);
+         }
+       }
+       return ok ? exit_code::ok : exit_code::failure;
+     }});
 }
 
 int cli::impl::describe(command_env& env) const {
@@ -437,7 +451,8 @@ int cli::impl::describe(command_env& env) const {
   return exit_code::ok;
 }
 
-cli::cli(std::string program, routing& app) : impl_(std::make_unique<impl>(impl{program, app, {}, {}})) {
+cli::cli(std::string program, routing& app)
+  : impl_(std::make_unique<impl>(impl{program, app, {}, {}})) {
   impl_->add_builtins();
 }
 

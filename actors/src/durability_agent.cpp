@@ -37,14 +37,13 @@ void agent_tick(caf::stateful_actor<agent_state>* self, node_context& node) {
     auto interval = std::chrono::duration_cast<std::chrono::microseconds>(s.cleanup_interval);
     if (now - st.last_cleanup >= interval.count()) {
       constexpr int chunk = 10000;
-      while (inbox.remove_expired_ids(chunk) == chunk) {
-      }
+      while (inbox.remove_expired_ids(chunk) == chunk) {}
       st.last_cleanup = now;
     }
   } catch (const persistence::db_error& e) {
     if (st.connected)
-      log(log_level::warning, "durability agent: database {} ({}); retrying",
-          to_string(e.kind()), e.what());
+      log(log_level::warning, "durability agent: database {} ({}); retrying", to_string(e.kind()),
+          e.what());
     st.connected = st.conn && st.conn->connected();
   }
 }

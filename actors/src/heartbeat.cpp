@@ -42,10 +42,10 @@ std::vector<supervised> heartbeat::actors(node_context& node) {
   auto interval = node.settings().heartbeat_interval;
   return {{"heartbeat",
            [beat, interval](caf::actor_system& sys) {
-             return sys.spawn<caf::detached>([beat, interval](
-                                               caf::stateful_actor<heartbeat_state>* self) {
-               return every(self, interval, beat);
-             });
+             return sys.spawn<caf::detached>(
+               [beat, interval](caf::stateful_actor<heartbeat_state>* self) {
+                 return every(self, interval, beat);
+               });
            },
            {}}};
 }

@@ -28,17 +28,16 @@ inbox_processor::inbox_processor(persistence::connection& conn, const routing& r
                                  const queue_definition& queue, const node_settings& settings,
                                  int owner, dispatch_sink& sink,
                                  std::vector<std::string>& in_flight)
-  : conn_(conn),
-    inbox_(conn),
-    dead_letters_(conn),
-    routes_(routes),
-    queue_(queue),
-    settings_(settings),
-    owner_(owner),
-    sink_(sink),
-    handler_(queue.instantiate()),
-    in_flight_(in_flight) {
-}
+  : conn_(conn)
+  , inbox_(conn)
+  , dead_letters_(conn)
+  , routes_(routes)
+  , queue_(queue)
+  , settings_(settings)
+  , owner_(owner)
+  , sink_(sink)
+  , handler_(queue.instantiate())
+  , in_flight_(in_flight) {}
 
 std::size_t inbox_processor::process_batch() {
   recover(); // what an earlier failure left claimed
@@ -148,8 +147,10 @@ void inbox_processor::requeue_rest(std::vector<envelope>::const_iterator first,
     if (locked.contains(first->id))
       rest.push_back(first->id);
   inbox_.requeue(rest, owner_);
-  log(log_level::info, "queue {}: {} envelope(s) requeued after a conflict with another "
-      "transaction: {}", queue_.name, rest.size(), describe(error));
+  log(log_level::info,
+      "queue {}: {} envelope(s) requeued after a conflict with another "
+      "transaction: {}",
+      queue_.name, rest.size(), describe(error));
 }
 
 void inbox_processor::dispatch(outcome& out) {

@@ -58,8 +58,7 @@ private:
   /// Requeues the envelopes of [first, last) that this transaction locked.
   void requeue_rest(std::vector<envelope>::const_iterator first,
                     std::vector<envelope>::const_iterator last,
-                    const std::unordered_set<std::string>& locked,
-                    const std::exception_ptr& error);
+                    const std::unordered_set<std::string>& locked, const std::exception_ptr& error);
   /// After commit: wake-ups, buffered envelopes, replies, counters.
   void dispatch(outcome& out);
 

@@ -33,8 +33,8 @@ namespace {
 constexpr const char* version = "0.1.0";
 
 persistence::store_settings store_settings_of(const node_settings& s) {
-  return {s.db, s.schema, std::chrono::duration_cast<std::chrono::microseconds>(s.dedup_window)
-                            .count()};
+  return {s.db, s.schema,
+          std::chrono::duration_cast<std::chrono::microseconds>(s.dedup_window).count()};
 }
 
 } // namespace
@@ -154,12 +154,10 @@ struct node::impl final : dispatch_sink, node_context {
 };
 
 node::node(const routing& app, node_settings settings)
-  : impl_(std::make_unique<impl>(app, std::move(settings), nullptr)) {
-}
+  : impl_(std::make_unique<impl>(app, std::move(settings), nullptr)) {}
 
 node::node(const routing& app, node_settings settings, caf::actor_system_config& config)
-  : impl_(std::make_unique<impl>(app, std::move(settings), &config)) {
-}
+  : impl_(std::make_unique<impl>(app, std::move(settings), &config)) {}
 
 node::~node() {
   stop();
@@ -174,8 +172,7 @@ const node_settings& node::settings() const {
 }
 
 node_stats node::stats() const {
-  return {impl_->handled.load(), impl_->expired.load(), impl_->retried.load(),
-          impl_->dead.load()};
+  return {impl_->handled.load(), impl_->expired.load(), impl_->retried.load(), impl_->dead.load()};
 }
 
 node_health node::health() const {
@@ -249,9 +246,10 @@ void node::start() {
       persistence::apply_schema(*d.registration);
     } else if (auto v = persistence::schema_version(*d.registration);
                v != persistence::latest_schema_version()) {
-      throw startup_error{fmt::format("schema '{}' is at version {}, this node needs {}: run "
-                                      "`db apply` or enable auto-provision",
-                                      s.schema, v, persistence::latest_schema_version())};
+      throw startup_error{
+        fmt::format("schema '{}' is at version {}, this node needs {}: run "
+                    "`db apply` or enable auto-provision",
+                    s.schema, v, persistence::latest_schema_version())};
     }
     try {
       d.workers.plan(d.app_, s);
@@ -360,8 +358,7 @@ reply_message node::request_body(std::string_view type, std::string body,
 }
 
 std::vector<persistence::queue_count> node::counts() {
-  return impl_->with_connection(
-    [](connection& c) { return persistence::store_admin{c}.counts(); });
+  return impl_->with_connection([](connection& c) { return persistence::store_admin{c}.counts(); });
 }
 
 std::size_t node::purge(const std::vector<std::string>& queues) {

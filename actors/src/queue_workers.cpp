@@ -85,9 +85,9 @@ void connect(worker_actor* self, const worker_env& env) {
     else
       st.conn->reconnect();
     if (!st.processor)
-      st.processor = std::make_unique<inbox_processor>(*st.conn, env.node->app(), *slot->queue,
-                                                       settings, env.node->number(), *env.sink,
-                                                       slot->in_flight);
+      st.processor =
+        std::make_unique<inbox_processor>(*st.conn, env.node->app(), *slot->queue, settings,
+                                          env.node->number(), *env.sink, slot->in_flight);
     st.processor->recover();
     if (!st.connected && st.backoff > min_backoff)
       log(log_level::info, "{}: database connection is back", slot->label);
@@ -157,14 +157,17 @@ void queue_workers::plan(const routing& app, const node_settings& s) {
   stopped(); // a node started again plans afresh
   for (const auto& [name, n] : s.queue_concurrency)
     if (app.find_queue(name) == nullptr)
-      throw std::invalid_argument{fmt::format("--queue-concurrency names queue '{}', which this "
-                                              "node does not serve (see describe)",
-                                              name)};
+      throw std::invalid_argument{
+        fmt::format("--queue-concurrency names queue '{}', which this "
+                    "node does not serve (see describe)",
+                    name)};
   for (const auto& q : app.queues()) {
     auto n = s.concurrency_of(q.name, q.concurrency);
     if (n == 0)
-      log(log_level::warning, "queue {} has no worker on this node (concurrency 0): its "
-          "envelopes wait for another node", q.name);
+      log(log_level::warning,
+          "queue {} has no worker on this node (concurrency 0): its "
+          "envelopes wait for another node",
+          q.name);
     for (int i = 1; i <= n; ++i) {
       auto& slot = slots_.emplace_back();
       slot.label = fmt::format("queue worker {}#{}", q.name, i);
@@ -179,14 +182,13 @@ std::vector<supervised> queue_workers::actors(node_context& node) {
   for (auto& slot : slots_) {
     slot.first_connection = node.connect();
     worker_env env{&slot, &node, &sink_};
-    result.push_back({slot.label,
-                      [env](caf::actor_system& sys) {
-                        return sys.spawn<caf::detached>(queue_worker, env);
-                      },
-                      [p = &slot](const caf::actor& a) {
-                        std::lock_guard guard{p->mutex};
-                        p->actor = a;
-                      }});
+    result.push_back(
+      {slot.label,
+       [env](caf::actor_system& sys) { return sys.spawn<caf::detached>(queue_worker, env); },
+       [p = &slot](const caf::actor& a) {
+         std::lock_guard guard{p->mutex};
+         p->actor = a;
+       }});
   }
   return result;
 }

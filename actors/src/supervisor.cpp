@@ -96,8 +96,7 @@ caf::behavior supervisor(supervisor_actor* self, std::vector<supervised> actors,
 } // namespace
 
 failure_record::failure_record(int max_restarts, std::chrono::milliseconds window)
-  : max_restarts_(max_restarts), window_(window) {
-}
+  : max_restarts_(max_restarts), window_(window) {}
 
 int failure_record::add(const std::string& label, const std::string& reason) {
   auto now = std::chrono::steady_clock::now();
@@ -121,8 +120,8 @@ node_health failure_record::health() const {
   if (!fatal_.empty())
     return {node_health::state::failed, fatal_};
   for (const auto& [label, f] : by_actor_) {
-    auto recent = std::count_if(f.times.begin(), f.times.end(),
-                                [&](auto t) { return now - t <= window_; });
+    auto recent =
+      std::count_if(f.times.begin(), f.times.end(), [&](auto t) { return now - t <= window_; });
     if (recent > 1)
       return {node_health::state::unhealthy,
               fmt::format("{} failed {} times within {}: {}", label, recent, show_duration(window_),

@@ -50,8 +50,7 @@ private:
 /// Spawns the supervisor of `actors`: it spawns and monitors each, restarts a failed one after
 /// 100 ms doubling to 5 s, and marks `record` failed when an actor exceeds its max-restarts.
 /// An exit message to the supervisor stops it and every actor it runs.
-[[nodiscard]] caf::actor spawn_supervisor(caf::actor_system& system,
-                                          std::vector<supervised> actors,
+[[nodiscard]] caf::actor spawn_supervisor(caf::actor_system& system, std::vector<supervised> actors,
                                           std::shared_ptr<failure_record> record);
 
 } // namespace depot

@@ -60,9 +60,9 @@ std::unique_ptr<soci::session> open_session(const std::string& db) {
   if (options == nullptr) {
     auto reason = std::string{error ? error : "out of memory"};
     PQfreemem(error);
-    throw db_error{failure_kind::permanent, "",
-                   fmt::format("invalid database connection string (check DEPOT_DB or --db): {}",
-                               reason)};
+    throw db_error{
+      failure_kind::permanent, "",
+      fmt::format("invalid database connection string (check DEPOT_DB or --db): {}", reason)};
   }
   std::string keywords;
   for (auto* o = options; o->keyword != nullptr; ++o) {
@@ -105,10 +105,9 @@ const store_settings& checked(const store_settings& settings) {
 } // namespace
 
 connection::connection(store_settings settings)
-  : settings_(checked(settings)),
-    sql_(&statements_of(settings_.schema)),
-    session_(open_session(settings_.db)) {
-}
+  : settings_(checked(settings))
+  , sql_(&statements_of(settings_.schema))
+  , session_(open_session(settings_.db)) {}
 
 connection::~connection() = default;
 

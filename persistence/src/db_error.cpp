@@ -39,8 +39,7 @@ const char* to_string(failure_kind kind) {
 }
 
 db_error::db_error(failure_kind kind, std::string sqlstate, const std::string& what)
-  : depot::error(code_of(kind), what), kind_(kind), sqlstate_(std::move(sqlstate)) {
-}
+  : depot::error(code_of(kind), what), kind_(kind), sqlstate_(std::move(sqlstate)) {}
 
 bool is_transient(const std::exception_ptr& error) {
   try {

@@ -45,8 +45,8 @@ using namespace std::chrono_literals;
 constexpr const char* install_fix = "install postgresql (scripts/install) or set --db or DEPOT_DB";
 constexpr const char* db_fix = "set --db or DEPOT_DB to use another server";
 constexpr int start_attempts = 5;
-constexpr int lowest_random_port = 15432;  // random ports: [15432, 31432), below Linux's
-constexpr int random_ports = 16000;        // ephemeral range (32768 and up)
+constexpr int lowest_random_port = 15432; // random ports: [15432, 31432), below Linux's
+constexpr int random_ports = 16000;       // ephemeral range (32768 and up)
 /// A Unix socket path holds at most 107 bytes; the socket is DIR/.s.PGSQL.PORT.
 constexpr std::size_t max_socket_dir = 107 - 16;
 
@@ -59,12 +59,15 @@ std::string tail(const fs::path& file, std::size_t count = 3) {
   std::ifstream in{file};
   std::deque<std::string> lines;
   for (std::string line; std::getline(in, line);) {
-    if (line.empty()) continue;
+    if (line.empty())
+      continue;
     lines.push_back(line);
-    if (lines.size() > count) lines.pop_front();
+    if (lines.size() > count)
+      lines.pop_front();
   }
   std::string joined;
-  for (const auto& line : lines) joined += (joined.empty() ? "" : " | ") + line;
+  for (const auto& line : lines)
+    joined += (joined.empty() ? "" : " | ") + line;
   return joined;
 }
 
@@ -82,9 +85,11 @@ std::optional<fs::path> find_program(const std::string& name) {
   path += ":/usr/sbin:/sbin";
   std::istringstream dirs{path};
   for (std::string d; std::getline(dirs, d, ':');) {
-    if (d.empty()) continue;
+    if (d.empty())
+      continue;
     auto candidate = fs::path{d} / name;
-    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+    if (::access(candidate.c_str(), X_OK) == 0)
+      return candidate;
   }
   return std::nullopt;
 }
@@ -94,10 +99,12 @@ std::optional<fs::path> find_program(const std::string& name) {
 /// between fork and exec: the caller may have threads.
 int spawn_and_wait(const std::vector<std::string>& args, int out_fd) {
   std::vector<char*> argv;
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  for (const auto& a : args)
+    argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
   int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (null_fd < 0) return -1;
+  if (null_fd < 0)
+    return -1;
   pid_t pid = ::fork();
   if (pid == 0) {
     // The caller's signal mask and ignored signals would be inherited through exec (a CAF node
@@ -107,21 +114,24 @@ int spawn_and_wait(const std::vector<std::string>& args, int out_fd) {
     sigprocmask(SIG_SETMASK, &none, nullptr);
     struct sigaction dfl {};
     dfl.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; ++sig) sigaction(sig, &dfl, nullptr);
+    for (int sig = 1; sig < NSIG; ++sig)
+      sigaction(sig, &dfl, nullptr);
     if (::dup2(null_fd, 0) < 0 || ::dup2(out_fd, 1) < 0 || ::dup2(out_fd, 2) < 0 ||
         ::chdir("/") != 0)
       ::_exit(127);
-    ::close_range(3, ~0U, 0);  // the caller's sockets and files stay with the caller
+    ::close_range(3, ~0U, 0); // the caller's sockets and files stay with the caller
     ::execv(argv[0], argv.data());
     constexpr char msg[] = "depot: exec failed\n";
     [[maybe_unused]] auto n = ::write(2, msg, sizeof msg - 1);
     ::_exit(127);
   }
   ::close(null_fd);
-  if (pid < 0) return -1;
+  if (pid < 0)
+    return -1;
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) return -1;
+    if (errno != EINTR)
+      return -1;
   }
   return status;
 }
@@ -133,7 +143,8 @@ bool succeeded(int status) {
 /// The stdout of `args` (a short output) when it exits with 0.
 std::optional<std::string> output_of(const std::vector<std::string>& args) {
   int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) return std::nullopt;
+  if (::pipe2(fds, O_CLOEXEC) != 0)
+    return std::nullopt;
   // The output (a path) fits the pipe's buffer: read it once the child has exited.
   auto status = spawn_and_wait(args, fds[1]);
   ::close(fds[1]);
@@ -147,8 +158,10 @@ std::optional<std::string> output_of(const std::vector<std::string>& args) {
       break;
   }
   ::close(fds[0]);
-  if (!succeeded(status)) return std::nullopt;
-  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  if (!succeeded(status))
+    return std::nullopt;
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r'))
+    out.pop_back();
   return out;
 }
 
@@ -157,7 +170,8 @@ std::optional<std::string> output_of(const std::vector<std::string>& args) {
 fs::path server_bindir() {
   if (auto pg_config = find_program("pg_config")) {
     if (auto dir = output_of({pg_config->string(), "--bindir"}))
-      if (::access((fs::path{*dir} / "initdb").c_str(), X_OK) == 0) return *dir;
+      if (::access((fs::path{*dir} / "initdb").c_str(), X_OK) == 0)
+        return *dir;
   }
   std::optional<fs::path> newest;
   int newest_version = -1;
@@ -166,13 +180,15 @@ fs::path server_bindir() {
     auto name = entry.path().filename().string();
     char* end = nullptr;
     auto version = std::strtol(name.c_str(), &end, 10);
-    if (end == name.c_str() || version <= newest_version) continue;
+    if (end == name.c_str() || version <= newest_version)
+      continue;
     if (::access((entry.path() / "bin" / "initdb").c_str(), X_OK) == 0) {
       newest = entry.path() / "bin";
       newest_version = static_cast<int>(version);
     }
   }
-  if (!newest) fail(fmt::format("no PostgreSQL server binaries (initdb) found: {}", install_fix));
+  if (!newest)
+    fail(fmt::format("no PostgreSQL server binaries (initdb) found: {}", install_fix));
   return *newest;
 }
 
@@ -207,13 +223,14 @@ void make_reachable(const fs::path& dir, const postgres_user& user) {
     struct stat st {};
     if (::stat(p.c_str(), &st) == 0) {
       bool in_group =
-          std::find(user.groups.begin(), user.groups.end(), st.st_gid) != user.groups.end();
+        std::find(user.groups.begin(), user.groups.end(), st.st_gid) != user.groups.end();
       auto bit = st.st_uid == user.uid ? S_IXUSR : in_group ? S_IXGRP : S_IXOTH;
       if ((st.st_mode & bit) == 0 && ::chmod(p.c_str(), (st.st_mode & 07777) | S_IXOTH) != 0)
         fail(fmt::format("cannot make {} reachable by user postgres: {}; {}", p.string(),
                          std::strerror(errno), db_fix));
     }
-    if (p == p.root_path() || p.empty()) break;
+    if (p == p.root_path() || p.empty())
+      break;
   }
 }
 
@@ -223,7 +240,8 @@ char process_state(long pid, const std::string& comm) {
   std::string stat;
   std::getline(in, stat);
   auto prefix = fmt::format("{} ({}) ", pid, comm);
-  if (stat.size() <= prefix.size() || stat.compare(0, prefix.size(), prefix) != 0) return '\0';
+  if (stat.size() <= prefix.size() || stat.compare(0, prefix.size(), prefix) != 0)
+    return '\0';
   return stat[prefix.size()];
 }
 
@@ -252,9 +270,11 @@ std::optional<postmaster> live_postmaster(const fs::path& data) {
   std::getline(in, port_line);
   char* end = nullptr;
   auto pid = std::strtol(pid_line.c_str(), &end, 10);
-  if (pid <= 0 || end == pid_line.c_str() || *end != '\0') return std::nullopt;
+  if (pid <= 0 || end == pid_line.c_str() || *end != '\0')
+    return std::nullopt;
   auto state = process_state(pid, "postgres");
-  if (state == '\0' || state == 'Z' || state == 'X') return std::nullopt;
+  if (state == '\0' || state == 'Z' || state == 'X')
+    return std::nullopt;
   return postmaster{pid, std::atoi(port_line.c_str())};
 }
 
@@ -262,7 +282,8 @@ std::optional<postmaster> live_postmaster(const fs::path& data) {
 /// server will (SO_REUSEADDR, so connections in TIME_WAIT do not count).
 bool port_free(int port) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
+  if (fd < 0)
+    return false;
   int one = 1;
   ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   sockaddr_in addr{};
@@ -276,13 +297,15 @@ bool port_free(int port) {
 
 /// `preferred` when it is free and below 32768, else a free random port in [15432, 31432).
 int pick_port(int preferred) {
-  if (preferred >= 1024 && preferred < 32768 && port_free(preferred)) return preferred;
+  if (preferred >= 1024 && preferred < 32768 && port_free(preferred))
+    return preferred;
   std::mt19937 random{std::random_device{}()};
   std::uniform_int_distribution<int> ports{lowest_random_port,
                                            lowest_random_port + random_ports - 1};
   for (int i = 0; i < 100; ++i) {
     auto port = ports(random);
-    if (port_free(port)) return port;
+    if (port_free(port))
+      return port;
   }
   fail(fmt::format("no free TCP port below 32768 on 127.0.0.1; {}", db_fix));
 }
@@ -290,7 +313,8 @@ int pick_port(int preferred) {
 /// `text` as one shell word: pg_ctl hands -o to /bin/sh.
 std::string shell_quoted(const std::string& text) {
   std::string quoted = "'";
-  for (char c : text) quoted += c == '\'' ? std::string{"'\\''"} : std::string(1, c);
+  for (char c : text)
+    quoted += c == '\'' ? std::string{"'\\''"} : std::string(1, c);
   return quoted + "'";
 }
 
@@ -308,11 +332,13 @@ void write_file(const fs::path& file, const std::string& text) {
   {
     std::ofstream out{tmp, std::ios::trunc};
     out << text;
-    if (!out) fail(fmt::format("cannot write {}; {}", tmp.string(), db_fix));
+    if (!out)
+      fail(fmt::format("cannot write {}; {}", tmp.string(), db_fix));
   }
   std::error_code ec;
   fs::rename(tmp, file, ec);
-  if (ec) fail(fmt::format("cannot write {}: {}; {}", file.string(), ec.message(), db_fix));
+  if (ec)
+    fail(fmt::format("cannot write {}: {}; {}", file.string(), ec.message(), db_fix));
 }
 
 /// The process that started the server and the postmaster it started, from dir/owner.
@@ -330,7 +356,7 @@ owner_record read_owner(const fs::path& file) {
 
 /// An exclusive flock on dir/lock, held while deciding whether to start, starting and stopping.
 class dir_lock {
- public:
+public:
   explicit dir_lock(const fs::path& file) {
     // O_CLOEXEC: the server pg_ctl starts must not inherit the lock and hold it forever.
     fd_ = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
@@ -347,27 +373,29 @@ class dir_lock {
   dir_lock(const dir_lock&) = delete;
   dir_lock& operator=(const dir_lock&) = delete;
 
- private:
+private:
   int fd_ = -1;
 };
 
 /// Runs the server tools of one directory: as user postgres (through runuser) when root, each
 /// with its output in a log file of the directory.
 class server_tools {
- public:
+public:
   explicit server_tools(fs::path dir) : dir_(std::move(dir)), bindir_(server_bindir()) {
-    if (::geteuid() != 0) return;
+    if (::geteuid() != 0)
+      return;
     auto runuser = find_program("runuser");
     if (!runuser)
-      fail(fmt::format("runuser not found (the server tools refuse to run as root): {}",
-                       install_fix));
+      fail(
+        fmt::format("runuser not found (the server tools refuse to run as root): {}", install_fix));
     runuser_ = *runuser;
     user_ = find_postgres_user();
   }
 
   /// Root only: the server's user owns the directory and can reach it.
   void prepare_directory() const {
-    if (!user_) return;
+    if (!user_)
+      return;
     if (::chown(dir_.c_str(), user_->uid, user_->gid) != 0)
       fail(fmt::format("cannot chown {} to postgres: {}; {}", dir_.string(), std::strerror(errno),
                        db_fix));
@@ -379,7 +407,8 @@ class server_tools {
   bool run(const std::string& tool, const std::vector<std::string>& args,
            const std::string& log) const {
     std::vector<std::string> argv;
-    if (user_) argv = {runuser_.string(), "-u", "postgres", "--"};
+    if (user_)
+      argv = {runuser_.string(), "-u", "postgres", "--"};
     argv.push_back((bindir_ / tool).string());
     argv.insert(argv.end(), args.begin(), args.end());
     auto log_file = dir_ / log;
@@ -399,7 +428,7 @@ class server_tools {
            run("pg_ctl", {"-D", data.string(), "-m", "immediate", "-w", "stop"}, "pg_ctl.log");
   }
 
- private:
+private:
   fs::path dir_;
   fs::path bindir_;
   fs::path runuser_;
@@ -420,12 +449,13 @@ struct pg_connection {
 /// still be starting when it was joined: connecting is retried for 10 s while it runs.
 void create_depot_database(int port, const fs::path& data) {
   auto conninfo =
-      fmt::format("postgresql://postgres@127.0.0.1:{}/postgres?connect_timeout=10", port);
+    fmt::format("postgresql://postgres@127.0.0.1:{}/postgres?connect_timeout=10", port);
   auto deadline = std::chrono::steady_clock::now() + 10s;
   std::optional<pg_connection> c;
   for (;;) {
     c.emplace(conninfo);
-    if (PQstatus(c->conn) == CONNECTION_OK) break;
+    if (PQstatus(c->conn) == CONNECTION_OK)
+      break;
     if (std::chrono::steady_clock::now() >= deadline || !live_postmaster(data))
       fail(fmt::format("cannot connect to the private PostgreSQL at 127.0.0.1:{}: {}{}; {}", port,
                        PQerrorMessage(c->conn), see(data / "server.log"), db_fix));
@@ -435,7 +465,8 @@ void create_depot_database(int port, const fs::path& data) {
   auto* res = PQexec(c->conn, "SELECT 1 FROM pg_database WHERE datname = 'depot'");
   bool exists = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
   PQclear(res);
-  if (exists) return;
+  if (exists)
+    return;
   res = PQexec(c->conn, "CREATE DATABASE depot");
   std::string state;
   if (PQresultStatus(res) != PGRES_COMMAND_OK) {
@@ -450,7 +481,7 @@ void create_depot_database(int port, const fs::path& data) {
                    fmt::format("cannot create database depot: {}; {}", message, db_fix)};
 }
 
-}  // namespace
+} // namespace
 
 fs::path embedded_postgres::default_dir() {
   return fs::path{".depot"} / "postgres";
@@ -459,16 +490,19 @@ fs::path embedded_postgres::default_dir() {
 embedded_postgres::embedded_postgres(fs::path dir) {
   std::error_code ec;
   dir_ = fs::absolute(dir, ec).lexically_normal();
-  if (ec) fail(fmt::format("cannot locate {}: {}; {}", dir.string(), ec.message(), db_fix));
-  if (!dir_.has_filename()) dir_ = dir_.parent_path();
+  if (ec)
+    fail(fmt::format("cannot locate {}: {}; {}", dir.string(), ec.message(), db_fix));
+  if (!dir_.has_filename())
+    dir_ = dir_.parent_path();
   // pg_ctl puts the data directory and log between double quotes in a shell command.
   if (dir_.string().find_first_of("\"$`\\\n") != std::string::npos)
     fail(
-        fmt::format("the PostgreSQL directory {} holds a character pg_ctl cannot pass "
-                    "(\" $ ` \\ or a line break): run from another directory or {}",
-                    dir_.string(), db_fix));
+      fmt::format("the PostgreSQL directory {} holds a character pg_ctl cannot pass "
+                  "(\" $ ` \\ or a line break): run from another directory or {}",
+                  dir_.string(), db_fix));
   fs::create_directories(dir_, ec);
-  if (ec) fail(fmt::format("cannot create {}: {}; {}", dir_.string(), ec.message(), db_fix));
+  if (ec)
+    fail(fmt::format("cannot create {}: {}; {}", dir_.string(), ec.message(), db_fix));
   server_tools tools{dir_};
   auto data = dir_ / "data";
   dir_lock lock{dir_ / "lock"};
@@ -503,13 +537,14 @@ embedded_postgres::embedded_postgres(fs::path dir) {
     depot::log(log_level::info, "PostgreSQL: creating a data directory in {} (initdb)",
                data.string());
     if (!tools.run(
-            "initdb",
-            {"-D", scratch.string(), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-locale"},
-            "initdb.log"))
+          "initdb",
+          {"-D", scratch.string(), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-locale"},
+          "initdb.log"))
       fail(fmt::format("initdb failed in {}{}; {}", scratch.string(), see(dir_ / "initdb.log"),
                        install_fix));
     fs::rename(scratch, data, ec);
-    if (ec) fail(fmt::format("cannot rename {}: {}; {}", scratch.string(), ec.message(), db_fix));
+    if (ec)
+      fail(fmt::format("cannot rename {}: {}; {}", scratch.string(), ec.message(), db_fix));
     if (int fd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); fd >= 0) {
       ::fsync(fd);
       ::close(fd);
@@ -520,7 +555,8 @@ embedded_postgres::embedded_postgres(fs::path dir) {
   fs::remove(data / "postmaster.pid", ec);
   for (const auto& entry : fs::directory_iterator{dir_, ec}) {
     auto name = entry.path().filename().string();
-    if (name.starts_with(".s.PGSQL.") && name.ends_with(".lock")) fs::remove(entry.path(), ec);
+    if (name.starts_with(".s.PGSQL.") && name.ends_with(".lock"))
+      fs::remove(entry.path(), ec);
   }
 
   auto socket_dir = dir_.string().size() <= max_socket_dir ? dir_.string() : std::string{};
@@ -528,23 +564,24 @@ embedded_postgres::embedded_postgres(fs::path dir) {
   for (int attempt = 1; attempt <= start_attempts && port_ == 0; ++attempt) {
     auto port = pick_port(preferred);
     auto options =
-        fmt::format("-p {} -k {} -c listen_addresses=127.0.0.1", port, shell_quoted(socket_dir));
-    if (tools.run("pg_ctl",
-                  {"-D", data.string(), "-l", (data / "server.log").string(), "-w", "-o", options,
-                   "start"},
-                  "pg_ctl.log")) {
+      fmt::format("-p {} -k {} -c listen_addresses=127.0.0.1", port, shell_quoted(socket_dir));
+    if (tools.run(
+          "pg_ctl",
+          {"-D", data.string(), "-l", (data / "server.log").string(), "-w", "-o", options, "start"},
+          "pg_ctl.log")) {
       port_ = port;
       break;
     }
     // The port was taken meanwhile, or the server failed for good (then every attempt fails).
     if (live_postmaster(data))
-      break;  // pg_ctl gave up waiting on a server that still runs: do not start a second one
+      break; // pg_ctl gave up waiting on a server that still runs: do not start a second one
     preferred = 0;
     std::this_thread::sleep_for(attempt * 100ms);
   }
   auto started = live_postmaster(data);
   if (port_ == 0 || !started) {
-    if (started) tools.stop(data);
+    if (started)
+      tools.stop(data);
     fail(fmt::format("PostgreSQL did not start in {}{}; {}", data.string(),
                      see(data / "server.log"), db_fix));
   }
@@ -564,14 +601,16 @@ embedded_postgres::embedded_postgres(fs::path dir) {
 }
 
 embedded_postgres::~embedded_postgres() {
-  if (!owns_server_) return;
+  if (!owns_server_)
+    return;
   try {
     auto data = dir_ / "data";
     dir_lock lock{dir_ / "lock"};
     auto running = live_postmaster(data);
     auto record = read_owner(dir_ / "owner");
     // Stop only the server this object started or took over, not one started after it died.
-    if (!running || running->pid != record.postmaster) return;
+    if (!running || running->pid != record.postmaster)
+      return;
     server_tools tools{dir_};
     if (!tools.stop(data)) {
       depot::log(log_level::warning, "could not stop PostgreSQL in {}{}", dir_.string(),
@@ -585,4 +624,4 @@ embedded_postgres::~embedded_postgres() {
   }
 }
 
-}  // namespace depot::persistence
+} // namespace depot::persistence

@@ -22,8 +22,7 @@ bool node_registry::lock_number(int number) {
   return guarded(sql, [&] {
     int locked = 0;
     auto cls = lock_class();
-    sql << conn_.sql().lock_node, soci::use(cls, "c"), soci::use(number, "n"),
-      soci::into(locked);
+    sql << conn_.sql().lock_node, soci::use(cls, "c"), soci::use(number, "n"), soci::into(locked);
     return locked != 0;
   });
 }
@@ -73,9 +72,9 @@ void node_registry::heartbeat(const node_registration& self, std::string_view ve
       return;
     // Declared dead by another node (its work was recovered): come back under the same number.
     auto v = std::string{version};
-    soci::statement back = (sql.prepare << text.reinsert_node, soci::use(self.id, "id"),
-                            soci::use(self.number, "n"), soci::use(v, "v"),
-                            soci::use(health.health, "h"), soci::use(reason, "r"));
+    soci::statement back =
+      (sql.prepare << text.reinsert_node, soci::use(self.id, "id"), soci::use(self.number, "n"),
+       soci::use(v, "v"), soci::use(health.health, "h"), soci::use(reason, "r"));
     back.execute(true);
     if (back.get_affected_rows() == 0)
       throw db_error{failure_kind::permanent, "",
@@ -91,8 +90,8 @@ std::vector<node_status> node_registry::statuses() {
     std::vector<node_status> result;
     soci::rowset<soci::row> rows = sql.prepare << conn_.sql().node_statuses;
     for (const auto& r : rows)
-      result.push_back({r.get<int>(0), {r.get<std::string>(1), r.get<std::string>(2)},
-                        r.get<long long>(3)});
+      result.push_back(
+        {r.get<int>(0), {r.get<std::string>(1), r.get<std::string>(2)}, r.get<long long>(3)});
     return result;
   });
 }
@@ -111,8 +110,8 @@ std::vector<std::string> node_registry::release_owned_by(const std::vector<int>&
   auto& sql = conn_.session();
   auto owners = int_array(numbers);
   sql << conn_.sql().release_outgoing_of, soci::use(owners);
-  soci::rowset<std::string> rows = (sql.prepare << conn_.sql().release_incoming_of,
-                                    soci::use(owners));
+  soci::rowset<std::string> rows =
+    (sql.prepare << conn_.sql().release_incoming_of, soci::use(owners));
   return std::vector<std::string>(rows.begin(), rows.end());
 }
 
@@ -122,8 +121,8 @@ std::vector<std::string> node_registry::recover_stale(micros stale_after) {
     auto stale = static_cast<long long>(stale_after);
     auto cls = lock_class();
     soci::transaction tr{sql};
-    soci::rowset<int> rows = (sql.prepare << conn_.sql().delete_dead_nodes, soci::use(stale, "s"),
-                              soci::use(cls, "c"));
+    soci::rowset<int> rows =
+      (sql.prepare << conn_.sql().delete_dead_nodes, soci::use(stale, "s"), soci::use(cls, "c"));
     std::vector<int> dead(rows.begin(), rows.end());
     std::vector<std::string> queues;
     if (!dead.empty())

@@ -25,9 +25,9 @@ std::vector<envelope> outbox::claim(std::string_view destination, int owner, int
     auto d = std::string{destination};
     soci::transaction tr{sql};
     sql << "SET LOCAL synchronous_commit = off"; // as inbox::claim: a lost claim is harmless
-    soci::rowset<soci::row> rows = (sql.prepare << conn_.sql().claim_outgoing,
-                                    soci::use(owner, "owner"), soci::use(d, "d"),
-                                    soci::use(limit, "n"));
+    soci::rowset<soci::row> rows =
+      (sql.prepare << conn_.sql().claim_outgoing, soci::use(owner, "owner"), soci::use(d, "d"),
+       soci::use(limit, "n"));
     std::vector<envelope> result;
     for (const auto& r : rows) {
       auto& e = result.emplace_back();

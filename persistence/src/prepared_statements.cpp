@@ -3,8 +3,7 @@
 
 namespace depot::persistence {
 
-claim_statement::claim_statement(soci::session& sql, const std::string& text)
-  : statement(sql) {
+claim_statement::claim_statement(soci::session& sql, const std::string& text) : statement(sql) {
   resize(chunk);
   statement.exchange(soci::use(owner, "owner"));
   statement.exchange(soci::use(queue, "q"));

@@ -20,9 +20,10 @@ std::string micros_of(std::string_view column) {
 
 // The timestamptz of integer microseconds `column`, NULL for 0.
 std::string timestamp_or_null(std::string_view column) {
-  return fmt::format("CASE WHEN {0} = 0 THEN NULL ELSE timestamptz 'epoch' + {0} * interval "
-                     "'1 microsecond' END",
-                     column);
+  return fmt::format(
+    "CASE WHEN {0} = 0 THEN NULL ELSE timestamptz 'epoch' + {0} * interval "
+    "'1 microsecond' END",
+    column);
 }
 
 // The condition of a claim for node `:owner`: only a registered node claims, and its row stays
@@ -44,15 +45,17 @@ statements::statements(std::string_view schema) {
   auto versions = names::qualified(schema, t::schema_version);
 
   // -- schema ---------------------------------------------------------------------------------
-  schema_exists = fmt::format("SELECT count(*) FROM information_schema.tables WHERE "
-                              "table_schema = :s AND table_name = '{}'",
-                              t::schema_version);
+  schema_exists = fmt::format(
+    "SELECT count(*) FROM information_schema.tables WHERE "
+    "table_schema = :s AND table_name = '{}'",
+    t::schema_version);
   schema_version = fmt::format("SELECT coalesce(max(version), 0) FROM {}", versions);
   create_schema = fmt::format("CREATE SCHEMA IF NOT EXISTS {}", schema);
-  create_version_table = fmt::format("CREATE TABLE IF NOT EXISTS {} (version integer PRIMARY "
-                                     "KEY, description text NOT NULL, applied_at timestamptz NOT "
-                                     "NULL DEFAULT now())",
-                                     versions);
+  create_version_table = fmt::format(
+    "CREATE TABLE IF NOT EXISTS {} (version integer PRIMARY "
+    "KEY, description text NOT NULL, applied_at timestamptz NOT "
+    "NULL DEFAULT now())",
+    versions);
   record_version = fmt::format("INSERT INTO {} (version, description) VALUES (:v, :d)", versions);
   search_path = fmt::format("SET LOCAL search_path TO {}", schema);
 
@@ -80,23 +83,26 @@ statements::statements(std::string_view schema) {
     "UPDATE {} SET status = '{}', keep_until = now() + :w * interval '1 microsecond' WHERE id = "
     "ANY(:ids::uuid[]) AND owner = :o AND status = '{}' RETURNING id::text",
     incoming, st::handled, st::incoming);
-  mark_expired = fmt::format("UPDATE {} SET status = '{}' WHERE id = ANY(:ids::uuid[])", incoming,
-                             st::expired);
-  retry_at = fmt::format("UPDATE {} SET status = '{}', owner = 0, attempts = attempts + 1, "
-                         "keep_until = NULL, execution_time = timestamptz 'epoch' + :at * "
-                         "interval '1 microsecond' WHERE id = :id::uuid",
-                         incoming, st::scheduled);
-  give_back = fmt::format("UPDATE {} SET status = '{}', owner = 0, keep_until = NULL WHERE id = "
-                          "ANY(:ids::uuid[]) AND owner = :o AND status = :s",
-                          incoming, st::incoming);
+  mark_expired =
+    fmt::format("UPDATE {} SET status = '{}' WHERE id = ANY(:ids::uuid[])", incoming, st::expired);
+  retry_at = fmt::format(
+    "UPDATE {} SET status = '{}', owner = 0, attempts = attempts + 1, "
+    "keep_until = NULL, execution_time = timestamptz 'epoch' + :at * "
+    "interval '1 microsecond' WHERE id = :id::uuid",
+    incoming, st::scheduled);
+  give_back = fmt::format(
+    "UPDATE {} SET status = '{}', owner = 0, keep_until = NULL WHERE id = "
+    "ANY(:ids::uuid[]) AND owner = :o AND status = :s",
+    incoming, st::incoming);
   promote_due = fmt::format(
     "WITH due AS (UPDATE {0} SET status = '{1}', owner = 0 WHERE id IN (SELECT id FROM {0} WHERE "
     "status = '{2}' AND execution_time <= now() ORDER BY execution_time LIMIT :n FOR UPDATE SKIP "
     "LOCKED) RETURNING queue) SELECT DISTINCT queue FROM due",
     incoming, st::incoming, st::scheduled);
-  remove_expired_ids = fmt::format("DELETE FROM {0} WHERE id IN (SELECT id FROM {0} WHERE status "
-                                   "IN ('{1}', '{2}') AND keep_until < now() LIMIT :n)",
-                                   incoming, st::handled, st::expired);
+  remove_expired_ids = fmt::format(
+    "DELETE FROM {0} WHERE id IN (SELECT id FROM {0} WHERE status "
+    "IN ('{1}', '{2}') AND keep_until < now() LIMIT :n)",
+    incoming, st::handled, st::expired);
 
   // -- outbox ---------------------------------------------------------------------------------
   insert_outgoing = fmt::format(
@@ -110,12 +116,14 @@ statements::statements(std::string_view schema) {
     "owner = 0 ORDER BY created_at LIMIT :n FOR UPDATE SKIP LOCKED) AND {1} RETURNING id::text, "
     "destination, message_type, body, headers::text, coalesce({2}, 0), attempts, {3}",
     outgoing, owner_registered(nodes), micros_of("deliver_by"), micros_of("created_at"));
-  complete_outgoing = fmt::format("WITH sent AS (DELETE FROM {} WHERE id = ANY(:ids::uuid[]) AND "
-                                  "owner = :o RETURNING 1) SELECT count(*) FROM sent",
-                                  outgoing);
-  release_outgoing = fmt::format("UPDATE {} SET owner = 0, attempts = attempts + 1 WHERE id = "
-                                 "ANY(:ids::uuid[]) AND owner = :o",
-                                 outgoing);
+  complete_outgoing = fmt::format(
+    "WITH sent AS (DELETE FROM {} WHERE id = ANY(:ids::uuid[]) AND "
+    "owner = :o RETURNING 1) SELECT count(*) FROM sent",
+    outgoing);
+  release_outgoing = fmt::format(
+    "UPDATE {} SET owner = 0, attempts = attempts + 1 WHERE id = "
+    "ANY(:ids::uuid[]) AND owner = :o",
+    outgoing);
 
   // -- dead letters ---------------------------------------------------------------------------
   insert_dead_letter = fmt::format(
@@ -130,26 +138,30 @@ statements::statements(std::string_view schema) {
   lock_nodes_table = fmt::format("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE", nodes);
   next_node_number = fmt::format("SELECT coalesce(max(number), 0) + 1 FROM {}", nodes);
   delete_node_number = fmt::format("DELETE FROM {} WHERE number = :n", nodes);
-  insert_node = fmt::format("INSERT INTO {} (id, number, uri, version) VALUES (:id::uuid, :n, "
-                            ":u, :v)",
-                            nodes);
-  heartbeat = fmt::format("UPDATE {} SET heartbeat = now(), health = :h, health_reason = :r WHERE "
-                          "id = :id::uuid",
-                          nodes);
-  reinsert_node = fmt::format("INSERT INTO {} (id, number, version, health, health_reason) VALUES "
-                              "(:id::uuid, :n, :v, :h, :r) ON CONFLICT DO NOTHING",
-                              nodes);
+  insert_node = fmt::format(
+    "INSERT INTO {} (id, number, uri, version) VALUES (:id::uuid, :n, "
+    ":u, :v)",
+    nodes);
+  heartbeat = fmt::format(
+    "UPDATE {} SET heartbeat = now(), health = :h, health_reason = :r WHERE "
+    "id = :id::uuid",
+    nodes);
+  reinsert_node = fmt::format(
+    "INSERT INTO {} (id, number, version, health, health_reason) VALUES "
+    "(:id::uuid, :n, :v, :h, :r) ON CONFLICT DO NOTHING",
+    nodes);
   node_statuses = fmt::format("SELECT number, health, health_reason, {} FROM {} ORDER BY number",
                               micros_of("(now() - heartbeat)"), nodes);
   delete_node = fmt::format("DELETE FROM {} WHERE id = :id::uuid", nodes);
   // No index covers owner (claims stay cheap): these scan, and run only when a node died or
   // stops.
-  release_outgoing_of = fmt::format("UPDATE {} SET owner = 0 WHERE owner = ANY(:o::int[])",
-                                    outgoing);
-  release_incoming_of = fmt::format("WITH moved AS (UPDATE {} SET owner = 0 WHERE status = '{}' "
-                                    "AND owner = ANY(:o::int[]) RETURNING queue) SELECT DISTINCT "
-                                    "queue FROM moved",
-                                    incoming, st::incoming);
+  release_outgoing_of =
+    fmt::format("UPDATE {} SET owner = 0 WHERE owner = ANY(:o::int[])", outgoing);
+  release_incoming_of = fmt::format(
+    "WITH moved AS (UPDATE {} SET owner = 0 WHERE status = '{}' "
+    "AND owner = ANY(:o::int[]) RETURNING queue) SELECT DISTINCT "
+    "queue FROM moved",
+    incoming, st::incoming);
   // Dead: silent for too long, or its advisory lock is gone with its connection. A dead node's
   // row held by a claim in flight (KEY SHARE) is skipped until a later tick, never waited for: a
   // claim hung in a frozen process must not stall the agent. Once this transaction holds a row,
@@ -163,20 +175,24 @@ statements::statements(std::string_view schema) {
     nodes);
 
   // -- admin ----------------------------------------------------------------------------------
-  pending = fmt::format("SELECT count(*) FROM {} WHERE status = '{}' OR (status = '{}' AND "
-                        "execution_time <= now())",
-                        incoming, st::incoming, st::scheduled);
-  counts = fmt::format("SELECT queue, status, count(*) FROM {} GROUP BY 1, 2 UNION ALL SELECT "
-                       "queue, '{}', count(*) FROM {} GROUP BY 1 ORDER BY 1, 2",
-                       incoming, st::dead, dead_letters);
-  purge = fmt::format("WITH a AS (DELETE FROM {} WHERE queue = ANY(:q::text[]) RETURNING 1), b AS "
-                      "(DELETE FROM {} WHERE queue = ANY(:q::text[]) RETURNING 1) SELECT (SELECT "
-                      "count(*) FROM a) + (SELECT count(*) FROM b)",
-                      incoming, dead_letters);
-  free_connections = "SELECT current_setting('max_connections')::bigint, (SELECT count(*) FROM "
-                     "pg_stat_activity WHERE backend_type = 'client backend'), CASE WHEN (SELECT "
-                     "rolsuper FROM pg_roles WHERE rolname = current_user) THEN 0 ELSE "
-                     "current_setting('superuser_reserved_connections')::bigint END";
+  pending = fmt::format(
+    "SELECT count(*) FROM {} WHERE status = '{}' OR (status = '{}' AND "
+    "execution_time <= now())",
+    incoming, st::incoming, st::scheduled);
+  counts = fmt::format(
+    "SELECT queue, status, count(*) FROM {} GROUP BY 1, 2 UNION ALL SELECT "
+    "queue, '{}', count(*) FROM {} GROUP BY 1 ORDER BY 1, 2",
+    incoming, st::dead, dead_letters);
+  purge = fmt::format(
+    "WITH a AS (DELETE FROM {} WHERE queue = ANY(:q::text[]) RETURNING 1), b AS "
+    "(DELETE FROM {} WHERE queue = ANY(:q::text[]) RETURNING 1) SELECT (SELECT "
+    "count(*) FROM a) + (SELECT count(*) FROM b)",
+    incoming, dead_letters);
+  free_connections =
+    "SELECT current_setting('max_connections')::bigint, (SELECT count(*) FROM "
+    "pg_stat_activity WHERE backend_type = 'client backend'), CASE WHEN (SELECT "
+    "rolsuper FROM pg_roles WHERE rolname = current_user) THEN 0 ELSE "
+    "current_setting('superuser_reserved_connections')::bigint END";
 }
 
 const statements& statements_of(std::string_view schema) {

@@ -13,8 +13,8 @@ struct statements {
   explicit statements(std::string_view schema);
 
   // schema
-  std::string schema_exists, schema_version, create_schema, create_version_table,
-    record_version, search_path;
+  std::string schema_exists, schema_version, create_schema, create_version_table, record_version,
+    search_path;
   // inbox
   std::string insert_incoming, notify, claim, begin_handling, mark_expired, retry_at, give_back,
     promote_due, remove_expired_ids;

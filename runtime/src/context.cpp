@@ -9,8 +9,7 @@ namespace depot {
 
 context::context(const envelope& incoming, soci::session* db, const routing& routes,
                  std::string source, outgoing_envelopes& out)
-  : incoming_(incoming), db_(db), routes_(routes), source_(std::move(source)), out_(out) {
-}
+  : incoming_(incoming), db_(db), routes_(routes), source_(std::move(source)), out_(out) {}
 
 soci::session& context::db() {
   if (db_ == nullptr)
@@ -23,7 +22,8 @@ void context::enqueue(std::string_view type, std::string body, send_options opti
   auto now = now_micros();
   for (const auto& to : routes_.targets_of(type, how)) {
     if (to.mode == endpoint_mode::buffered && at > now)
-      throw std::logic_error{"queue '" + to.name + "' is buffered: it cannot hold scheduled "
+      throw std::logic_error{"queue '" + to.name +
+                             "' is buffered: it cannot hold scheduled "
                              "messages; make it durable"};
     envelope e;
     e.id = new_envelope_id();
@@ -51,8 +51,8 @@ void context::set_reply(std::string_view type, std::string body) {
     return;
   // A requester waits under the correlation id it gave its request.
   const auto& correlation = incoming_.header_value(header::correlation_id);
-  out_.replies.push_back({to, correlation.empty() ? incoming_.id : correlation,
-                          std::string{type}, std::move(body)});
+  out_.replies.push_back(
+    {to, correlation.empty() ? incoming_.id : correlation, std::string{type}, std::move(body)});
 }
 
 } // namespace depot

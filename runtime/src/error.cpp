@@ -32,7 +32,6 @@ bool permanent_for_message(errc code) {
          code == errc::unknown_message_type;
 }
 
-error::error(errc code, const std::string& what) : std::runtime_error(what), code_(code) {
-}
+error::error(errc code, const std::string& what) : std::runtime_error(what), code_(code) {}
 
 } // namespace depot

@@ -17,7 +17,7 @@ namespace {
 std::string demangle(const char* name) {
   int status = 0;
   std::unique_ptr<char, void (*)(void*)> out{abi::__cxa_demangle(name, nullptr, nullptr, &status),
-                                            std::free};
+                                             std::free};
   return status == 0 && out ? out.get() : name;
 }
 
@@ -45,8 +45,7 @@ std::string describe(const std::exception_ptr& error) {
   return d.exception_type + ": " + d.reason;
 }
 
-failure_decision decide(const failure_policy& policy, const envelope& e,
-                        std::exception_ptr error) {
+failure_decision decide(const failure_policy& policy, const envelope& e, std::exception_ptr error) {
   bool permanent = false;
   auto d = what_was_thrown(error, permanent);
   auto attempts = e.attempts + 1;

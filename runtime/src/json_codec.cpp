@@ -17,7 +17,8 @@ namespace {
 
 // Full precision so that a double survives to_json and from_json unchanged; iterative, so that
 // nesting costs heap, never stack.
-constexpr unsigned parse_flags = rapidjson::kParseFullPrecisionFlag | rapidjson::kParseIterativeFlag;
+constexpr unsigned parse_flags =
+  rapidjson::kParseFullPrecisionFlag | rapidjson::kParseIterativeFlag;
 
 constexpr std::size_t no_index = static_cast<std::size_t>(-1);
 
@@ -52,7 +53,8 @@ struct checked_handler {
     return document.RawNumber(s, n, copy);
   }
   bool String(const char* s, rapidjson::SizeType n, bool copy) {
-    if (std::string_view{s, n}.find('\0') != std::string_view::npos) return refuse(refusal::nul);
+    if (std::string_view{s, n}.find('\0') != std::string_view::npos)
+      return refuse(refusal::nul);
     return document.String(s, n, copy);
   }
   bool Key(const char* s, rapidjson::SizeType n, bool copy) { return String(s, n, copy); }
@@ -88,17 +90,16 @@ void parse(rapidjson::Document& document, std::string_view text) {
                                      max_json_depth, result.Offset()));
     case refusal::nul:
       throw decode_error(fmt::format(
-          "string with a NUL character (\\u0000) ending at offset {}: Postgres text cannot hold it",
-          result.Offset()));
-    case refusal::none:
-      break;
+        "string with a NUL character (\\u0000) ending at offset {}: Postgres text cannot hold it",
+        result.Offset()));
+    case refusal::none: break;
   }
   if (result.IsError())
     throw decode_error(fmt::format("malformed JSON at offset {}: {}", result.Offset(),
                                    rapidjson::GetParseError_En(result.Code())));
 }
 
-}  // namespace
+} // namespace
 
 struct json_writer::impl {
   rapidjson::StringBuffer buffer;
@@ -163,17 +164,20 @@ std::string json_writer::take() {
 
 json_value::json_value(const void* node, const json_value* parent, std::string_view key,
                        std::size_t index)
-    : node_(node), parent_(parent), key_(key), index_(index) {}
+  : node_(node), parent_(parent), key_(key), index_(index) {}
 
 std::string json_value::path() const {
-  if (parent_ == nullptr) return {};
+  if (parent_ == nullptr)
+    return {};
   auto prefix = parent_->path();
-  if (index_ != no_index) return fmt::format("{}[{}]", prefix, index_);
+  if (index_ != no_index)
+    return fmt::format("{}[{}]", prefix, index_);
   return prefix.empty() ? std::string{key_} : fmt::format("{}.{}", prefix, key_);
 }
 
 void json_value::fail(std::string_view expected) const {
-  if (parent_ == nullptr) throw decode_error(fmt::format("body is not {}", expected));
+  if (parent_ == nullptr)
+    throw decode_error(fmt::format("body is not {}", expected));
   throw decode_error(fmt::format("field '{}': expected {}", path(), expected));
 }
 
@@ -184,7 +188,8 @@ bool json_value::is_null() const {
 std::optional<json_value> json_value::find(std::string_view name) const {
   const auto& object = node(node_);
   auto it = object.FindMember(rapidjson::Value{rapidjson::StringRef(name.data(), name.size())});
-  if (it == object.MemberEnd() || it->value.IsNull()) return std::nullopt;
+  if (it == object.MemberEnd() || it->value.IsNull())
+    return std::nullopt;
   return json_value{&it->value, this, name, no_index};
 }
 
@@ -194,7 +199,7 @@ json_value json_value::member(std::string_view name) const {
   if (it == object.MemberEnd()) {
     auto prefix = path();
     throw decode_error(
-        fmt::format("missing field '{}{}{}'", prefix, prefix.empty() ? "" : ".", name));
+      fmt::format("missing field '{}{}{}'", prefix, prefix.empty() ? "" : ".", name));
   }
   return json_value{&it->value, this, name, no_index};
 }
@@ -204,7 +209,8 @@ std::string_view json_value::key() const {
 }
 
 void json_value::expect_object() const {
-  if (!node(node_).IsObject()) fail("a JSON object");
+  if (!node(node_).IsObject())
+    fail("a JSON object");
 }
 
 std::size_t json_value::member_count() const {
@@ -219,7 +225,8 @@ json_value json_value::member_at(std::size_t i) const {
 }
 
 std::size_t json_value::array_size() const {
-  if (!node(node_).IsArray()) fail("an array");
+  if (!node(node_).IsArray())
+    fail("an array");
   return node(node_).Size();
 }
 
@@ -228,7 +235,8 @@ json_value json_value::element(std::size_t i) const {
 }
 
 bool json_value::as_bool() const {
-  if (!node(node_).IsBool()) fail("true or false");
+  if (!node(node_).IsBool())
+    fail("true or false");
   return node(node_).GetBool();
 }
 
@@ -236,12 +244,13 @@ std::int64_t json_value::as_integer(std::int64_t min, std::int64_t max) const {
   const auto& v = node(node_);
   if (v.IsInt64()) {
     auto x = v.GetInt64();
-    if (x >= min && x <= max) return x;
+    if (x >= min && x <= max)
+      return x;
     throw decode_error(fmt::format("field '{}': {} is out of range [{}, {}]", path(), x, min, max));
   }
   if (v.IsUint64())
     throw decode_error(
-        fmt::format("field '{}': {} is out of range [{}, {}]", path(), v.GetUint64(), min, max));
+      fmt::format("field '{}': {} is out of range [{}, {}]", path(), v.GetUint64(), min, max));
   fail("an integer");
 }
 
@@ -249,18 +258,20 @@ std::uint64_t json_value::as_unsigned(std::uint64_t max) const {
   const auto& v = node(node_);
   if (v.IsUint64()) {
     auto x = v.GetUint64();
-    if (x <= max) return x;
+    if (x <= max)
+      return x;
     throw decode_error(fmt::format("field '{}': {} is out of range [0, {}]", path(), x, max));
   }
   if (v.IsInt64())
     throw decode_error(
-        fmt::format("field '{}': {} is out of range [0, {}]", path(), v.GetInt64(), max));
+      fmt::format("field '{}': {} is out of range [0, {}]", path(), v.GetInt64(), max));
   fail("an integer");
 }
 
 double json_value::as_number(double max_magnitude) const {
   const auto& v = node(node_);
-  if (!v.IsNumber()) fail("a number");
+  if (!v.IsNumber())
+    fail("a number");
   auto x = v.GetDouble();
   if (std::fabs(x) > max_magnitude)
     throw decode_error(fmt::format("field '{}': {} is out of range [{}, {}]", path(), x,
@@ -270,7 +281,8 @@ double json_value::as_number(double max_magnitude) const {
 
 std::string json_value::as_string() const {
   const auto& v = node(node_);
-  if (!v.IsString()) fail("a string");
+  if (!v.IsString())
+    fail("a string");
   return std::string{v.GetString(), v.GetStringLength()};
 }
 
@@ -288,7 +300,7 @@ json_value json_document::root() const {
   return json_value{&impl_->document, nullptr, {}, no_index};
 }
 
-}  // namespace depot::detail
+} // namespace depot::detail
 
 namespace depot {
 
@@ -297,4 +309,4 @@ void check_json_object(std::string_view text) {
   document.root().expect_object();
 }
 
-}  // namespace depot
+} // namespace depot

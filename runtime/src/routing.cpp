@@ -96,9 +96,10 @@ void routing::add_route(const std::string& type, endpoint to) {
   if (to.name.empty())
     throw std::logic_error{fmt::format("a route of '{}' names no endpoint", type)};
   if (!to.local() && to.mode != endpoint_mode::durable)
-    throw std::logic_error{fmt::format("route of '{}' to {}: a transport's endpoint is durable "
-                                       "(its envelopes wait in the outbox)",
-                                       type, to.uri())};
+    throw std::logic_error{
+      fmt::format("route of '{}' to {}: a transport's endpoint is durable "
+                  "(its envelopes wait in the outbox)",
+                  type, to.uri())};
   routes_[type].push_back(std::move(to));
 }
 
@@ -125,9 +126,10 @@ const queue_definition& routing::route_of(std::string_view type) const {
   for (const auto& q : queues_)
     if (q.handlers.contains(std::string{type}))
       return q;
-  throw no_route{fmt::format("no handler for message type '{}': register one with "
-                             "handle<T>() or handler_actor<A, T>()",
-                             type)};
+  throw no_route{
+    fmt::format("no handler for message type '{}': register one with "
+                "handle<T>() or handler_actor<A, T>()",
+                type)};
 }
 
 std::vector<const queue_definition*> routing::subscribers_of(std::string_view type) const {

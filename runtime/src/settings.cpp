@@ -127,8 +127,8 @@ std::map<std::string, int> parse_queue_counts(const node_option& o, std::string_
     if (ec == std::errc::result_out_of_range || (ec == std::errc{} && (n < f.min || n > f.max)))
       throw out_of_range(o, item);
     if (ec != std::errc{} || end != digits.data() + digits.size())
-      throw invalid_setting{fmt::format("--{}: '{}' is not QUEUE=N with a whole number N", o.name,
-                                        item)};
+      throw invalid_setting{
+        fmt::format("--{}: '{}' is not QUEUE=N with a whole number N", o.name, item)};
     result[std::string{item.substr(0, eq)}] = n;
   }
   return result;
@@ -186,14 +186,16 @@ void check(const node_settings& settings) {
 }
 
 void check_schema_name(const std::string& name) {
-  auto ok = !name.empty() && name.size() < 64 && !std::isdigit(static_cast<unsigned char>(name[0]))
-            && std::all_of(name.begin(), name.end(), [](char c) {
-                 return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
-               });
+  auto ok = !name.empty() && name.size() < 64 &&
+            !std::isdigit(static_cast<unsigned char>(name[0])) &&
+            std::all_of(name.begin(), name.end(), [](char c) {
+              return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+            });
   if (!ok)
-    throw invalid_setting{fmt::format("schema name '{}' is not a lower-case identifier; set "
-                                      "--schema (DEPOT_SCHEMA) to letters, digits and '_'",
-                                      name)};
+    throw invalid_setting{
+      fmt::format("schema name '{}' is not a lower-case identifier; set "
+                  "--schema (DEPOT_SCHEMA) to letters, digits and '_'",
+                  name)};
 }
 
 } // namespace depot

@@ -23,8 +23,8 @@ account load_for_update(soci::session& db, const std::string& id) {
   account a{id};
   soci::indicator found = soci::i_null;
   long long balance = 0, threshold = 0;
-  db << "SELECT balance, minimum_threshold FROM accounts WHERE id = :id FOR UPDATE",
-    soci::use(id), soci::into(balance, found), soci::into(threshold);
+  db << "SELECT balance, minimum_threshold FROM accounts WHERE id = :id FOR UPDATE", soci::use(id),
+    soci::into(balance, found), soci::into(threshold);
   if (found == soci::i_null || !db.got_data())
     throw std::runtime_error{"no account " + id};
   a.balance = balance;
@@ -48,8 +48,10 @@ void record(depot::context& ctx, const std::string& account_id, std::int64_t bal
 void handle(const debit_account& cmd, depot::context& ctx) {
   auto acct = load_for_update(ctx.db(), cmd.account_id);
   if (__builtin_sub_overflow(acct.balance, cmd.amount, &acct.balance))
-    throw depot::validation_error{"debit of " + std::to_string(cmd.amount) + " would overflow "
-                                  "the balance of " + acct.id};
+    throw depot::validation_error{"debit of " + std::to_string(cmd.amount) +
+                                  " would overflow "
+                                  "the balance of " +
+                                  acct.id};
   save(ctx.db(), acct);
   if (acct.balance > 0 && acct.balance < acct.minimum_threshold) {
     ctx.send(low_balance_detected{acct.id, acct.balance});
@@ -91,16 +93,14 @@ void register_bank(depot::routing& app) {
   app.handle<low_balance_detected>([](const low_balance_detected& m, depot::context& ctx) {
     record(ctx, m.account_id, m.balance);
   });
-  app.handle<account_overdrawn>([](const account_overdrawn& m, depot::context& ctx) {
-    record(ctx, m.account_id, m.balance);
-  });
+  app.handle<account_overdrawn>(
+    [](const account_overdrawn& m, depot::context& ctx) { record(ctx, m.account_id, m.balance); });
   app.handle<enforce_account_overdrawn_deadline>(
     [](const enforce_account_overdrawn_deadline& m, depot::context& ctx) {
       record(ctx, m.account_id, 0);
     });
-  app.handle<account_updated>([](const account_updated& m, depot::context& ctx) {
-    record(ctx, m.account_id, m.balance);
-  });
+  app.handle<account_updated>(
+    [](const account_updated& m, depot::context& ctx) { record(ctx, m.account_id, m.balance); });
 }
 
 } // namespace bank

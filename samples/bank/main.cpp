@@ -144,8 +144,8 @@ int run_demo(const seed_options& o, depot::command_env& env) {
       dead += c.count;
   }
   auto expired = stored[{std::string{depot::type_name_of<bank::account_updated>()}, "expired"}];
-  auto deadlines = stored[{std::string{depot::type_name_of<bank::enforce_account_overdrawn_deadline>()},
-                           "scheduled"}];
+  auto deadlines = stored[{
+    std::string{depot::type_name_of<bank::enforce_account_overdrawn_deadline>()}, "scheduled"}];
   struct check {
     const char* what;
     std::int64_t got, want;
@@ -166,10 +166,11 @@ int run_demo(const seed_options& o, depot::command_env& env) {
   auto seconds = duration<double>(drained - started).count();
   fmt::print("sent {} debits in {:.2f} s; all queues drained after {:.2f} s\n", o.messages,
              duration<double>(sent - started).count(), seconds);
-  fmt::print("handled {} envelopes ({} debits + cascades): {:.0f} debits/s, {:.0f} envelopes/s; "
-             "{} account-updated expired\n",
-             stats.handled, o.messages, static_cast<double>(o.messages) / seconds,
-             static_cast<double>(stats.handled) / seconds, expired);
+  fmt::print(
+    "handled {} envelopes ({} debits + cascades): {:.0f} debits/s, {:.0f} envelopes/s; "
+    "{} account-updated expired\n",
+    stats.handled, o.messages, static_cast<double>(o.messages) / seconds,
+    static_cast<double>(stats.handled) / seconds, expired);
   fmt::print("debit latency from send commit to handler start: p50 {:.1f} ms, p99 {:.1f} ms\n",
              percentile(latencies, 0.50), percentile(latencies, 0.99));
   if (exact != o.accounts || !cascades_exact) {
@@ -189,7 +190,9 @@ int main(int argc, char** argv) {
   depot::cli cli{"bank", app};
   cli.on_db_apply(bank::create_tables);
   seed_options o;
-  cli.add_command({{"seed"}, "", "create or reset accounts acct-1 ... acct-N",
+  cli.add_command({{"seed"},
+                   "",
+                   "create or reset accounts acct-1 ... acct-N",
                    [&o](depot::command_options& opts) {
                      opts.add(o.accounts, "accounts", "number of accounts");
                      opts.add(o.balance, "balance", "starting balance of each account");
@@ -205,7 +208,8 @@ int main(int argc, char** argv) {
                                 o.balance, o.threshold);
                      return depot::exit_code::ok;
                    }});
-  cli.add_command({{"demo"}, "",
+  cli.add_command({{"demo"},
+                   "",
                    "reset the sample, send debits through a node, verify every effect",
                    [&o](depot::command_options& opts) {
                      opts.add(o.accounts, "accounts", "number of accounts");

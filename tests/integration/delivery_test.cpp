@@ -39,8 +39,9 @@ void record_notes(depot::routing& app, const test_schema& s, std::atomic<int>& c
 
 } // namespace
 
-TEST_CASE("inserting an envelope id twice does nothing the second time, also after it was "
-          "handled") {
+TEST_CASE(
+  "inserting an envelope id twice does nothing the second time, also after it was "
+  "handled") {
   test_schema s;
   create_effects_table(s);
   std::atomic<int> calls{0};
@@ -89,8 +90,8 @@ TEST_CASE("a scheduled message is not handled before its time and is handled aft
     auto at = std::chrono::system_clock::now() + 1s;
     node.schedule(reminder{"r"}, at);
     CHECK(s.text("SELECT status FROM incoming WHERE message_type = 'it.reminder'") == "scheduled");
-    CHECK(s.number("SELECT (extract(epoch FROM execution_time) * 1000000)::bigint FROM incoming")
-          == std::chrono::duration_cast<std::chrono::microseconds>(at.time_since_epoch()).count());
+    CHECK(s.number("SELECT (extract(epoch FROM execution_time) * 1000000)::bigint FROM incoming") ==
+          std::chrono::duration_cast<std::chrono::microseconds>(at.time_since_epoch()).count());
   }
   SUBCASE("scheduled by a handler") {
     node.send(trigger{"t"});
@@ -103,9 +104,8 @@ TEST_CASE("a scheduled message is not handled before its time and is handled aft
                    "interval '999 milliseconds'") == 1);
   }
 
-  REQUIRE(wait_until([&] {
-    return s.number("SELECT count(*) FROM effects WHERE tag = 'reminder'") == 1;
-  }));
+  REQUIRE(wait_until(
+    [&] { return s.number("SELECT count(*) FROM effects WHERE tag = 'reminder'") == 1; }));
   CHECK(s.number("SELECT count(*) FROM effects f JOIN incoming i ON i.id = f.envelope_id WHERE "
                  "f.tag = 'reminder' AND f.handled_at >= i.execution_time") == 1);
   CHECK(s.text("SELECT status FROM incoming WHERE message_type = 'it.reminder'") == "handled");
@@ -168,8 +168,9 @@ TEST_CASE("an envelope past its deliver-by is discarded unhandled and marked exp
   CHECK(wait_until([&] { return node.stats().expired == 1 && node.stats().handled == 1; }));
 }
 
-TEST_CASE("a node with batch size 1 hands only real envelopes to the pipeline when its queue "
-          "runs empty") {
+TEST_CASE(
+  "a node with batch size 1 hands only real envelopes to the pipeline when its queue "
+  "runs empty") {
   test_schema s;
   create_effects_table(s);
   std::atomic<int> phantoms{0};

@@ -28,7 +28,7 @@ namespace {
 /// A fresh, empty directory under the temporary directory, removed with everything in it (as
 /// root, files of user postgres too) when the guard goes.
 class temp_directory {
- public:
+public:
   temp_directory() {
     std::mt19937_64 random{std::random_device{}()};
     path_ = fs::temp_directory_path() / fmt::format("depot-emb-{:x}", random());
@@ -43,7 +43,7 @@ class temp_directory {
 
   [[nodiscard]] const fs::path& path() const { return path_; }
 
- private:
+private:
   fs::path path_;
 };
 
@@ -75,11 +75,11 @@ std::string read_text(const fs::path& file) {
   return {std::istreambuf_iterator<char>{in}, std::istreambuf_iterator<char>{}};
 }
 
-}  // namespace
+} // namespace
 
 TEST_CASE(
-    "an embedded server starts in an empty directory, serves the depot database and stops "
-    "with its owner") {
+  "an embedded server starts in an empty directory, serves the depot database and stops "
+  "with its owner") {
   temp_directory tmp;
   std::string uri;
   {
@@ -100,10 +100,10 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "a second embedded_postgres on the same directory joins the running server and leaves "
-    "it running") {
+  "a second embedded_postgres on the same directory joins the running server and leaves "
+  "it running") {
   temp_directory tmp;
-  auto dir = tmp.path() / "postgres";  // not there yet: created with its parents
+  auto dir = tmp.path() / "postgres"; // not there yet: created with its parents
   std::optional<embedded_postgres> first{std::in_place, dir};
   REQUIRE(first->owns_server());
   auto uri = first->uri();
@@ -129,7 +129,7 @@ TEST_CASE("an embedded server directory kept from an earlier run is started agai
   }
   embedded_postgres again{tmp.path()};
   CHECK(again.owns_server());
-  CHECK(read_text(tmp.path() / "initdb.log") == initdb_log);  // initdb did not run again
+  CHECK(read_text(tmp.path() / "initdb.log") == initdb_log); // initdb did not run again
   CHECK(query(again.uri(), "SELECT v FROM kept") == "42");
 }
 
@@ -146,15 +146,15 @@ TEST_CASE("two embedded_postgres started at once on an empty directory run one s
   auto uri = a->uri();
   auto& owner = a->owns_server() ? a : b;
   auto& joiner = a->owns_server() ? b : a;
-  joiner.reset();  // the server stays
+  joiner.reset(); // the server stays
   CHECK(query(uri, "SELECT 1") == "1");
   owner.reset();
   CHECK(server_gone(tmp.path(), uri));
 }
 
 TEST_CASE(
-    "a server whose starter died without stopping it is taken over and stopped by the next "
-    "embedded_postgres") {
+  "a server whose starter died without stopping it is taken over and stopped by the next "
+  "embedded_postgres") {
   temp_directory tmp;
   auto child = ::fork();
   REQUIRE(child >= 0);

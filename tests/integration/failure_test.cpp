@@ -66,8 +66,9 @@ TEST_CASE("a handler that throws leaves no effects and no outgoing envelopes") {
   CHECK(node.stats().handled == 0);
 }
 
-TEST_CASE("a handler failure rolls back alone: one failing envelope of a batch keeps the others' "
-          "effects") {
+TEST_CASE(
+  "a handler failure rolls back alone: one failing envelope of a batch keeps the others' "
+  "effects") {
   test_schema s;
   create_effects_table(s);
   depot::routing app;
@@ -82,12 +83,12 @@ TEST_CASE("a handler failure rolls back alone: one failing envelope of a batch k
   node.start();
 
   // One transaction: the node sees all five at once and claims them as one batch.
-  node.send_all(std::vector<risky>{
-    {"a", false}, {"b", false}, {"c", true}, {"d", false}, {"e", false}});
+  node.send_all(
+    std::vector<risky>{{"a", false}, {"b", false}, {"c", true}, {"d", false}, {"e", false}});
 
   REQUIRE(wait_until([&] {
-    return s.number("SELECT count(*) FROM dead_letters") == 1
-           && s.number("SELECT count(*) FROM incoming WHERE status = 'handled'") == 5;
+    return s.number("SELECT count(*) FROM dead_letters") == 1 &&
+           s.number("SELECT count(*) FROM incoming WHERE status = 'handled'") == 5;
   }));
   CHECK(s.text("SELECT string_agg(tag, ',' ORDER BY tag) FROM effects") == "a,b,d,e");
   CHECK(contains(s.text("SELECT body FROM dead_letters"), "\"c\""));
@@ -120,8 +121,9 @@ TEST_CASE("a failing envelope is retried and then succeeds") {
   CHECK(node.stats().dead_lettered == 0);
 }
 
-TEST_CASE("malformed JSON and an unknown message type go to dead letters with the reason and are "
-          "not retried") {
+TEST_CASE(
+  "malformed JSON and an unknown message type go to dead letters with the reason and are "
+  "not retried") {
   test_schema s;
   std::atomic<int> calls{0};
   depot::routing app;
@@ -140,8 +142,10 @@ TEST_CASE("malformed JSON and an unknown message type go to dead letters with th
 
   REQUIRE(wait_until([&] { return s.number("SELECT count(*) FROM dead_letters") == 3; }));
   auto reason = [&](const depot::envelope& e) {
-    return s.text("SELECT exception_type || ': ' || exception_message FROM dead_letters WHERE id "
-                  "= '" + e.id + "'");
+    return s.text(
+      "SELECT exception_type || ': ' || exception_message FROM dead_letters WHERE id "
+      "= '" +
+      e.id + "'");
   };
   CHECK(contains(reason(malformed), "depot::decode_error: malformed JSON"));
   CHECK(contains(reason(missing_field), "depot::decode_error: missing field 'tag'"));
@@ -154,24 +158,25 @@ TEST_CASE("malformed JSON and an unknown message type go to dead letters with th
   CHECK(node.stats().retried == 0);
 }
 
-TEST_CASE("a handler that loses a deadlock inside a batch is requeued, not failed, and frees the "
-          "batch's locks") {
+TEST_CASE(
+  "a handler that loses a deadlock inside a batch is requeued, not failed, and frees the "
+  "batch's locks") {
   test_schema s;
   create_effects_table(s);
   s.exec("CREATE TABLE rows (id text PRIMARY KEY)");
   s.exec("INSERT INTO rows VALUES ('a'), ('b')");
   std::atomic<bool> b_locked{false};
   depot::routing app;
-  app.handle<risky>([&, effects = s.table("effects"),
-                     rows = s.table("rows")](const risky& m, depot::context& ctx) {
-    if (m.fail)
-      throw std::runtime_error{"deliberate failure of " + m.tag}; // sends the batch to isolation
-    std::string id;
-    ctx.db() << "SELECT id FROM " + rows + " WHERE id = 'b' FOR UPDATE", soci::into(id);
-    b_locked = true;
-    ctx.db() << "SELECT id FROM " + rows + " WHERE id = 'a' FOR UPDATE", soci::into(id);
-    record_effect(ctx, effects, m.tag);
-  });
+  app.handle<risky>(
+    [&, effects = s.table("effects"), rows = s.table("rows")](const risky& m, depot::context& ctx) {
+      if (m.fail)
+        throw std::runtime_error{"deliberate failure of " + m.tag}; // sends the batch to isolation
+      std::string id;
+      ctx.db() << "SELECT id FROM " + rows + " WHERE id = 'b' FOR UPDATE", soci::into(id);
+      b_locked = true;
+      ctx.db() << "SELECT id FROM " + rows + " WHERE id = 'a' FOR UPDATE", soci::into(id);
+      record_effect(ctx, effects, m.tag);
+    });
   auto config = s.node_config();
   config.failures.max_attempts = 1; // a failure counted against "locks" would dead-letter it
   depot::node node{app, config};
@@ -195,9 +200,8 @@ TEST_CASE("a handler that loses a deadlock inside a batch is requeued, not faile
   *other << "SELECT id FROM " + s.table("rows") + " WHERE id = 'b' FOR UPDATE", soci::into(id);
   tr.commit();
 
-  REQUIRE(wait_until([&] {
-    return s.number("SELECT count(*) FROM incoming WHERE status = 'handled'") == 2;
-  }));
+  REQUIRE(wait_until(
+    [&] { return s.number("SELECT count(*) FROM incoming WHERE status = 'handled'") == 2; }));
   CHECK(s.text("SELECT string_agg(tag, ',') FROM effects") == "locks");
   CHECK(s.text("SELECT string_agg(message_type, ',') FROM dead_letters") == "it.risky");
   CHECK(contains(s.text("SELECT body FROM dead_letters"), "poison"));

@@ -30,9 +30,10 @@ std::string random_hex(int digits) {
 std::string test_database() {
   const char* uri = std::getenv("DEPOT_TEST_DB");
   if (uri == nullptr || *uri == '\0')
-    FAIL("DEPOT_TEST_DB is not set: the integration tests need a Postgres. Run scripts/test "
-         "integration, or set DEPOT_TEST_DB to a libpq URI such as "
-         "postgresql://postgres@127.0.0.1:5432/depot");
+    FAIL(
+      "DEPOT_TEST_DB is not set: the integration tests need a Postgres. Run scripts/test "
+      "integration, or set DEPOT_TEST_DB to a libpq URI such as "
+      "postgresql://postgres@127.0.0.1:5432/depot");
   return uri;
 }
 
@@ -50,8 +51,7 @@ test_schema::~test_schema() {
   try {
     *sql_ << "DROP SCHEMA IF EXISTS " + name_ + " CASCADE";
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "warning: could not drop test schema %s: %s\n", name_.c_str(),
-                 e.what());
+    std::fprintf(stderr, "warning: could not drop test schema %s: %s\n", name_.c_str(), e.what());
   }
 }
 
@@ -106,8 +106,9 @@ depot::envelope make_envelope(std::string queue, std::string type, std::string b
 }
 
 void create_effects_table(test_schema& s) {
-  s.exec("CREATE TABLE effects (envelope_id uuid NOT NULL, tag text NOT NULL, node integer NOT "
-         "NULL DEFAULT 0, handled_at timestamptz NOT NULL DEFAULT clock_timestamp())");
+  s.exec(
+    "CREATE TABLE effects (envelope_id uuid NOT NULL, tag text NOT NULL, node integer NOT "
+    "NULL DEFAULT 0, handled_at timestamptz NOT NULL DEFAULT clock_timestamp())");
 }
 
 void record_effect(depot::context& ctx, const std::string& effects, const std::string& tag,

@@ -97,8 +97,7 @@ bool wait_until(F&& condition, std::chrono::milliseconds timeout = 10s) {
 }
 
 /// A ready envelope with a fresh id, for tests that insert through message_store.
-[[nodiscard]] depot::envelope make_envelope(std::string queue, std::string type,
-                                            std::string body);
+[[nodiscard]] depot::envelope make_envelope(std::string queue, std::string type, std::string body);
 
 /// Creates table `effects` (envelope_id, tag, node, handled_at) in the test schema. It has no
 /// primary key, so that an envelope handled twice shows as two rows.

@@ -7,8 +7,8 @@
 #include <soci/soci.h>
 
 #include "depot/actors/node.hpp"
-#include "depot/transports/local.hpp"
 #include "depot/runtime/routing.hpp"
+#include "depot/transports/local.hpp"
 #include "fixture.hpp"
 
 using namespace depot_it;
@@ -56,8 +56,8 @@ public:
 private:
   void record(depot::context& ctx, const std::string& what) {
     ++seen_;
-    ctx.db() << "INSERT INTO " + tally_table + " (seen, what) VALUES (:n, :w)",
-      soci::use(seen_), soci::use(what);
+    ctx.db() << "INSERT INTO " + tally_table + " (seen, what) VALUES (:n, :w)", soci::use(seen_),
+      soci::use(what);
   }
   int seen_ = 0;
 };
@@ -99,11 +99,12 @@ TEST_CASE("a buffered queue handles messages in memory") {
   create_effects_table(s);
   std::atomic<int> calls{0};
   depot::routing app;
-  app.handle<ephemeral>([&calls, effects = s.table("effects")](const ephemeral& m,
-                                                                depot::context& ctx) {
-       ++calls;
-       record_effect(ctx, effects, m.tag);
-     })
+  app
+    .handle<ephemeral>(
+      [&calls, effects = s.table("effects")](const ephemeral& m, depot::context& ctx) {
+        ++calls;
+        record_effect(ctx, effects, m.tag);
+      })
     .buffered();
   depot::node node{app, s.node_config()};
   node.start();
@@ -117,8 +118,9 @@ TEST_CASE("a buffered queue handles messages in memory") {
   CHECK(wait_until([&] { return node.stats().handled == 1; }));
 }
 
-TEST_CASE("publish reaches every subscribed queue, publish with no subscriber is fine, and send "
-          "with no route throws no_route") {
+TEST_CASE(
+  "publish reaches every subscribed queue, publish with no subscriber is fine, and send "
+  "with no route throws no_route") {
   test_schema s;
   create_effects_table(s);
   depot::routing app;
@@ -178,8 +180,9 @@ TEST_CASE("a send from another process wakes the node through LISTEN/NOTIFY") {
   CHECK(s.text("SELECT string_agg(tag, ',' ORDER BY tag) FROM effects") == "first,second");
 }
 
-TEST_CASE("a message routed to a transport's endpoint waits in the outbox, committed with its "
-          "handler, and a failed handler leaves none") {
+TEST_CASE(
+  "a message routed to a transport's endpoint waits in the outbox, committed with its "
+  "handler, and a failed handler leaves none") {
   test_schema s;
   depot::routing app;
   app.handle<ping>([](const ping& p, depot::context& ctx) {

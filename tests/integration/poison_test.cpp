@@ -20,7 +20,8 @@ struct debit {
   std::string account_id;
   std::int64_t amount = 0;
   void validate() const {
-    if (amount < 1) throw depot::validation_error{"amount must be at least 1"};
+    if (amount < 1)
+      throw depot::validation_error{"amount must be at least 1"};
   }
 };
 DEPOT_MESSAGE(debit, "it.debit", account_id, amount)
@@ -66,8 +67,9 @@ TEST_CASE("poison rows in the store are dead-lettered once with the reason and t
   REQUIRE(wait_until([&] { return s.number("SELECT count(*) FROM dead_letters") == 5; }));
   REQUIRE(wait_until([&] { return debits == 1; }));
   CHECK(total == 5);
-  auto reasons = s.text("SELECT string_agg(exception_type || ': ' || exception_message, E'\\n' "
-                        "ORDER BY exception_message) FROM dead_letters");
+  auto reasons = s.text(
+    "SELECT string_agg(exception_type || ': ' || exception_message, E'\\n' "
+    "ORDER BY exception_message) FROM dead_letters");
   INFO(reasons);
   CHECK(s.number("SELECT count(*) FROM dead_letters WHERE exception_type = 'depot::decode_error' "
                  "AND exception_message LIKE 'JSON nested deeper than 100 levels%'") == 1);
@@ -96,8 +98,8 @@ TEST_CASE("a send refuses a body that would be poison in the store and stores no
   CHECK_THROWS_AS(send(R"({"account_id":"a","amount":-1})"), depot::validation_error);
   CHECK_THROWS_AS(send("{\"x\":" + std::string(200'000, '[') + std::string(200'000, ']') + "}"),
                   depot::decode_error);
-  CHECK_THROWS_AS(node.send_bodies("it.unregistered", {R"({"a":"\u0000"})"}, {}, 0,
-                                   depot::dispatch::send),
-                  depot::decode_error);
+  CHECK_THROWS_AS(
+    node.send_bodies("it.unregistered", {R"({"a":"\u0000"})"}, {}, 0, depot::dispatch::send),
+    depot::decode_error);
   CHECK(s.number("SELECT count(*) FROM incoming") == 0);
 }

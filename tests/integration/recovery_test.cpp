@@ -45,8 +45,9 @@ depot::envelope claimed_job(test_store& store, int n, int owner) {
 
 TEST_CASE("two nodes on one queue handle every envelope exactly once") {
   test_schema s;
-  s.exec("CREATE TABLE handled_by (envelope_id uuid PRIMARY KEY, n bigint NOT NULL UNIQUE, "
-         "node integer NOT NULL)");
+  s.exec(
+    "CREATE TABLE handled_by (envelope_id uuid PRIMARY KEY, n bigint NOT NULL UNIQUE, "
+    "node integer NOT NULL)");
   // One application per node, so that each row says which node handled it. A second handling
   // of an envelope would violate a key and show as a retry.
   auto app_of = [table = s.table("handled_by")](depot::routing& app, int node) {
@@ -145,8 +146,9 @@ TEST_CASE("envelopes owned by a dead node are recovered") {
   CHECK(s.number("SELECT count(*) FROM effects") == 3);
 }
 
-TEST_CASE("a node restarted with the same node id takes back its previous incarnation's claims "
-          "at start") {
+TEST_CASE(
+  "a node restarted with the same node id takes back its previous incarnation's claims "
+  "at start") {
   test_schema s;
   create_effects_table(s);
   test_store store{s.store_config()};
@@ -197,9 +199,10 @@ TEST_CASE("a hung claim on a dead node's row does not stop the other nodes' hear
   depot::node node{app, s.node_config()};
   node.start();
   auto beat_age_ms = [&] {
-    return s.number(fmt::format("SELECT (extract(epoch from now() - heartbeat) * 1000)::bigint "
-                                "FROM nodes WHERE number = {}",
-                                node.number()));
+    return s.number(
+      fmt::format("SELECT (extract(epoch from now() - heartbeat) * 1000)::bigint "
+                  "FROM nodes WHERE number = {}",
+                  node.number()));
   };
   // Long enough for node 90 to go stale and for recovery to wait on its row several times.
   std::this_thread::sleep_for(5s);
@@ -231,8 +234,10 @@ TEST_CASE("a cleanup that waits on a locked row does not stop this node's heartb
   holder.conn.session() << "SELECT 1 FROM " + s.table("incoming") + " FOR UPDATE", soci::into(one);
   REQUIRE(holder.conn.session().got_data());
   REQUIRE(wait_until([&] {
-    return s.number("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND "
-                    "query LIKE 'DELETE FROM " + s.name() + ".incoming%'") == 1;
+    return s.number(
+             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND "
+             "query LIKE 'DELETE FROM " +
+             s.name() + ".incoming%'") == 1;
   }));
   // Several heartbeat intervals (100 ms) and past stale-after (1 s) with the cleanup stuck.
   std::this_thread::sleep_for(1500ms);

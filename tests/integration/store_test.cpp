@@ -65,7 +65,8 @@ TEST_CASE("schema apply is idempotent and reports version") {
 
   CHECK(store.apply_schema().empty());
   CHECK(store.schema_version() == depot::persistence::latest_schema_version());
-  CHECK(s.number("SELECT count(*) FROM schema_version") == depot::persistence::latest_schema_version());
+  CHECK(s.number("SELECT count(*) FROM schema_version") ==
+        depot::persistence::latest_schema_version());
 }
 
 TEST_CASE("two stores applying the schema at once apply each version once") {
@@ -116,8 +117,9 @@ TEST_CASE("higher priority envelopes are claimed first") {
   }
 }
 
-TEST_CASE("a claim larger than one fetch returns every row it claimed, best first, and a huge "
-          "limit costs no memory") {
+TEST_CASE(
+  "a claim larger than one fetch returns every row it claimed, best first, and a huge "
+  "limit costs no memory") {
   test_schema s;
   test_store store{s.store_config()};
   provision(store);
@@ -156,7 +158,8 @@ TEST_CASE("begin_handling skips envelopes no longer owned") {
     // Node 5 dies: its advisory lock goes with its connection, and recovery gives both back.
     five.reset();
     std::vector<std::string> recovered; // once Postgres noticed the closed connection
-    REQUIRE(wait_until([&] { return !(recovered = store.nodes.recover_stale(1'000'000)).empty(); }));
+    REQUIRE(
+      wait_until([&] { return !(recovered = store.nodes.recover_stale(1'000'000)).empty(); }));
     CHECK(recovered == std::vector<std::string>{"it.work"});
     store.nodes.register_node(6, "", "test");
     REQUIRE(ids_of(store.inbox.claim("it.work", 6, 1)) == std::vector<std::string>{taken.id});
@@ -166,8 +169,8 @@ TEST_CASE("begin_handling skips envelopes no longer owned") {
   }
 
   unit_of_work uow{five->conn};
-  CHECK(five->inbox.begin_handling({taken.id, still_owned.id}, 5)
-        == std::vector<std::string>{still_owned.id});
+  CHECK(five->inbox.begin_handling({taken.id, still_owned.id}, 5) ==
+        std::vector<std::string>{still_owned.id});
   uow.commit();
   CHECK(s.text("SELECT status FROM incoming WHERE id = '" + taken.id + "'") == "incoming");
   CHECK(s.text("SELECT status FROM incoming WHERE id = '" + still_owned.id + "'") == "handled");
@@ -178,7 +181,8 @@ TEST_CASE("only a registered node claims") {
   test_store store{s.store_config()};
   store.apply_schema();
   insert(store, make_envelope("it.work", "it.work", "{}"));
-  CHECK(store.inbox.claim("it.work", 3, 10).empty()); // node 3 has no row: declared dead, or never was
+  CHECK(
+    store.inbox.claim("it.work", 3, 10).empty()); // node 3 has no row: declared dead, or never was
   store.nodes.register_node(3, "", "test");
   CHECK(store.inbox.claim("it.work", 3, 10).size() == 1);
 }
@@ -273,8 +277,9 @@ TEST_CASE("counts() reports per queue and status, including dead letters as stat
                                    {"it.q2", "handled", 1}});
 }
 
-TEST_CASE("the outbox: stored with the transaction, claimed per destination oldest first, "
-          "completed once") {
+TEST_CASE(
+  "the outbox: stored with the transaction, claimed per destination oldest first, "
+  "completed once") {
   test_schema s;
   test_store store{s.store_config()};
   provision(store);
@@ -345,8 +350,9 @@ TEST_CASE("outgoing envelopes claimed by a dead node go back to their destinatio
   CHECK(ids_of(store.outbox.claim("kafka.orders", 9, 10)) == std::vector<std::string>{e.id});
 }
 
-TEST_CASE("a transaction whose connection died is retried on a new connection and stores its "
-          "envelopes once") {
+TEST_CASE(
+  "a transaction whose connection died is retried on a new connection and stores its "
+  "envelopes once") {
   test_schema s;
   test_store store{s.store_config()};
   store.apply_schema();
@@ -373,14 +379,13 @@ TEST_CASE("a permanent failure is not retried") {
   test_store store{s.store_config()};
   store.apply_schema();
   int attempts = 0;
-  CHECK_THROWS_AS(depot::persistence::retry_transaction(store.conn,
-                                                        [&](depot::persistence::connection&) {
-                                                          ++attempts;
-                                                          throw depot::persistence::db_error{
-                                                            depot::persistence::failure_kind::
-                                                              permanent,
-                                                            "23514", "check violation"};
-                                                        }),
+  CHECK_THROWS_AS(depot::persistence::retry_transaction(
+                    store.conn,
+                    [&](depot::persistence::connection&) {
+                      ++attempts;
+                      throw depot::persistence::db_error{
+                        depot::persistence::failure_kind::permanent, "23514", "check violation"};
+                    }),
                   depot::persistence::db_error);
   CHECK(attempts == 1);
 }

@@ -42,8 +42,9 @@ depot::routing flaky_app() {
 
 } // namespace
 
-TEST_CASE("a worker that fails is restarted with backoff, the node turns unhealthy, and the "
-          "queue is served") {
+TEST_CASE(
+  "a worker that fails is restarted with backoff, the node turns unhealthy, and the "
+  "queue is served") {
   test_schema s;
   failures_left = 2;
   handled = 0;
@@ -94,14 +95,14 @@ TEST_CASE("a node refuses settings out of bounds before it connects") {
   config = s.node_config();
   config.queue_concurrency["it.ping"] = -3;
   depot::node negative{app, config};
-  CHECK_THROWS_WITH_AS(negative.start(),
-                       "--queue-concurrency it.ping=-3 is out of range [0, 1000]",
+  CHECK_THROWS_WITH_AS(negative.start(), "--queue-concurrency it.ping=-3 is out of range [0, 1000]",
                        depot::startup_error);
   config = s.node_config();
   config.queue_concurrency["it.pong"] = 2;
   depot::node typo{app, config};
-  CHECK_THROWS_WITH_AS(typo.start(), doctest::Contains("names queue 'it.pong', which this node "
-                                                       "does not serve"),
+  CHECK_THROWS_WITH_AS(typo.start(),
+                       doctest::Contains("names queue 'it.pong', which this node "
+                                         "does not serve"),
                        depot::startup_error);
   CHECK(s.number("SELECT count(*) FROM nodes") == 0);
   config = s.node_config();
@@ -111,8 +112,9 @@ TEST_CASE("a node refuses settings out of bounds before it connects") {
                        depot::startup_error);
 }
 
-TEST_CASE("a node that needs more connections than the server has left says so and leaves no "
-          "node row") {
+TEST_CASE(
+  "a node that needs more connections than the server has left says so and leaves no "
+  "node row") {
   test_schema s;
   depot::routing app;
   app.handle<ping>([](const ping&, depot::context&) {});

@@ -8,7 +8,8 @@
 #include "depot/runtime/envelope.hpp"
 
 TEST_CASE("envelope ids are version 7 uuids, unique and ordered by time") {
-  static const std::regex form{"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"};
+  static const std::regex form{
+    "[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"};
   std::set<std::string> seen;
   std::string previous;
   for (int i = 0; i < 2000; ++i) {

@@ -119,8 +119,9 @@ TEST_CASE("only undecodable, invalid and unhandled messages are permanent for a 
   }
 }
 
-TEST_CASE("decode, validation and setting errors carry their codes and are caught as "
-          "depot::error") {
+TEST_CASE(
+  "decode, validation and setting errors carry their codes and are caught as "
+  "depot::error") {
   CHECK(code_thrown_by([] { (void)depot::from_json<account>("{"); }) == errc::decode_error);
   CHECK(code_thrown_by([] { (void)depot::from_json<account>(R"({"id":"a"})"); }) ==
         errc::decode_error);
@@ -139,8 +140,9 @@ TEST_CASE("decode, validation and setting errors carry their codes and are caugh
   CHECK_THROWS_AS(throw depot::decode_error{"x"}, std::exception);
 }
 
-TEST_CASE("a database error carries the code of its kind and keeps its kind, SQLSTATE and "
-          "retryability") {
+TEST_CASE(
+  "a database error carries the code of its kind and keeps its kind, SQLSTATE and "
+  "retryability") {
   using depot::persistence::db_error;
   using depot::persistence::failure_kind;
   struct expectation {
@@ -176,8 +178,9 @@ TEST_CASE("the failure policy dead-letters at once any depot error whose code is
   CHECK(d.reason == "balance would wrap");
 }
 
-TEST_CASE("the failure policy retries a depot error whose code is not permanent, and a "
-          "std::runtime_error") {
+TEST_CASE(
+  "the failure policy retries a depot error whose code is not permanent, and a "
+  "std::runtime_error") {
   depot::failure_policy policy{.max_attempts = 5};
   depot::envelope first;
   // db_permanent: the statement failed on this data, which a later attempt may find changed.

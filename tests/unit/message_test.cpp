@@ -24,7 +24,7 @@ struct debit_account {
 };
 DEPOT_MESSAGE(debit_account, "bank.debit-account", account_id, amount)
 
-}  // namespace bank
+} // namespace bank
 
 namespace shop {
 
@@ -78,7 +78,7 @@ DEPOT_MESSAGE(ping, "shop.ping")
 
 struct renamed_debit : bank::debit_account {};
 
-}  // namespace shop
+} // namespace shop
 
 namespace {
 
@@ -125,7 +125,7 @@ std::vector<char> caf_bytes(caf::actor_system& sys, shop::order& x) {
   return buf;
 }
 
-}  // namespace
+} // namespace
 
 TEST_CASE("only types declared with DEPOT_MESSAGE are messages") {
   static_assert(depot::message<bank::debit_account>);
@@ -184,7 +184,7 @@ TEST_CASE("an empty optional is written as null and read back from null or absen
 
 TEST_CASE("members the message does not declare are ignored") {
   auto debit = depot::from_json<bank::debit_account>(
-      R"({"currency":"EUR","account_id":"acct-7","meta":{"x":[1,2]},"amount":25})");
+    R"({"currency":"EUR","account_id":"acct-7","meta":{"x":[1,2]},"amount":25})");
   CHECK(debit.account_id == "acct-7");
   CHECK(debit.amount == 25);
 }
@@ -242,16 +242,16 @@ TEST_CASE("a value of the wrong type is a decode error naming the field and the 
   CHECK_THROWS_WITH_AS(decode<shop::order>(with(R"("bits":[true,false,true])", R"("bits":7)")),
                        "field 'bits': expected an array", depot::decode_error);
   CHECK_THROWS_WITH_AS(
-      decode<shop::order>(with(R"("tags":{"colour":["red","blue"],"none":[]})", R"("tags":[])")),
-      "field 'tags': expected a JSON object", depot::decode_error);
+    decode<shop::order>(with(R"("tags":{"colour":["red","blue"],"none":[]})", R"("tags":[])")),
+    "field 'tags': expected a JSON object", depot::decode_error);
   CHECK_THROWS_WITH_AS(decode<shop::order>(with(R"("first_line":{"sku":"sku-1","quantity":3})",
                                                 R"("first_line":"sku-1")")),
                        "field 'first_line': expected a JSON object", depot::decode_error);
   CHECK_THROWS_WITH_AS(decode<shop::order>(with(R"("sparse":[1,null,-3])", R"("sparse":[1,"2"])")),
                        "field 'sparse[1]': expected an integer", depot::decode_error);
   CHECK_THROWS_WITH_AS(
-      decode<shop::order>(with(R"("colour":["red","blue"])", R"("colour":["red",2])")),
-      "field 'tags.colour[1]': expected a string", depot::decode_error);
+    decode<shop::order>(with(R"("colour":["red","blue"])", R"("colour":["red",2])")),
+    "field 'tags.colour[1]': expected a string", depot::decode_error);
 }
 
 TEST_CASE("an integer outside the field type's range is a decode error") {
@@ -273,13 +273,13 @@ TEST_CASE("an integer outside the field type's range is a decode error") {
                        "field 'values.u32': -1 is out of range [0, 4294967295]",
                        depot::decode_error);
   CHECK_THROWS_WITH_AS(
-      decode<order>(with(R"("i64":-9223372036854775808)", R"("i64":9223372036854775808)")),
-      "field 'values.i64': 9223372036854775808 is out of range [-9223372036854775808, "
-      "9223372036854775807]",
-      depot::decode_error);
+    decode<order>(with(R"("i64":-9223372036854775808)", R"("i64":9223372036854775808)")),
+    "field 'values.i64': 9223372036854775808 is out of range [-9223372036854775808, "
+    "9223372036854775807]",
+    depot::decode_error);
   CHECK_THROWS_WITH_AS(
-      decode<order>(with(R"("u64":18446744073709551615)", R"("u64":18446744073709551616)")),
-      "field 'values.u64': expected an integer", depot::decode_error);
+    decode<order>(with(R"("u64":18446744073709551615)", R"("u64":18446744073709551616)")),
+    "field 'values.u64': expected an integer", depot::decode_error);
   CHECK_THROWS_WITH_AS(decode<order>(with(R"("discount":5)", R"("discount":2147483648)")),
                        "field 'discount': 2147483648 is out of range [-2147483648, 2147483647]",
                        depot::decode_error);
@@ -315,7 +315,7 @@ std::string nested(std::size_t levels) {
          std::string(levels, ']') + "}";
 }
 
-}  // namespace
+} // namespace
 
 TEST_CASE("a body nested a million levels deep is a decode error, not a stack overflow") {
   auto deep = nested(1'000'000);
@@ -333,18 +333,20 @@ TEST_CASE("nesting up to max_json_depth decodes; one level more does not") {
 
 TEST_CASE("a NUL in a string, escaped or raw, is a decode error: Postgres text cannot hold it") {
   CHECK_THROWS_WITH_AS(
-      (void)depot::from_json<bank::debit_account>(R"({"account_id":"acct-2\u0000evil","amount":7})"),
-      doctest::Contains("NUL"), depot::decode_error);
+    (void)depot::from_json<bank::debit_account>(R"({"account_id":"acct-2\u0000evil","amount":7})"),
+    doctest::Contains("NUL"), depot::decode_error);
   CHECK_THROWS_WITH_AS((void)depot::from_json<shop::order>(R"({"tags":{"a\u0000b":["x"]}})"),
                        doctest::Contains("NUL"), depot::decode_error);
   using namespace std::string_literals;
-  CHECK_THROWS_WITH_AS(depot::check_json_object("{\"a\":\"x\0y\"}"s),
-                       doctest::Contains("NUL"), depot::decode_error);
+  CHECK_THROWS_WITH_AS(depot::check_json_object("{\"a\":\"x\0y\"}"s), doctest::Contains("NUL"),
+                       depot::decode_error);
   CHECK_THROWS_WITH_AS(depot::check_json_object("{\"a\":1}\0{}"s), doctest::Contains("NUL"),
                        depot::decode_error);
   // Other escapes below U+0020 are text Postgres stores.
-  CHECK(depot::from_json<bank::debit_account>(R"({"account_id":"a\u0001b","amount":1})")
-            .account_id == "a\x01" "b");
+  CHECK(
+    depot::from_json<bank::debit_account>(R"({"account_id":"a\u0001b","amount":1})").account_id ==
+    "a\x01"
+    "b");
   auto o = full_order();
   o.values.note = std::string{"nul\0inside", 10};
   CHECK_THROWS_AS((void)depot::to_json(o), std::domain_error);
@@ -356,7 +358,8 @@ struct transfer {
   std::string from;
   std::int64_t cents = 0;
   void validate() const {
-    if (cents < 1) throw depot::validation_error{"cents must be positive"};
+    if (cents < 1)
+      throw depot::validation_error{"cents must be positive"};
   }
 };
 DEPOT_MESSAGE(transfer, "rules.transfer", from, cents)
@@ -366,15 +369,15 @@ struct batch {
 };
 DEPOT_MESSAGE(batch, "rules.batch", items)
 
-}  // namespace rules
+} // namespace rules
 
 TEST_CASE("from_json calls a message's validate(), also of nested messages") {
   CHECK(depot::from_json<rules::transfer>(R"({"from":"a","cents":5})").cents == 5);
   CHECK_THROWS_WITH_AS((void)depot::from_json<rules::transfer>(R"({"from":"a","cents":0})"),
                        "cents must be positive", depot::validation_error);
-  CHECK_THROWS_AS(
-      (void)depot::from_json<rules::batch>(R"({"items":[{"from":"a","cents":-9223372036854775808}]})"),
-      depot::validation_error);
+  CHECK_THROWS_AS((void)depot::from_json<rules::batch>(
+                    R"({"items":[{"from":"a","cents":-9223372036854775808}]})"),
+                  depot::validation_error);
 }
 
 TEST_CASE("CAF's binary serializer round-trips a message declared with DEPOT_MESSAGE") {

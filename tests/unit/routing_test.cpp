@@ -164,9 +164,8 @@ TEST_CASE("a reply is kept only when the requester asked for one") {
 TEST_CASE("the pipeline runs middleware outermost first, then the handler") {
   depot::routing app;
   std::vector<std::string> trace;
-  app.handle<order_placed>([&](const order_placed& m, depot::context&) {
-    trace.push_back("handler " + m.order_id);
-  });
+  app.handle<order_placed>(
+    [&](const order_placed& m, depot::context&) { trace.push_back("handler " + m.order_id); });
   app.use([&](const depot::envelope&, depot::context&, const depot::next_step& next) {
     trace.push_back("outer in");
     next();

@@ -54,8 +54,9 @@ TEST_CASE("a setting outside its bounds is refused with the option, the value an
   CHECK_THROWS_AS(depot::check(s), depot::invalid_setting);
 }
 
-TEST_CASE("rules between options: stale-after at least twice the heartbeat, retry delays in "
-          "order") {
+TEST_CASE(
+  "rules between options: stale-after at least twice the heartbeat, retry delays in "
+  "order") {
   depot::node_settings s;
   s.stale_after = std::chrono::milliseconds{1500};
   CHECK_THROWS_WITH_AS(depot::check(s), doctest::Contains("at least twice --heartbeat-interval"),
@@ -103,16 +104,15 @@ TEST_CASE("docs/configuration.md has one row per option, with its variable and d
   auto doc = text.str();
   std::set<std::string> documented;
   std::regex row{R"(\n\| `([a-z-]+)` \| `(DEPOT_[A-Z_]+)` \| ([^|]+) \|)"};
-  for (auto i = std::sregex_iterator(doc.begin(), doc.end(), row); i != std::sregex_iterator();
-       ++i)
+  for (auto i = std::sregex_iterator(doc.begin(), doc.end(), row); i != std::sregex_iterator(); ++i)
     documented.insert((*i)[1]);
   depot::node_settings defaults;
   for (const auto& o : depot::node_options()) {
     INFO("option " << o.name);
     auto value = depot::show(o, defaults);
     auto shown = value.empty() ? std::string{R"(\(embedded\)|\(empty\))"} : "`" + value + "`";
-    std::regex expected{"\n\\| `" + std::string{o.name} + "` \\| `" + env_name(o.name) +
-                        "` \\| (" + shown + ") \\|"};
+    std::regex expected{"\n\\| `" + std::string{o.name} + "` \\| `" + env_name(o.name) + "` \\| (" +
+                        shown + ") \\|"};
     CHECK(std::regex_search(doc, expected));
     documented.erase(std::string{o.name});
   }

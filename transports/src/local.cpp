@@ -8,8 +8,8 @@ namespace depot {
 
 outgoing_envelopes send_durably(persistence::connection& conn, const routing& routes,
                                 const std::string& source, int sender_node, std::string_view type,
-                                const std::vector<std::string>& bodies,
-                                const send_options& options, micros at, dispatch how) {
+                                const std::vector<std::string>& bodies, const send_options& options,
+                                micros at, dispatch how) {
   envelope none; // no incoming envelope: nothing to correlate with
   outgoing_envelopes out;
   context ctx{none, nullptr, routes, source, out};
@@ -18,9 +18,8 @@ outgoing_envelopes send_durably(persistence::connection& conn, const routing& ro
     ctx.enqueue(type, body, options, at, how);
   }
   // The same envelopes (same ids) each attempt: an insert that did commit is skipped.
-  persistence::retry_transaction(conn, [&](persistence::connection& c) {
-    persistence::store_outgoing(c, out, sender_node);
-  });
+  persistence::retry_transaction(
+    conn, [&](persistence::connection& c) { persistence::store_outgoing(c, out, sender_node); });
   return out;
 }
 

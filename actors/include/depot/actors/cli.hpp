@@ -47,11 +47,11 @@ struct command_env {
 
 /// A subcommand of a node binary.
 struct command {
-  std::vector<std::string> words;                  ///< e.g. {"seed"} or {"db", "apply"}
-  std::string arguments;                           ///< usage of positional arguments
-  std::string summary;                             ///< one line for --help
-  std::function<void(command_options&)> options;   ///< the command's own options (may be empty)
-  std::function<int(command_env&)> run;            ///< returns the exit code
+  std::vector<std::string> words;                ///< e.g. {"seed"} or {"db", "apply"}
+  std::string arguments;                         ///< usage of positional arguments
+  std::string summary;                           ///< one line for --help
+  std::function<void(command_options&)> options; ///< the command's own options (may be empty)
+  std::function<int(command_env&)> run;          ///< returns the exit code
 };
 
 /// Exit codes of every node binary.

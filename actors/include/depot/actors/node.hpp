@@ -127,8 +127,8 @@ public:
   R request(const T& m, std::chrono::milliseconds timeout = std::chrono::seconds{30}) {
     auto reply = request_body(type_name_of<T>(), to_json(m), timeout);
     if (reply.message_type != type_name_of<R>())
-      throw decode_error{"reply of type '" + reply.message_type + "', expected '"
-                         + std::string{type_name_of<R>()} + "'"};
+      throw decode_error{"reply of type '" + reply.message_type + "', expected '" +
+                         std::string{type_name_of<R>()} + "'"};
     return from_json<R>(reply.body);
   }
 

@@ -28,8 +28,8 @@ namespace depot::persistence {
 
 /// Where the store lives.
 struct store_settings {
-  std::string db;               ///< libpq connection string or URI
-  std::string schema = "depot"; ///< one schema per service
+  std::string db;                              ///< libpq connection string or URI
+  std::string schema = "depot";                ///< one schema per service
   micros dedup_window = 24LL * 3600 * 1000000; ///< how long handled ids are kept for dedup
 };
 

@@ -15,8 +15,7 @@ public:
 
   /// Inside the caller's transaction: records `e` with the exception's type and message (made
   /// valid text whatever bytes they hold); a second failure of the same id replaces the reason.
-  void add(const envelope& e, std::string_view exception_type,
-           std::string_view exception_message);
+  void add(const envelope& e, std::string_view exception_type, std::string_view exception_message);
 
 private:
   connection& conn_;

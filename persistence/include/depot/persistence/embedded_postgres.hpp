@@ -23,7 +23,7 @@ namespace depot::persistence {
 ///
 /// Blocks meanwhile: ~2 s on a cold start (initdb, CREATE DATABASE), ~0.3 s on a warm one.
 class embedded_postgres {
- public:
+public:
   /// Starts or joins the server in `dir` (created when missing; a relative path is taken from the
   /// working directory). Throws db_error (failure_kind::permanent) naming the fix when it cannot.
   explicit embedded_postgres(std::filesystem::path dir = default_dir());
@@ -46,11 +46,11 @@ class embedded_postgres {
   /// on destruction; false when it joined a server another live process runs.
   [[nodiscard]] bool owns_server() const { return owns_server_; }
 
- private:
+private:
   std::filesystem::path dir_;
   std::string uri_;
   int port_ = 0;
   bool owns_server_ = false;
 };
 
-}  // namespace depot::persistence
+} // namespace depot::persistence

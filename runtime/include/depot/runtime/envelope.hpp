@@ -40,11 +40,11 @@ struct envelope {
   std::string body;                           ///< JSON text
   std::map<std::string, std::string> headers; ///< correlation, causation, reply-to, ...
   envelope_status status = envelope_status::incoming;
-  micros execution_time = 0;                  ///< not handled before this time; 0 = now
-  micros deliver_by = 0;                      ///< discarded when not handled by then; 0 = never
-  std::int32_t attempts = 0;                  ///< failed handling attempts so far
-  std::int32_t priority = 0;                  ///< higher is claimed first
-  micros received_at = 0;                     ///< when the store accepted it
+  micros execution_time = 0; ///< not handled before this time; 0 = now
+  micros deliver_by = 0;     ///< discarded when not handled by then; 0 = never
+  std::int32_t attempts = 0; ///< failed handling attempts so far
+  std::int32_t priority = 0; ///< higher is claimed first
+  micros received_at = 0;    ///< when the store accepted it
   std::string tenant;
 
   /// The value of header `name`, or "" when absent.

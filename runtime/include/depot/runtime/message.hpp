@@ -86,7 +86,7 @@ constexpr descriptor<T, Ms...> describe(std::string_view name, field<T, Ms>... f
   return {name, {fields...}};
 }
 
-}  // namespace depot::detail
+} // namespace depot::detail
 
 namespace depot {
 
@@ -125,13 +125,13 @@ inline constexpr std::size_t max_json_depth = 100;
 /// bodies whose type this node does not know.
 void check_json_object(std::string_view text);
 
-}  // namespace depot
+} // namespace depot
 
 namespace depot::detail {
 
 /// Prints compact JSON; implemented with RapidJSON in json_codec.cpp.
 class json_writer {
- public:
+public:
   json_writer();
   ~json_writer();
   json_writer(const json_writer&) = delete;
@@ -152,7 +152,7 @@ class json_writer {
   void string(std::string_view x);
   [[nodiscard]] std::string take();
 
- private:
+private:
   struct impl;
   std::unique_ptr<impl> impl_;
 };
@@ -161,7 +161,7 @@ class json_writer {
 /// every decode_error names the field ("lines[2].sku"); children point at their parent, which
 /// must outlive them.
 class json_value {
- public:
+public:
   [[nodiscard]] bool is_null() const;
   /// The member `name` of this object; throws "missing field '…'" when absent.
   [[nodiscard]] json_value member(std::string_view name) const;
@@ -182,7 +182,7 @@ class json_value {
   [[nodiscard]] double as_number(double max_magnitude) const;
   [[nodiscard]] std::string as_string() const;
 
- private:
+private:
   friend class json_document;
   json_value(const void* node, const json_value* parent, std::string_view key, std::size_t index);
   [[nodiscard]] std::string path() const;
@@ -197,7 +197,7 @@ class json_value {
 /// A parsed JSON text; throws decode_error when it is malformed, holds a NUL (a byte, or a
 /// \u0000 in a string: Postgres text cannot store it), or nests deeper than max_json_depth.
 class json_document {
- public:
+public:
   explicit json_document(std::string_view text);
   ~json_document();
   json_document(const json_document&) = delete;
@@ -205,7 +205,7 @@ class json_document {
 
   [[nodiscard]] json_value root() const;
 
- private:
+private:
   struct impl;
   std::unique_ptr<impl> impl_;
 };
@@ -236,7 +236,8 @@ void write_value(json_writer& w, const T& x) {
     w.number(x);
   } else if constexpr (is_vector<T>) {
     w.start_array();
-    for (const auto& element : x) write_value<typename T::value_type>(w, element);
+    for (const auto& element : x)
+      write_value<typename T::value_type>(w, element);
     w.end_array();
   } else if constexpr (is_optional<T>) {
     if (x)
@@ -263,21 +264,22 @@ void read_message(const json_value& v, T& x) {
   constexpr auto descriptor = descriptor_of<T>();
   v.expect_object();
   std::apply(
-      [&](const auto&... f) {
-        auto read_field = [&](std::string_view name, auto& out) {
-          if constexpr (is_optional<std::remove_reference_t<decltype(out)>>) {
-            if (auto child = v.find(name))
-              read_value(*child, out);
-            else
-              out.reset();
-          } else {
-            read_value(v.member(name), out);
-          }
-        };
-        (read_field(f.name, x.*(f.member)), ...);
-      },
-      descriptor.fields);
-  if constexpr (requires(const T& m) { m.validate(); }) x.validate();
+    [&](const auto&... f) {
+      auto read_field = [&](std::string_view name, auto& out) {
+        if constexpr (is_optional<std::remove_reference_t<decltype(out)>>) {
+          if (auto child = v.find(name))
+            read_value(*child, out);
+          else
+            out.reset();
+        } else {
+          read_value(v.member(name), out);
+        }
+      };
+      (read_field(f.name, x.*(f.member)), ...);
+    },
+    descriptor.fields);
+  if constexpr (requires(const T& m) { m.validate(); })
+    x.validate();
 }
 
 template <class T>
@@ -318,7 +320,7 @@ void read_value(const json_value& v, T& x) {
   }
 }
 
-}  // namespace depot::detail
+} // namespace depot::detail
 
 namespace depot {
 
@@ -345,7 +347,7 @@ template <message T>
   return x;
 }
 
-}  // namespace depot
+} // namespace depot
 
 namespace caf {
 
@@ -353,15 +355,16 @@ namespace caf {
 /// Found by argument-dependent lookup through CAF's serializer types.
 template <class Inspector, class T>
 std::enable_if_t<Inspector::reads_state, typename Inspector::result_type> inspect(
-    Inspector& f, std::optional<T>& x) {
+  Inspector& f, std::optional<T>& x) {
   return x ? f(true, *x) : f(false);
 }
 
 template <class Inspector, class T>
 std::enable_if_t<Inspector::writes_state, typename Inspector::result_type> inspect(
-    Inspector& f, std::optional<T>& x) {
+  Inspector& f, std::optional<T>& x) {
   bool engaged = false;
-  if (auto err = f(engaged)) return err;
+  if (auto err = f(engaged))
+    return err;
   if (!engaged) {
     x.reset();
     return {};
@@ -369,7 +372,7 @@ std::enable_if_t<Inspector::writes_state, typename Inspector::result_type> inspe
   return f(x.emplace());
 }
 
-}  // namespace caf
+} // namespace caf
 
 #define DEPOT_DETAIL_CAT_(a, b) a##b
 #define DEPOT_DETAIL_CAT(a, b) DEPOT_DETAIL_CAT_(a, b)
@@ -409,13 +412,13 @@ std::enable_if_t<Inspector::writes_state, typename Inspector::result_type> inspe
 /// serialisation. Use it at namespace scope, in the struct's own namespace, after the struct;
 /// it defines depot_describe() for depot's templates and inspect() for CAF 0.17. Register the
 /// type with CAF as usual (`cfg.add_message_type<T>(...)`). At most 16 fields.
-#define DEPOT_MESSAGE(type, name, ...)                                                 \
-  constexpr auto depot_describe(const type*) {                                         \
-    return ::depot::detail::describe<type>(                                            \
-        name __VA_OPT__(, DEPOT_DETAIL_MAP(DEPOT_DETAIL_FIELD, type, __VA_ARGS__)));   \
-  }                                                                                    \
-  template <class Inspector>                                                           \
-  typename Inspector::result_type inspect(Inspector& f, [[maybe_unused]] type& x) {    \
-    return f(::caf::meta::type_name(name)                                              \
-                 __VA_OPT__(, DEPOT_DETAIL_MAP(DEPOT_DETAIL_MEMBER, x, __VA_ARGS__))); \
+#define DEPOT_MESSAGE(type, name, ...)                                               \
+  constexpr auto depot_describe(const type*) {                                       \
+    return ::depot::detail::describe<type>(                                          \
+      name __VA_OPT__(, DEPOT_DETAIL_MAP(DEPOT_DETAIL_FIELD, type, __VA_ARGS__)));   \
+  }                                                                                  \
+  template <class Inspector>                                                         \
+  typename Inspector::result_type inspect(Inspector& f, [[maybe_unused]] type& x) {  \
+    return f(::caf::meta::type_name(name)                                            \
+               __VA_OPT__(, DEPOT_DETAIL_MAP(DEPOT_DETAIL_MEMBER, x, __VA_ARGS__))); \
   }

@@ -24,14 +24,14 @@ struct node_settings {
   int node_id = 0;               ///< owner id of this node's claims; 0 = pick a free one
   int concurrency = 1;           ///< workers per durable queue on this node
   std::map<std::string, int> queue_concurrency; ///< per-queue override of concurrency
-  int batch_size = 100;          ///< envelopes claimed and handled per transaction
+  int batch_size = 100;                         ///< envelopes claimed and handled per transaction
   std::chrono::milliseconds dedup_window{24 * 3600 * 1000}; ///< how long handled ids are kept
-  std::chrono::milliseconds polling_interval{1000};  ///< fallback poll of each queue
-  std::chrono::milliseconds heartbeat_interval{1000}; ///< node heartbeat and agent period
-  std::chrono::milliseconds stale_after{10'000};     ///< a node silent this long is dead
+  std::chrono::milliseconds polling_interval{1000};         ///< fallback poll of each queue
+  std::chrono::milliseconds heartbeat_interval{1000};       ///< node heartbeat and agent period
+  std::chrono::milliseconds stale_after{10'000};            ///< a node silent this long is dead
   std::chrono::milliseconds cleanup_interval{60'000}; ///< removal of ids past the dedup window
-  bool auto_provision = true;    ///< apply the schema at start
-  failure_policy failures;       ///< default error policy of every queue
+  bool auto_provision = true;                         ///< apply the schema at start
+  failure_policy failures;                            ///< default error policy of every queue
   int max_restarts = 5; ///< failures of one actor within restart_window before the node stops
   std::chrono::milliseconds restart_window{60'000}; ///< the window max_restarts counts in
 

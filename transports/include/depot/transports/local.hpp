@@ -21,7 +21,7 @@ namespace depot {
 /// persistence::db_error.
 outgoing_envelopes send_durably(persistence::connection& conn, const routing& routes,
                                 const std::string& source, int sender_node, std::string_view type,
-                                const std::vector<std::string>& bodies,
-                                const send_options& options, micros at, dispatch how);
+                                const std::vector<std::string>& bodies, const send_options& options,
+                                micros at, dispatch how);
 
 } // namespace depot
