@@ -188,9 +188,16 @@ public:
   /// The effective value of every depot option, for `describe`.
   [[nodiscard]] std::vector<std::pair<std::string, std::string>> effective() const {
     std::vector<std::pair<std::string, std::string>> result;
-    for (const auto& o : node_options())
-      result.emplace_back(o.name,
-                          o.name == "db" ? persistence::redact_password(s_.db) : show(o, s_));
+    for (const auto& o : node_options()) {
+      if (o.name != "db")
+        result.emplace_back(o.name, show(o, s_));
+      else if (s_.db.empty())
+        result.emplace_back(o.name,
+                            fmt::format("(embedded PostgreSQL in {})",
+                                        persistence::embedded_postgres::default_dir().string()));
+      else
+        result.emplace_back(o.name, persistence::redact_password(s_.db));
+    }
     return result;
   }
 

@@ -46,7 +46,8 @@ run 0 "describe" "$BANK" describe --polling-interval=200ms --node-id 7 &&
   has "$OUT" "describe" "${types[@]/#/^ +}" '^configuration:' '^ +polling-interval +200ms' \
     '^ +node-id +7' "^ +db +$DB\$" '^ +schema +depot' '^ +stale-after ' '^ +batch-size '
 run 0 "describe without a database" env -u DEPOT_DB "$BANK" describe &&
-  has "$OUT" "describe without a database" '^ +bank.debit-account'
+  has "$OUT" "describe without a database" '^ +bank.debit-account' \
+    '^ +db +\(embedded PostgreSQL in \.depot/postgres\)$'
 
 # -- send: refused bodies store nothing ---------------------------------------------------------
 run nonzero "send malformed JSON" "$BANK" send bank.debit-account '{"account_id": "acct-1",' &&
