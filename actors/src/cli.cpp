@@ -249,9 +249,7 @@ struct cli::impl {
   std::vector<std::function<void(soci::session&)>> db_apply_hooks;
 
   std::unique_ptr<connection> open_store(const node_settings& s) {
-    return std::make_unique<connection>(persistence::store_settings{
-      s.db, s.schema,
-      std::chrono::duration_cast<std::chrono::microseconds>(s.dedup_window).count()});
+    return std::make_unique<connection>(persistence::store_settings_of(s));
   }
 
   /// A store whose schema is provisioned, or an error saying how to provision it.

@@ -32,11 +32,6 @@ namespace {
 
 constexpr const char* version = "0.1.0";
 
-persistence::store_settings store_settings_of(const node_settings& s) {
-  return {s.db, s.schema,
-          std::chrono::duration_cast<std::chrono::microseconds>(s.dedup_window).count()};
-}
-
 } // namespace
 
 struct node::impl final : dispatch_sink, node_context {
@@ -86,7 +81,7 @@ struct node::impl final : dispatch_sink, node_context {
   [[nodiscard]] const node_settings& settings() const override { return settings_; }
   [[nodiscard]] const routing& app() const override { return app_; }
   [[nodiscard]] std::unique_ptr<connection> connect() const override {
-    return std::make_unique<connection>(store_settings_of(settings_));
+    return std::make_unique<connection>(persistence::store_settings_of(settings_));
   }
   void wake(const std::vector<std::string>& queues) override { workers.wake(queues); }
   [[nodiscard]] node_health health() const override {

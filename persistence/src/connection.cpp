@@ -88,6 +88,11 @@ std::unique_ptr<soci::session> open_session(const std::string& db) {
   }
 }
 
+store_settings store_settings_of(const node_settings& s) {
+  return {s.db, s.schema,
+          std::chrono::duration_cast<std::chrono::microseconds>(s.dedup_window).count()};
+}
+
 namespace {
 
 const store_settings& checked(const store_settings& settings) {

@@ -11,6 +11,7 @@
 
 #include "depot/persistence/db_error.hpp"
 #include "depot/runtime/envelope.hpp"
+#include "depot/runtime/settings.hpp"
 
 namespace soci {
 class session;
@@ -32,6 +33,9 @@ struct store_settings {
   std::string schema = "depot";                ///< one schema per service
   micros dedup_window = 24LL * 3600 * 1000000; ///< how long handled ids are kept for dedup
 };
+
+/// Where the store of a node with settings `s` lives.
+[[nodiscard]] store_settings store_settings_of(const node_settings& s);
 
 /// The statement texts of one schema (private to persistence/).
 struct statements;
