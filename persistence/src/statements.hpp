@@ -5,8 +5,6 @@
 #include <string>
 #include <string_view>
 
-#include "depot/persistence/connection.hpp"
-
 namespace depot::persistence {
 
 struct statements {

@@ -104,21 +104,24 @@ void routing::add_route(const std::string& type, endpoint to) {
 }
 
 std::vector<endpoint> routing::targets_of(std::string_view type, dispatch how) const {
+  // Runs for every send of every handler: one key, one pass over the queues.
+  std::string key{type};
   std::vector<endpoint> result;
-  auto routed = routes_.find(std::string{type});
-  if (how == dispatch::send) {
-    if (auto subscribers = subscribers_of(type); !subscribers.empty())
-      result.push_back(subscribers.front()->target());
-    else if (routed != routes_.end())
+  for (const auto& q : queues_) {
+    if (!q.handlers.contains(key))
+      continue;
+    result.push_back(q.target());
+    if (how == dispatch::send)
+      return result;
+  }
+  if (auto routed = routes_.find(key); routed != routes_.end()) {
+    if (how == dispatch::send)
       result.push_back(routed->second.front());
     else
-      (void)route_of(type); // throws no_route
-    return result;
+      result.insert(result.end(), routed->second.begin(), routed->second.end());
+  } else if (how == dispatch::send) {
+    (void)route_of(type); // throws no_route
   }
-  for (const auto* q : subscribers_of(type))
-    result.push_back(q->target());
-  if (routed != routes_.end())
-    result.insert(result.end(), routed->second.begin(), routed->second.end());
   return result;
 }
 
@@ -128,7 +131,7 @@ const queue_definition& routing::route_of(std::string_view type) const {
       return q;
   throw no_route{
     fmt::format("no handler for message type '{}': register one with "
-                "handle<T>() or handler_actor<A, T>()",
+                "handle<T>() or handler_actor<A, T>(), or route it with route<T>()",
                 type)};
 }
 
