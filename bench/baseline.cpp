@@ -1,76 +1,28 @@
-// The baseline: the raw durable-queue cycle through libpq, no depot code, on the same database.
-// A table shaped like depot's incoming in its own schema; one producer thread COPYs batches
-// (one transaction each); one consumer thread runs
-//   DELETE ... WHERE id IN (SELECT id ... ORDER BY priority DESC, received_at LIMIT n
-//                           FOR UPDATE SKIP LOCKED) RETURNING ...
-// one transaction per batch, at the same time. The producer wakes the consumer in memory after
-// each commit (as a node wakes its own queue); the consumer sleeps only when it found nothing.
+// The throughput baselines: the raw durable-queue cycle through libpq, no depot code, on the same
+// database (the queue is raw_queue.hpp's). One producer thread COPYs batches (one transaction
+// each); one consumer thread claims batches at the same time:
+//   noop: the claim alone, one transaction per batch.
+//   bank: BEGIN; the claim; per claimed debit the database effects the bank sample's handlers
+//         commit (the account's update, the account_events row of its AccountUpdated); COMMIT.
+// The producer wakes the consumer in memory after each commit (as a node wakes its own queue);
+// the consumer sleeps only when it found nothing. The bank tables are made by the sample's own
+// create_tables and seed (setup, not measured), so that their shape is the handlers'.
 #include <condition_variable>
 #include <mutex>
-#include <random>
 #include <stdexcept>
 #include <thread>
 
 #include <fmt/format.h>
-#include <libpq-fe.h>
 
+#include "bank.hpp"
 #include "bench.hpp"
+#include "raw_queue.hpp"
 
 namespace bench {
 
 namespace {
 
 using namespace std::chrono_literals;
-
-constexpr const char* schema = "bench_baseline";
-
-struct connection {
-  explicit connection(const std::string& db) : conn(PQconnectdb(db.c_str())) {
-    if (PQstatus(conn) != CONNECTION_OK)
-      throw std::runtime_error{fmt::format("baseline: cannot connect: {}", PQerrorMessage(conn))};
-    exec("SET client_min_messages = warning");
-  }
-  ~connection() { PQfinish(conn); }
-  connection(const connection&) = delete;
-  connection& operator=(const connection&) = delete;
-
-  void exec(const std::string& sql) {
-    auto* r = PQexec(conn, sql.c_str());
-    auto st = PQresultStatus(r);
-    std::string error = PQresultErrorMessage(r);
-    PQclear(r);
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
-      throw std::runtime_error{fmt::format("baseline: {}: {}", sql, error)};
-  }
-
-  void prepare(const char* name, const std::string& sql, int params) {
-    auto* r = PQprepare(conn, name, sql.c_str(), params, nullptr);
-    auto ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    std::string error = PQresultErrorMessage(r);
-    PQclear(r);
-    if (!ok)
-      throw std::runtime_error{fmt::format("baseline: prepare {}: {}", name, error)};
-  }
-
-  PGconn* conn;
-};
-
-/// Time-ordered uuid text (48-bit milliseconds, then random), like depot's v7 ids.
-class uuid_source {
-public:
-  std::string next() {
-    auto ms = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                           std::chrono::system_clock::now().time_since_epoch())
-                                           .count());
-    auto hi = (ms << 16) | 0x7000 | (rng_() & 0x0fff);
-    auto lo = (rng_() & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
-    return fmt::format("{:08x}-{:04x}-{:04x}-{:04x}-{:012x}", hi >> 32, (hi >> 16) & 0xffff,
-                       hi & 0xffff, lo >> 48, lo & 0xffffffffffffULL);
-  }
-
-private:
-  std::mt19937_64 rng_{std::random_device{}()};
-};
 
 /// COPY text format: escape backslash, tab, newline and carriage return.
 void append_copy_field(std::string& out, std::string_view text) {
@@ -85,13 +37,73 @@ void append_copy_field(std::string& out, std::string_view text) {
   }
 }
 
+/// A body shaped like those depot's path sends for case `name`.
 std::string body_of(const std::string& name, std::int64_t seq, int accounts) {
   if (name == "noop")
     return fmt::format("{{\"seq\":{}}}", seq);
-  auto a = seq % accounts + 1;
+  auto a = bank_account_of(seq, accounts);
   return fmt::format("{{\"account_id\":\"acct-{}\",\"amount\":{},\"seq\":{}}}", a,
-                     10 + (a * 7) % 41, seq);
+                     bank_amount_of(a), seq);
 }
+
+/// The text of member `key` (e.g. `"account_id":"`) of a flat JSON body the baseline wrote.
+std::string_view text_after(std::string_view body, std::string_view key) {
+  auto at = body.find(key);
+  if (at == std::string_view::npos)
+    return {};
+  auto begin = at + key.size();
+  return body.substr(begin, body.find('"', begin) - begin);
+}
+
+/// What the bank sample's handlers commit per DebitAccount, done on the consumer's connection
+/// inside its claim transaction. The account is read FOR UPDATE and then written with its new
+/// balance, as the handler does (two statements and the same row lock, rather than a single
+/// `UPDATE ... SET balance = balance - $2`), so that the ratio compares depot with the same
+/// handler work and not with a cheaper handler. The account_events row is the one the handler
+/// of the AccountUpdated cascade writes; here it is keyed by the debit's id.
+class bank_effects {
+public:
+  explicit bank_effects(raw::connection& c) : c_(c) {
+    c_.prepare("lock_account",
+               fmt::format("SELECT balance FROM {}.accounts WHERE id = $1 FOR UPDATE", raw::schema),
+               1);
+    c_.prepare("save_account",
+               fmt::format("UPDATE {}.accounts SET balance = $2 WHERE id = $1", raw::schema), 2);
+    c_.prepare("record_event",
+               fmt::format("INSERT INTO {}.account_events (envelope_id, message_type, account_id, "
+                           "balance) VALUES ($1, $2, $3, $4)",
+                           raw::schema),
+               4);
+  }
+
+  /// Debits the accounts of every row of `claimed` (columns: id, message_type, body, ...).
+  void apply(const PGresult* claimed) {
+    for (int i = 0; i < PQntuples(claimed); ++i) {
+      auto body = std::string_view{PQgetvalue(claimed, i, 2),
+                                   static_cast<std::size_t>(PQgetlength(claimed, i, 2))};
+      account_ = text_after(body, "\"account_id\":\"");
+      auto amount = number_after(body, "\"amount\":");
+      const char* account[1] = {account_.c_str()};
+      auto* r = c_.run("lock_account", 1, account);
+      if (PQntuples(r) != 1) {
+        PQclear(r);
+        throw std::runtime_error{fmt::format("baseline: no account {}", account_)};
+      }
+      balance_ = std::to_string(std::stoll(PQgetvalue(r, 0, 0)) - amount);
+      PQclear(r);
+      const char* save[2] = {account_.c_str(), balance_.c_str()};
+      PQclear(c_.run("save_account", 2, save));
+      const char* event[4] = {PQgetvalue(claimed, i, 0), updated_type, account_.c_str(),
+                              balance_.c_str()};
+      PQclear(c_.run("record_event", 4, event));
+    }
+  }
+
+private:
+  static constexpr const char* updated_type = "bank.account-updated";
+  raw::connection& c_;
+  std::string account_, balance_; // parameters of the current debit
+};
 
 /// Wakes the consumer after each producer commit.
 struct wake {
@@ -101,39 +113,51 @@ struct wake {
   bool done = false;
 };
 
+/// Creates the bank's tables in the baseline's schema, seeded as depot's path seeds them.
+void create_bank_tables(const options& o) {
+  auto session = depot::persistence::open_session(with_search_path(o.db, std::string{raw::schema}));
+  soci::transaction tr{*session};
+  bank::create_tables(*session);
+  bank::seed(*session, o.accounts, bank_balance, bank_threshold);
+  tr.commit();
+}
+
+/// Empty when the bank tables hold exactly the effects of every debit, else what is wrong.
+std::string check_bank_tables(const options& o) {
+  raw::connection c{o.db};
+  auto* r = c.query(fmt::format(
+    "SELECT (SELECT sum(balance) FROM {0}.accounts), (SELECT count(*) FROM {0}.account_events)",
+    raw::schema));
+  auto total = std::stoll(PQgetvalue(r, 0, 0));
+  auto events = std::stoll(PQgetvalue(r, 0, 1));
+  PQclear(r);
+  auto expected = bank_balances_after(o.messages, o.accounts);
+  if (total != expected)
+    return fmt::format("baseline balances sum to {}, expected {}", total, expected);
+  if (events != o.messages)
+    return fmt::format("baseline recorded {} account events, expected {}", events, o.messages);
+  return {};
+}
+
 } // namespace
 
 measurement run_baseline(const options& o, const std::string& name) {
-  const std::string queue = name == "noop" ? "bench.noop" : "bank.debit-account";
+  const bool bank_case = name == "bank";
+  const std::string queue = bank_case ? "bank.debit-account" : "bench.noop";
   {
-    connection admin{o.db};
-    admin.exec(fmt::format("DROP SCHEMA IF EXISTS {} CASCADE", schema));
-    admin.exec(fmt::format("CREATE SCHEMA {}", schema));
-    admin.exec(fmt::format(
-      "CREATE TABLE {}.incoming (id uuid PRIMARY KEY, queue text NOT NULL, message_type text "
-      "NOT NULL, body text NOT NULL, headers jsonb NOT NULL DEFAULT '{{}}', status text NOT NULL "
-      "DEFAULT 'incoming', owner integer NOT NULL DEFAULT 0, execution_time timestamptz NOT "
-      "NULL DEFAULT now(), deliver_by timestamptz, attempts integer NOT NULL DEFAULT 0, "
-      "priority integer NOT NULL DEFAULT 0, received_at timestamptz NOT NULL DEFAULT now(), "
-      "tenant text)",
-      schema));
-    admin.exec(
-      fmt::format("CREATE INDEX incoming_ready ON {}.incoming (queue, priority DESC, "
-                  "received_at) WHERE status = 'incoming' AND owner = 0",
-                  schema));
+    raw::connection admin{o.db};
+    raw::create_queue(admin);
   }
-  connection producer{o.db};
-  connection consumer{o.db};
-  consumer.prepare("claim",
-                   fmt::format("DELETE FROM {0}.incoming WHERE id IN (SELECT id FROM {0}.incoming "
-                               "WHERE queue = $1 AND status = 'incoming' AND owner = 0 AND "
-                               "execution_time <= now() ORDER BY priority DESC, received_at "
-                               "LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id, message_type, "
-                               "body, headers, attempts, priority, received_at",
-                               schema),
-                   2);
+  if (bank_case)
+    create_bank_tables(o);
+  raw::connection producer{o.db};
+  raw::connection consumer{o.db};
+  consumer.prepare("claim", raw::claim_sql(), 2);
+  std::unique_ptr<bank_effects> effects;
+  if (bank_case)
+    effects = std::make_unique<bank_effects>(consumer);
   const auto copy_sql =
-    fmt::format("COPY {}.incoming (id, queue, message_type, body) FROM STDIN", schema);
+    fmt::format("COPY {}.incoming (id, queue, message_type, body) FROM STDIN", raw::schema);
 
   latencies lat{o.messages};
   wake w;
@@ -146,7 +170,8 @@ measurement run_baseline(const options& o, const std::string& name) {
 
   std::thread produce{[&] {
     try {
-      uuid_source ids;
+      raw::uuid_source ids;
+      auto* conn = producer.native();
       std::string data;
       for (std::int64_t first = 0; first < o.messages; first += o.send_batch) {
         auto last = std::min(o.messages, first + o.send_batch);
@@ -161,19 +186,19 @@ measurement run_baseline(const options& o, const std::string& name) {
           append_copy_field(data, body_of(name, seq, o.accounts));
           data += '\n';
         }
-        auto* r = PQexec(producer.conn, copy_sql.c_str());
+        auto* r = PQexec(conn, copy_sql.c_str());
         auto st = PQresultStatus(r);
         PQclear(r);
         if (st != PGRES_COPY_IN)
-          throw std::runtime_error{fmt::format("baseline COPY: {}", PQerrorMessage(producer.conn))};
-        if (PQputCopyData(producer.conn, data.data(), static_cast<int>(data.size())) != 1 ||
-            PQputCopyEnd(producer.conn, nullptr) != 1)
-          throw std::runtime_error{fmt::format("baseline COPY: {}", PQerrorMessage(producer.conn))};
-        r = PQgetResult(producer.conn);
+          throw std::runtime_error{fmt::format("baseline COPY: {}", PQerrorMessage(conn))};
+        if (PQputCopyData(conn, data.data(), static_cast<int>(data.size())) != 1 ||
+            PQputCopyEnd(conn, nullptr) != 1)
+          throw std::runtime_error{fmt::format("baseline COPY: {}", PQerrorMessage(conn))};
+        r = PQgetResult(conn);
         st = PQresultStatus(r);
         std::string error = PQresultErrorMessage(r);
         PQclear(r);
-        while ((r = PQgetResult(producer.conn)) != nullptr)
+        while ((r = PQgetResult(conn)) != nullptr)
           PQclear(r);
         if (st != PGRES_COMMAND_OK)
           throw std::runtime_error{fmt::format("baseline COPY: {}", error)};
@@ -201,57 +226,68 @@ measurement run_baseline(const options& o, const std::string& name) {
   std::int64_t t_end = 0;
   std::uint64_t seen = 0;
   auto deadline = clock::now() + std::chrono::seconds{o.timeout_s};
-  std::string error;
-  while (consumed < o.messages && clock::now() < deadline) {
-    {
-      std::lock_guard guard{w.m};
-      seen = w.commits;
-    }
-    auto* r = PQexecPrepared(consumer.conn, "claim", 2, params, nullptr, nullptr, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-      error = PQresultErrorMessage(r);
+  std::exception_ptr consumer_error;
+  try {
+    while (consumed < o.messages && clock::now() < deadline) {
+      {
+        std::lock_guard guard{w.m};
+        seen = w.commits;
+      }
+      // noop: the claim commits on its own; bank: the claim and its effects commit together.
+      if (bank_case)
+        consumer.exec("BEGIN");
+      auto* r = consumer.run("claim", 2, params);
+      auto t = now_ns();
+      auto rows = PQntuples(r);
+      for (int i = 0; i < rows; ++i) {
+        auto body =
+          std::string_view{PQgetvalue(r, i, 2), static_cast<std::size_t>(PQgetlength(r, i, 2))};
+        lat.started(seq_of(body), t);
+      }
+      if (bank_case) {
+        try {
+          effects->apply(r);
+        } catch (...) {
+          PQclear(r);
+          throw;
+        }
+        consumer.exec("COMMIT");
+        t = now_ns();
+      }
       PQclear(r);
-      break;
+      consumed += rows;
+      if (consumed >= o.messages) {
+        t_end = t;
+        break;
+      }
+      if (rows == 0) {
+        std::unique_lock lock{w.m};
+        if (w.done && w.commits == seen)
+          break; // nothing more will come
+        w.cv.wait_for(lock, 100ms, [&] { return w.commits != seen || w.done; });
+      }
     }
-    auto t = now_ns();
-    auto rows = PQntuples(r);
-    for (int i = 0; i < rows; ++i) {
-      auto body =
-        std::string_view{PQgetvalue(r, i, 2), static_cast<std::size_t>(PQgetlength(r, i, 2))};
-      lat.started(seq_of(body), t);
-    }
-    PQclear(r);
-    consumed += rows;
-    if (consumed >= o.messages) {
-      t_end = t;
-      break;
-    }
-    if (rows == 0) {
-      std::unique_lock lock{w.m};
-      if (w.done && w.commits == seen)
-        break; // nothing more will come
-      w.cv.wait_for(lock, 100ms, [&] { return w.commits != seen || w.done; });
-    }
+  } catch (...) {
+    consumer_error = std::current_exception();
   }
   if (t_end != 0)
     m.used = resources::sample(o.db) - before;
   produce.join();
-  {
-    connection admin{o.db};
-    admin.exec(fmt::format("DROP SCHEMA IF EXISTS {} CASCADE", schema));
-  }
   if (producer_error)
     std::rethrow_exception(producer_error);
-  if (!error.empty())
-    throw std::runtime_error{fmt::format("baseline claim: {}", error)};
+  if (consumer_error)
+    std::rethrow_exception(consumer_error);
   if (t_end == 0) {
     m.note = fmt::format("timed out: {} of {} consumed", consumed, o.messages);
-    return m;
+  } else {
+    m.seconds = static_cast<double>(t_end - t0) / 1e9;
+    m.msgs_per_s = static_cast<double>(o.messages) / m.seconds;
+    std::tie(m.p50_ms, m.p99_ms) = lat.percentiles();
+    if (bank_case)
+      m.note = check_bank_tables(o);
+    m.ok = m.note.empty();
   }
-  m.ok = true;
-  m.seconds = static_cast<double>(t_end - t0) / 1e9;
-  m.msgs_per_s = static_cast<double>(o.messages) / m.seconds;
-  std::tie(m.p50_ms, m.p99_ms) = lat.percentiles();
+  raw::drop_queue(o.db);
   return m;
 }
 

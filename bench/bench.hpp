@@ -1,7 +1,7 @@
 // depot-bench: shared options, results and measuring helpers of the benchmark cases.
-// Every case measures depot's path (a node with senders and handlers running at the same time)
-// and, in the same run and on the same database, a baseline doing the raw claim cycle through
-// libpq without depot code.
+// Every case measures depot's path and, in the same run and on the same database, a baseline
+// doing the same work through libpq without depot code (recovery has none). No CAF and no depot
+// here: this header is included everywhere.
 #pragma once
 
 #include <algorithm>
@@ -9,6 +9,7 @@
 #include <charconv>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -21,14 +22,26 @@ struct options {
   std::string db; ///< libpq connection URI (default: $DEPOT_DB)
   std::int64_t messages = 100000;
   std::string out = "build/bench.json";
-  std::vector<std::string> cases{"noop", "bank"};
+  std::vector<std::string> cases; ///< default: every case (see case_names())
   int batch_size = 100; ///< envelopes claimed and handled per transaction (node and baseline)
   int send_batch = 500; ///< messages per send transaction (senders and baseline producer)
   int senders = 1;      ///< sender threads of depot's path
   int concurrency = 2;  ///< workers per queue of the node
-  int accounts = 1000;  ///< accounts of the bank case
+  int accounts = 1000;  ///< accounts of the bank cases
   int timeout_s = 600;  ///< give up on a case after this long
   int rounds = 3;       ///< runs of each path per case, alternating; the median is reported
+  std::int64_t latency_messages = 2000;   ///< messages of the latency cases, one at a time
+  std::int64_t recovery_messages = 50000; ///< backlog of the recovery case
+};
+
+/// What a child process of depot-bench (`--role=...`) runs with; the parent sets every field.
+struct role_options {
+  std::string role; ///< "remote-sender" or "node"
+  std::string db;   ///< libpq connection URI, search_path included
+  std::string schema;
+  int node_id = 0;
+  int batch_size = 100;
+  int concurrency = 1;
 };
 
 /// WAL bytes written and CPU seconds used (PostgreSQL server processes, this process).
@@ -57,6 +70,7 @@ struct measurement {
   bool ok = false;           ///< every message was handled in time
   std::string note;          ///< what went wrong, or extra facts
   resources used;            ///< from the first send to the last handled commit
+  double recovery_s = 0;     ///< recovery: restart of the killed node to its first handler start
 };
 
 /// One case: depot's path and its baseline (the median rounds).
@@ -64,20 +78,16 @@ struct case_result {
   std::string name;
   measurement ours;
   measurement baseline;
-  std::vector<double> rounds_msgs_per_s;          ///< depot's path, every round in order
-  std::vector<double> rounds_baseline_msgs_per_s; ///< the baseline, every round in order
-  std::uint64_t envelopes_handled = 0;            ///< by the node, cascades and warm-up included
-  double drained_s = 0; ///< first send until every queue was empty (cascades)
+  measurement single_worker; ///< bank_concurrent: depot's path with one worker per queue
+  std::vector<double> rounds_msgs_per_s;               ///< depot's path, every round in order
+  std::vector<double> rounds_baseline_msgs_per_s;      ///< the baseline, every round in order
+  std::vector<double> rounds_single_worker_msgs_per_s; ///< bank_concurrent's one-worker runs
+  std::uint64_t envelopes_handled = 0; ///< by the node, cascades and warm-up included
+  double drained_s = 0;                ///< first send until every queue was empty (cascades)
   [[nodiscard]] double ratio() const {
     return baseline.msgs_per_s > 0 ? ours.msgs_per_s / baseline.msgs_per_s : 0;
   }
 };
-
-/// Runs depot's path for `name` ("noop" or "bank"). Throws on setup errors.
-measurement run_depot_case(const options& o, const std::string& name, case_result& result);
-
-/// Runs the libpq baseline with bodies shaped like those of case `name`.
-measurement run_baseline(const options& o, const std::string& name);
 
 // -- helpers ----------------------------------------------------------------------------------
 
@@ -88,16 +98,47 @@ inline std::int64_t now_ns() {
     .count();
 }
 
-/// The sequence number carried in a body as `"seq":N`; -1 when absent.
-inline std::int64_t seq_of(std::string_view body) {
-  constexpr std::string_view key = "\"seq\":";
+/// The integer after `key` (e.g. `"seq":`) in a flat JSON body the benchmark wrote; -1 when
+/// absent.
+inline std::int64_t number_after(std::string_view body, std::string_view key) {
   auto at = body.find(key);
   if (at == std::string_view::npos)
     return -1;
-  std::int64_t seq = -1;
+  std::int64_t value = -1;
   auto begin = body.data() + at + key.size();
-  std::from_chars(begin, body.data() + body.size(), seq);
-  return seq;
+  std::from_chars(begin, body.data() + body.size(), value);
+  return value;
+}
+
+/// The sequence number carried in a body as `"seq":N`; -1 when absent.
+inline std::int64_t seq_of(std::string_view body) {
+  return number_after(body, "\"seq\":");
+}
+
+// -- the bank workload, shared by depot's path and the baseline -------------------------------
+
+/// Every account's starting balance: never low, never overdrawn.
+constexpr std::int64_t bank_balance = 1'000'000'000;
+/// Every account's minimum threshold: no low-balance cascades.
+constexpr std::int64_t bank_threshold = 0;
+
+/// The account debit `seq` goes to (1 .. accounts).
+inline std::int64_t bank_account_of(std::int64_t seq, int accounts) {
+  return seq % accounts + 1;
+}
+
+/// What each debit of `account` takes: fixed per account, so that the balances expected do not
+/// depend on the order of handling.
+inline std::int64_t bank_amount_of(std::int64_t account) {
+  return 10 + (account * 7) % 41;
+}
+
+/// The sum of the balances once debits 0 .. messages-1 were taken off.
+inline std::int64_t bank_balances_after(std::int64_t messages, int accounts) {
+  auto total = bank_balance * accounts;
+  for (std::int64_t seq = 0; seq < messages; ++seq)
+    total -= bank_amount_of(bank_account_of(seq, accounts));
+  return total;
 }
 
 /// Send-commit and handler-start times of every message, indexed by sequence number.
@@ -158,6 +199,64 @@ private:
   std::int64_t n_;
   std::atomic<std::int64_t> distinct_{0};
 };
+
+// -- cases ------------------------------------------------------------------------------------
+
+/// Workers per queue of bank_concurrent's measured run (its other run has one).
+constexpr int bank_concurrent_workers = 4;
+
+/// Every case, in the order a default run runs them.
+[[nodiscard]] const std::vector<std::string>& case_names();
+
+/// What a case measures: that decides its figures and which of them picks its median round.
+enum class case_kind {
+  throughput, ///< noop, bank, bank_concurrent: msgs_per_s under load
+  latency,    ///< latency, latency_remote: p50_ms and p99_ms, one message at a time
+  recovery,   ///< recovery: recovery_s
+};
+[[nodiscard]] case_kind kind_of(const std::string& name);
+
+/// Runs one round of case `name` (depot's path, then its baseline) into `round`. Throws on setup
+/// errors.
+void run_round(const options& o, const std::string& name, case_result& round);
+
+/// Case `name` over its rounds: each path's figures are those of its median round (by msgs_per_s,
+/// p50_ms or recovery_s, after the case's kind), every round's msgs/s listed, and the case failed
+/// when any round failed.
+[[nodiscard]] case_result median_of(const std::string& name,
+                                    const std::vector<case_result>& rounds);
+
+/// Runs depot's throughput path for `name` ("noop", "bank" or "bank_concurrent") with the
+/// workers per queue of `o`. Throws on setup errors.
+measurement run_depot_case(const options& o, const std::string& name, case_result& result);
+
+/// Runs the libpq throughput baseline doing the work of case `name` ("noop" or "bank").
+measurement run_baseline(const options& o, const std::string& name);
+
+/// latency: one message at a time through an idle node, sent by this process.
+measurement run_latency(const options& o, case_result& result);
+/// latency_remote: as run_latency, sent by a child process (a node-less sender).
+measurement run_remote_latency(const options& o, case_result& result);
+/// The latency cases' baseline: one row at a time, INSERT and NOTIFY, LISTEN and claim.
+measurement run_latency_baseline(const options& o);
+/// recovery: a node killed with a backlog, restarted under the same node id.
+measurement run_recovery(const options& o);
+
+/// Child process roles: the sender of latency_remote and the node of recovery. Return the exit
+/// code.
+int run_remote_sender(const role_options& r);
+int run_recovery_node(const role_options& r);
+
+/// Sends messages 0 .. n-1 one at a time: `send(seq)` commits message seq and returns the time
+/// of its commit; then waits until `handled()` (messages handled and committed since the start)
+/// has counted it, pauses 5 ms, and sends the next. Fills `lat` through send and the handler;
+/// returns the throughput (n / time to the last handled) and the percentiles of `lat`.
+measurement one_at_a_time(const options& o, std::int64_t n, latencies& lat,
+                          const std::function<std::int64_t(std::int64_t)>& send,
+                          const std::function<std::int64_t()>& handled);
+
+/// Drops and creates `schema` (through SOCI, on `db`).
+void reset_schema(const std::string& db, const std::string& schema);
 
 /// The connection string `db` with `search_path` set to `schema` (then public).
 std::string with_search_path(const std::string& db, const std::string& schema);

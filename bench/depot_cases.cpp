@@ -1,12 +1,13 @@
-// depot's path: a node handling while sender threads send, on a fresh schema per case.
+// depot's throughput path: a node handling while sender threads send, on a fresh schema per case.
 //   noop: a handler that does nothing; every envelope counts.
-//   bank: the bank sample's handlers; only DebitAccount commands count, their cascades
-//         (AccountUpdated, ...) are handled at the same time.
+//   bank, bank_concurrent: the bank sample's handlers; only DebitAccount commands count, their
+//         cascades (AccountUpdated, ...) are handled at the same time.
 // Latency is measured from the send commit (taken when send_all returns) to the handler start
 // (taken in a middleware), keyed by a sequence number carried in the body as "seq".
 // The end of the measurement is the commit of the last handled counted message: once every
 // counted message has started, the last envelope each worker thread started is polled in the
-// store until all of them are handled.
+// store until all of them are handled (gone from the inbox: the handling transaction deletes
+// them).
 #include <mutex>
 #include <thread>
 #include <unordered_map>
@@ -15,28 +16,13 @@
 
 #include "bank.hpp"
 #include "bench.hpp"
+#include "noop.hpp"
 
 namespace bench {
-
-struct noop {
-  std::int64_t seq = 0;
-};
-DEPOT_MESSAGE(noop, "bench.noop", seq)
 
 namespace {
 
 using namespace std::chrono_literals;
-
-constexpr std::int64_t bank_balance = 1'000'000'000; // never low, never overdrawn
-constexpr std::int64_t bank_threshold = 0;
-
-std::int64_t amount_of(std::int64_t account) {
-  return 10 + (account * 7) % 41;
-}
-
-std::int64_t account_of(std::int64_t seq, int accounts) {
-  return seq % accounts + 1;
-}
 
 /// The last counted envelope each worker thread started.
 class last_started {
@@ -58,12 +44,6 @@ private:
   std::unordered_map<std::thread::id, std::string> last_;
 };
 
-void reset_schema(const std::string& db, const std::string& schema) {
-  auto session = depot::persistence::open_session(db);
-  *session << fmt::format("DROP SCHEMA IF EXISTS {} CASCADE", schema);
-  *session << fmt::format("CREATE SCHEMA {}", schema);
-}
-
 /// Sends the batches b = index, index + senders, ... of the run.
 void send_batches(depot::node& n, const options& o, const std::string& name, int index,
                   latencies& lat) {
@@ -83,8 +63,9 @@ void send_batches(depot::node& n, const options& o, const std::string& name, int
       std::vector<std::string> bodies;
       bodies.reserve(static_cast<std::size_t>(last - first));
       for (auto seq = first; seq < last; ++seq) {
-        auto a = account_of(seq, o.accounts);
-        auto body = depot::to_json(bank::debit_account{fmt::format("acct-{}", a), amount_of(a)});
+        auto a = bank_account_of(seq, o.accounts);
+        auto body =
+          depot::to_json(bank::debit_account{fmt::format("acct-{}", a), bank_amount_of(a)});
         body.pop_back();
         body += fmt::format(",\"seq\":{}}}", seq);
         bodies.push_back(std::move(body));
@@ -111,6 +92,12 @@ void warm_up(depot::node& n, const std::string& name) {
 
 } // namespace
 
+void reset_schema(const std::string& db, const std::string& schema) {
+  auto session = depot::persistence::open_session(db);
+  *session << fmt::format("DROP SCHEMA IF EXISTS {} CASCADE", schema);
+  *session << fmt::format("CREATE SCHEMA {}", schema);
+}
+
 std::string with_search_path(const std::string& db, const std::string& schema) {
   if (db.starts_with("postgres://") || db.starts_with("postgresql://")) {
     auto sep = db.find('?') == std::string::npos ? "?" : "&";
@@ -120,7 +107,7 @@ std::string with_search_path(const std::string& db, const std::string& schema) {
 }
 
 measurement run_depot_case(const options& o, const std::string& name, case_result& result) {
-  const bool bank_case = name == "bank";
+  const bool bank_case = name == "bank" || name == "bank_concurrent";
   const auto schema = fmt::format("bench_{}", name);
   const auto db = with_search_path(o.db, schema);
   const auto counted_type = std::string{bank_case ? depot::type_name_of<bank::debit_account>()
@@ -208,14 +195,13 @@ measurement run_depot_case(const options& o, const std::string& name, case_resul
   if (lat.distinct() == o.messages) {
     auto ids = last.ids();
     auto array = fmt::format("{{{}}}", fmt::join(ids, ","));
-    long long done = 0;
+    long long unfinished = 0;
     while (clock::now() < deadline) {
       *probe << fmt::format(
-        "SELECT count(*) FROM {}.incoming WHERE id = ANY(:ids::uuid[]) AND "
-        "status IN ('handled', 'expired')",
+        "SELECT count(*) FROM {}.incoming WHERE id = ANY(:ids::uuid[])",
         schema),
-        soci::use(array), soci::into(done);
-      if (done == static_cast<long long>(ids.size())) {
+        soci::use(array), soci::into(unfinished);
+      if (unfinished == 0) {
         t_end = now_ns();
         m.used = resources::sample(o.db) - before;
         break;
@@ -254,9 +240,7 @@ measurement run_depot_case(const options& o, const std::string& name, case_resul
     auto session = depot::persistence::open_session(db);
     long long total = 0;
     *session << "SELECT sum(balance) FROM accounts", soci::into(total);
-    std::int64_t expected_total = bank_balance * o.accounts - warm_up_debit * o.senders;
-    for (std::int64_t seq = 0; seq < o.messages; ++seq)
-      expected_total -= amount_of(account_of(seq, o.accounts));
+    auto expected_total = bank_balances_after(o.messages, o.accounts) - warm_up_debit * o.senders;
     if (total != expected_total) {
       m.ok = false;
       m.note = fmt::format("balances sum to {}, expected {}", total, expected_total);

@@ -1,7 +1,10 @@
 // depot-bench: measures depot's durable path against a raw libpq baseline on the same database,
 // in the same run, and writes the results as JSON (see bench/README.md).
-//   depot-bench [--db URI] [--messages N] [--out FILE] [--cases noop,bank] [tuning options]
+//   depot-bench [--db URI] [--messages N] [--out FILE] [--cases noop,bank,...] [tuning options]
+// Some cases run this binary again as a child process with `--role=...` (see child_process.hpp):
+// those options are the parent's to set and are not among those --help lists.
 #include <algorithm>
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -21,26 +24,11 @@ namespace {
 
 using bench::options;
 
-class bench_config : public caf::actor_system_config {
+/// CAF's config machinery, taking `--name value` as well as `--name=value`.
+class option_config : public caf::actor_system_config {
 public:
-  explicit bench_config(options& o) {
-    caf::config_option_adder{custom_options_, "global"}
-      .add(o.db, "db", "libpq connection URI (default: $DEPOT_DB)")
-      .add(o.messages, "messages", "messages per case")
-      .add(o.out, "out", "where the JSON results go")
-      .add(cases_, "cases", "comma-separated cases: noop, bank")
-      .add(o.batch_size, "batch-size", "envelopes claimed and handled per transaction")
-      .add(o.send_batch, "send-batch", "messages per send transaction")
-      .add(o.senders, "senders", "sender threads of depot's path")
-      .add(o.concurrency, "concurrency", "node workers per queue")
-      .add(o.accounts, "accounts", "accounts of the bank case")
-      .add(o.timeout_s, "timeout", "seconds before a case gives up")
-      .add(o.rounds, "rounds", "runs of each path per case (alternating); the median counts");
-  }
-
-  /// Parses `--name value` and `--name=value`; returns false when --help was printed.
-  bool parse_args(int argc, char** argv, options& o) {
-    cases_ = "noop,bank";
+  /// Parses the command line; returns false when --help was printed.
+  bool parse_args(int argc, char** argv) {
     string_list args;
     for (int i = 1; i < argc; ++i) {
       std::string a = argv[i];
@@ -58,15 +46,43 @@ public:
     }
     if (auto err = parse(std::move(args)))
       throw std::invalid_argument{render(err)};
-    if (cli_helptext_printed)
+    return !cli_helptext_printed;
+  }
+};
+
+class bench_config : public option_config {
+public:
+  explicit bench_config(options& o) : o_(o) {
+    cases_ = fmt::format("{}", fmt::join(bench::case_names(), ","));
+    caf::config_option_adder{custom_options_, "global"}
+      .add(o.db, "db", "libpq connection URI (default: $DEPOT_DB)")
+      .add(o.messages, "messages", "messages per throughput case")
+      .add(o.out, "out", "where the JSON results go")
+      .add(cases_, "cases",
+           "comma-separated cases: noop, bank, bank_concurrent, latency, latency_remote, "
+           "recovery (default: all)")
+      .add(o.batch_size, "batch-size", "envelopes claimed and handled per transaction")
+      .add(o.send_batch, "send-batch", "messages per send transaction")
+      .add(o.senders, "senders", "sender threads of depot's path")
+      .add(o.concurrency, "concurrency", "node workers per queue")
+      .add(o.accounts, "accounts", "accounts of the bank cases")
+      .add(o.latency_messages, "latency-messages", "messages of the latency cases, one at a time")
+      .add(o.recovery_messages, "recovery-messages", "backlog of the recovery case")
+      .add(o.timeout_s, "timeout", "seconds before a case gives up")
+      .add(o.rounds, "rounds", "runs of each path per case (alternating); the median counts");
+  }
+
+  /// Parses the command line into the options; returns false when --help was printed.
+  bool parse_options(int argc, char** argv) {
+    if (!parse_args(argc, argv))
       return false;
-    o.cases.clear();
+    o_.cases.clear();
     std::size_t start = 0;
     while (start <= cases_.size()) {
       auto comma = cases_.find(',', start);
       auto item = cases_.substr(start, comma == std::string::npos ? comma : comma - start);
       if (!item.empty())
-        o.cases.push_back(item);
+        o_.cases.push_back(item);
       if (comma == std::string::npos)
         break;
       start = comma + 1;
@@ -75,8 +91,41 @@ public:
   }
 
 private:
+  options& o_;
   std::string cases_;
 };
+
+/// The options of a child process; the parent gives every one as --name=value.
+class role_config : public option_config {
+public:
+  explicit role_config(bench::role_options& r) {
+    caf::config_option_adder{custom_options_, "global"}
+      .add(r.role, "role", "remote-sender or node")
+      .add(r.db, "db", "libpq connection URI")
+      .add(r.schema, "schema", "depot's schema")
+      .add(r.node_id, "node-id", "node id of the node role")
+      .add(r.batch_size, "batch-size", "envelopes claimed and handled per transaction")
+      .add(r.concurrency, "concurrency", "node workers per queue");
+  }
+};
+
+/// Runs this process as the child role its command line names.
+int run_role(int argc, char** argv) {
+  bench::role_options r;
+  try {
+    role_config cfg{r};
+    if (!cfg.parse_args(argc, argv))
+      return 0;
+    if (r.role == "remote-sender")
+      return bench::run_remote_sender(r);
+    if (r.role == "node")
+      return bench::run_recovery_node(r);
+    throw std::invalid_argument{fmt::format("unknown role '{}'", r.role)};
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "depot-bench --role={}: {}\n", r.role, e.what());
+    return 1;
+  }
+}
 
 std::string cpu_model() {
   std::ifstream in{"/proc/cpuinfo"};
@@ -152,6 +201,9 @@ void write_json(const std::string& path, const machine_info& mi, const options& 
   integer("concurrency", o.concurrency);
   integer("accounts", o.accounts);
   integer("rounds", o.rounds);
+  integer("bank_concurrent_workers", bench::bank_concurrent_workers);
+  integer("latency_messages", o.latency_messages);
+  integer("recovery_messages", o.recovery_messages);
   integer("baseline_producers", 1);
   integer("baseline_consumers", 1);
   w.EndObject();
@@ -196,6 +248,13 @@ void write_json(const std::string& path, const machine_info& mi, const options& 
     };
     list("rounds_msgs_per_s", r.rounds_msgs_per_s);
     list("rounds_baseline_msgs_per_s", r.rounds_baseline_msgs_per_s);
+    // Fields only one case measures appear only on that case.
+    if (bench::kind_of(r.name) == bench::case_kind::recovery)
+      num("recovery_s", r.ours.recovery_s);
+    if (r.name == "bank_concurrent") {
+      num("single_worker_msgs_per_s", r.single_worker.msgs_per_s);
+      list("rounds_single_worker_msgs_per_s", r.rounds_single_worker_msgs_per_s);
+    }
     w.EndObject();
   }
   w.EndArray();
@@ -209,26 +268,56 @@ void write_json(const std::string& path, const machine_info& mi, const options& 
     throw std::runtime_error{fmt::format("cannot write {}", path)};
 }
 
+/// The figures of case `name` in `r`, for the progress lines.
+std::string figures(const std::string& name, const bench::case_result& r) {
+  switch (bench::kind_of(name)) {
+    case bench::case_kind::latency:
+      return fmt::format(
+        "depot p50 {:.2f} ms, p99 {:.2f} ms ({} messages, {:.0f} msg/s), baseline p50 {:.2f} "
+        "ms, p99 {:.2f} ms",
+        r.ours.p50_ms, r.ours.p99_ms, r.ours.messages, r.ours.msgs_per_s, r.baseline.p50_ms,
+        r.baseline.p99_ms);
+    case bench::case_kind::recovery:
+      return fmt::format("depot restart to first handled {:.3f} s", r.ours.recovery_s);
+    case bench::case_kind::throughput: break;
+  }
+  auto text = fmt::format(
+    "depot {:.0f} msg/s in {:.2f} s (drained {:.2f} s, {} envelopes), baseline {:.0f} msg/s in "
+    "{:.2f} s",
+    r.ours.msgs_per_s, r.ours.seconds, r.drained_s, r.envelopes_handled, r.baseline.msgs_per_s,
+    r.baseline.seconds);
+  if (name == "bank_concurrent")
+    text += fmt::format(", 1 worker {:.0f} msg/s", r.single_worker.msgs_per_s);
+  return text;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string_view{argv[1]}.starts_with("--role="))
+    return run_role(argc, argv);
+  // A child process that died must not take this one with it when it writes to its pipe.
+  std::signal(SIGPIPE, SIG_IGN);
   options o;
   if (const char* db = std::getenv("DEPOT_DB"))
     o.db = db;
   try {
     bench_config cfg{o};
-    if (!cfg.parse_args(argc, argv, o))
+    if (!cfg.parse_options(argc, argv))
       return 0;
     if (o.db.empty())
       throw std::invalid_argument{"no database: set DEPOT_DB or --db"};
     if (o.messages < 1 || o.batch_size < 1 || o.send_batch < 1 || o.senders < 1 ||
-        o.concurrency < 1 || o.accounts < 1 || o.rounds < 1)
+        o.concurrency < 1 || o.accounts < 1 || o.rounds < 1 || o.latency_messages < 1 ||
+        o.recovery_messages < 1)
       throw std::invalid_argument{
-        "messages, batch sizes, senders, concurrency, accounts and "
-        "rounds must be at least 1"};
+        "messages, latency-messages, recovery-messages, batch sizes, senders, concurrency, "
+        "accounts and rounds must be at least 1"};
+    const auto& known = bench::case_names();
     for (const auto& c : o.cases)
-      if (c != "noop" && c != "bank")
-        throw std::invalid_argument{fmt::format("unknown case '{}' (cases: noop, bank)", c)};
+      if (std::find(known.begin(), known.end(), c) == known.end())
+        throw std::invalid_argument{
+          fmt::format("unknown case '{}' (cases: {})", c, fmt::join(known, ", "))};
   } catch (const std::exception& e) {
     fmt::print(stderr, "depot-bench: {}\n", e.what());
     return 2;
@@ -240,62 +329,34 @@ int main(int argc, char** argv) {
     fmt::print("machine: {} cores, {}; PostgreSQL {} (fsync {}, synchronous_commit {})\n", mi.nproc,
                mi.cpu, mi.postgres, mi.fsync, mi.synchronous_commit);
     fmt::print(
-      "settings: {} messages per case; node batch-size {}, concurrency {} per queue, "
+      "settings: {} messages per throughput case; node batch-size {}, concurrency {} per queue, "
       "{} sender thread(s) x {} per send; baseline: 1 producer (COPY x {}), "
-      "1 consumer (DELETE ... SKIP LOCKED x {}); bank: {} accounts\n",
+      "1 consumer (DELETE ... SKIP LOCKED x {}); bank: {} accounts (bank_concurrent: {} and 1 "
+      "worker per queue); latency: {} messages; recovery: {} messages\n",
       o.messages, o.batch_size, o.concurrency, o.senders, o.send_batch, o.send_batch, o.batch_size,
-      o.accounts);
+      o.accounts, bench::bank_concurrent_workers, o.latency_messages, o.recovery_messages);
     std::fflush(stdout);
     std::vector<bench::case_result> results;
     bool ok = true;
     for (const auto& name : o.cases) {
-      bench::case_result r;
-      r.name = name;
       auto t = bench::clock::now();
       // Rounds alternate the two paths, so that a slow spell of the machine hits both; each path
       // is then represented by its median round.
       std::vector<bench::case_result> rounds;
       for (int i = 0; i < o.rounds; ++i) {
         auto& round = rounds.emplace_back();
-        round.ours = bench::run_depot_case(o, name, round);
-        round.baseline = bench::run_baseline(o, name);
-        r.rounds_msgs_per_s.push_back(round.ours.msgs_per_s);
-        r.rounds_baseline_msgs_per_s.push_back(round.baseline.msgs_per_s);
-        fmt::print(
-          "{} round {}: depot {:.0f} msg/s in {:.2f} s (drained {:.2f} s, {} envelopes), "
-          "baseline {:.0f} msg/s in {:.2f} s{}{}\n",
-          name, i + 1, round.ours.msgs_per_s, round.ours.seconds, round.drained_s,
-          round.envelopes_handled, round.baseline.msgs_per_s, round.baseline.seconds,
-          round.ours.note.empty() ? "" : "; ", round.ours.note);
+        bench::run_round(o, name, round);
+        const auto& note = round.ours.note.empty() ? round.baseline.note : round.ours.note;
+        fmt::print("{} round {}: {}{}{}\n", name, i + 1, figures(name, round),
+                   note.empty() ? "" : "; ", note);
         std::fflush(stdout);
       }
-      auto median_by = [&rounds](auto member) {
-        std::vector<const bench::case_result*> sorted;
-        for (const auto& x : rounds)
-          sorted.push_back(&x);
-        std::sort(sorted.begin(), sorted.end(), [member](const auto* a, const auto* b) {
-          return (a->*member).msgs_per_s < (b->*member).msgs_per_s;
-        });
-        return sorted[(sorted.size() - 1) / 2];
-      };
-      const auto* ours = median_by(&bench::case_result::ours);
-      r.ours = ours->ours;
-      r.envelopes_handled = ours->envelopes_handled;
-      r.drained_s = ours->drained_s;
-      r.baseline = median_by(&bench::case_result::baseline)->baseline;
-      for (const auto& x : rounds)
-        if (!x.ours.ok || !x.baseline.ok) {
-          r.ours.ok = r.ours.ok && x.ours.ok;
-          r.baseline.ok = r.baseline.ok && x.baseline.ok;
-          if (r.ours.note.empty())
-            r.ours.note = x.ours.note.empty() ? x.baseline.note : x.ours.note;
-        }
-      fmt::print(
-        "{}: median of {} round(s): depot {:.0f} msg/s, baseline {:.0f} msg/s; case took "
-        "{:.1f} s\n",
-        name, o.rounds, r.ours.msgs_per_s, r.baseline.msgs_per_s,
-        std::chrono::duration<double>(bench::clock::now() - t).count());
+      auto r = bench::median_of(name, rounds);
+      fmt::print("{}: median of {} round(s): {}; case took {:.1f} s\n", name, o.rounds,
+                 figures(name, r), std::chrono::duration<double>(bench::clock::now() - t).count());
       auto show_profile = [&](const char* who, const bench::measurement& m) {
+        if (m.used.at_ns == 0)
+          return; // not measured (recovery, its absent baseline)
         auto n = static_cast<double>(m.messages);
         fmt::print(
           "  {:<8} per message: {:.0f} WAL bytes, {:.0f} us PostgreSQL CPU, {:.0f} us "
@@ -313,12 +374,21 @@ int main(int argc, char** argv) {
       ok = ok && r.ours.ok && r.baseline.ok;
       results.push_back(std::move(r));
     }
-    fmt::print("\n{:<6} {:>12} {:>9} {:>9} {:>20} {:>7} {:>13} {:>13}\n", "case", "msgs_per_s",
-               "p50_ms", "p99_ms", "baseline_msgs_per_s", "ratio", "base_p50_ms", "base_p99_ms");
+    fmt::print("\n{:<15} {:>12} {:>9} {:>9} {:>20} {:>7} {:>13} {:>13} {:>11}\n", "case",
+               "msgs_per_s", "p50_ms", "p99_ms", "baseline_msgs_per_s", "ratio", "base_p50_ms",
+               "base_p99_ms", "recovery_s");
     for (const auto& r : results)
-      fmt::print("{:<6} {:>12.0f} {:>9.1f} {:>9.1f} {:>20.0f} {:>7.3f} {:>13.1f} {:>13.1f}\n",
-                 r.name, r.ours.msgs_per_s, r.ours.p50_ms, r.ours.p99_ms, r.baseline.msgs_per_s,
-                 r.ratio(), r.baseline.p50_ms, r.baseline.p99_ms);
+      fmt::print(
+        "{:<15} {:>12.0f} {:>9.1f} {:>9.1f} {:>20.0f} {:>7.3f} {:>13.1f} {:>13.1f} {:>11}\n",
+        r.name, r.ours.msgs_per_s, r.ours.p50_ms, r.ours.p99_ms, r.baseline.msgs_per_s, r.ratio(),
+        r.baseline.p50_ms, r.baseline.p99_ms,
+        bench::kind_of(r.name) == bench::case_kind::recovery
+          ? fmt::format("{:.3f}", r.ours.recovery_s)
+          : "-");
+    for (const auto& r : results)
+      if (r.name == "bank_concurrent")
+        fmt::print("bank_concurrent with 1 worker per queue: {:.0f} msg/s\n",
+                   r.single_worker.msgs_per_s);
     write_json(o.out, mi, o, results);
     fmt::print("\nwrote {} ({:.1f} s in all)\n", o.out,
                std::chrono::duration<double>(bench::clock::now() - started).count());

@@ -294,6 +294,9 @@ int run_node(command_env& env) {
     }
   }
   n.stop();
+  auto stats = n.stats();
+  fmt::print("node {} stopped: handled {}, expired {}, retried {}, dead-lettered {}\n",
+             n.number(), stats.handled, stats.expired, stats.retried, stats.dead_lettered);
   return exit_code::ok;
 }
 

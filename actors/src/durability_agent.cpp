@@ -1,6 +1,8 @@
 // The durability agent's tick.
 #include "durability_agent.hpp"
 
+#include <fmt/format.h>
+
 #include "depot/persistence/inbox.hpp"
 #include "depot/persistence/node_registry.hpp"
 #include "depot/runtime/log.hpp"
@@ -31,13 +33,22 @@ void agent_tick(caf::stateful_actor<agent_state>* self, node_context& node) {
     persistence::inbox inbox{*st.conn};
     persistence::node_registry registry{*st.conn};
     node.wake(inbox.promote_due());
-    node.wake(registry.recover_stale(
-      std::chrono::duration_cast<std::chrono::microseconds>(s.stale_after).count()));
+    auto dead = registry.recover_stale(
+      std::chrono::duration_cast<std::chrono::microseconds>(s.stale_after).count());
+    if (!dead.empty()) {
+      // What the dead nodes were handling rolled back with their transactions: it is ready.
+      log(log_level::info, "durability agent: node(s) {} stopped without deregistering",
+          fmt::join(dead, ", "));
+      std::vector<std::string> queues;
+      for (const auto& q : node.app().queues())
+        queues.push_back(q.name);
+      node.wake(queues);
+    }
     auto now = now_micros();
     auto interval = std::chrono::duration_cast<std::chrono::microseconds>(s.cleanup_interval);
     if (now - st.last_cleanup >= interval.count()) {
       constexpr int chunk = 10000;
-      while (inbox.remove_expired_ids(chunk) == chunk) {}
+      while (inbox.forget_received_ids(chunk) == chunk) {}
       st.last_cleanup = now;
     }
   } catch (const persistence::db_error& e) {

@@ -1,16 +1,17 @@
 // Claims and handles batches of one durable queue, and handles buffered envelopes. The core of
-// the guarantee: a batch's handler effects, its outgoing envelopes and the completion of its
-// incoming envelopes commit in one transaction. Blocks on Postgres: runs on a detached actor.
+// the guarantee: a batch's claim (which deletes its envelopes), its handler effects and its
+// outgoing envelopes commit in one transaction. Blocks on Postgres: runs on a detached actor.
 #pragma once
 
+#include <exception>
 #include <memory>
 #include <string>
-#include <unordered_set>
 #include <vector>
 
 #include "depot/persistence/connection.hpp"
 #include "depot/persistence/dead_letters.hpp"
 #include "depot/persistence/inbox.hpp"
+#include "depot/persistence/unit_of_work.hpp"
 #include "depot/runtime/routing.hpp"
 #include "depot/runtime/settings.hpp"
 
@@ -34,31 +35,30 @@ public:
 class inbox_processor {
 public:
   inbox_processor(persistence::connection& conn, const routing& routes,
-                  const queue_definition& queue, const node_settings& settings, int owner,
-                  dispatch_sink& sink, std::vector<std::string>& in_flight);
+                  const queue_definition& queue, const node_settings& settings,
+                  int node_number, dispatch_sink& sink);
 
-  /// Claims one batch and handles it. Returns how many envelopes it claimed. Throws db_error
-  /// on a database failure; call recover() once the connection is back.
+  /// Claims one batch and handles it in one transaction. Returns how many envelopes it claimed.
+  /// Throws db_error on a database failure: the transaction rolled back, nothing is held.
   std::size_t process_batch();
 
   /// Handles one memory-only envelope in a transaction of its own, retrying inline by policy.
   void process_buffered(const envelope& e);
 
-  /// After a database failure, or when the worker failed: gives the unfinished batch back to
-  /// the queue.
-  void recover();
-
 private:
   struct outcome;
 
-  /// One transaction over the batch. With `isolate`, each envelope runs under a savepoint and a
-  /// failure is decided by policy; without, the first failure aborts the attempt (returns false).
-  bool handle(const std::vector<envelope>& batch, bool isolate);
+  /// Handles the batch claimed in `uow` and commits. With `isolate`, each envelope runs under a
+  /// savepoint and a failure is decided by policy; without, the first failure ends the attempt
+  /// (returns false, nothing committed).
+  bool handle(const std::vector<envelope>& batch, persistence::unit_of_work& uow, bool isolate);
   void run_one(const envelope& e, outcome& out);
-  /// Requeues the envelopes of [first, last) that this transaction locked.
+  /// Retry later or dead letter, by the failure policy.
+  void decide_failure(const envelope& e, const std::exception_ptr& error, outcome& out);
+  /// Puts the envelopes of [first, last) back untouched.
   void requeue_rest(std::vector<envelope>::const_iterator first,
-                    std::vector<envelope>::const_iterator last,
-                    const std::unordered_set<std::string>& locked, const std::exception_ptr& error);
+                    std::vector<envelope>::const_iterator last, outcome& out,
+                    const std::exception_ptr& error);
   /// After commit: wake-ups, buffered envelopes, replies, counters.
   void dispatch(outcome& out);
 
@@ -68,12 +68,9 @@ private:
   const routing& routes_;
   const queue_definition& queue_;
   const node_settings& settings_;
-  int owner_;
+  int node_number_;
   dispatch_sink& sink_;
   std::unique_ptr<queue_handler> handler_;
-  /// The claimed batch until it is done; outlives this processor, so that the worker that
-  /// replaces a failed one gives back what it could not.
-  std::vector<std::string>& in_flight_;
 };
 
 } // namespace depot

@@ -42,16 +42,12 @@ void on_db_error(worker_actor* self, const db_error& e) {
   auto& st = self->state;
   log(log_level::warning, "queue worker: database {} ({}); retrying in {} ms", to_string(e.kind()),
       e.what(), st.backoff.count());
+  // The batch's transaction rolled back (or died with the connection): nothing is held.
   if (!st.processor || e.kind() == failure_kind::connection_lost ||
       e.kind() == failure_kind::outcome_unknown) {
     st.connected = false;
     self->delayed_send(self, st.backoff, reconnect_atom::value);
   } else {
-    try {
-      st.processor->recover();
-    } catch (const db_error&) {
-      // The next attempt or the durability agent releases them.
-    }
     self->delayed_send(self, st.backoff, wake_atom::value);
   }
   st.backoff = next_backoff(st.backoff);
@@ -72,7 +68,7 @@ void drain(worker_actor* self, queue_workers::slot* slot, int batch_size) {
   }
 }
 
-// (Re)connects, gives back what an earlier incarnation or connection left claimed, and drains.
+// (Re)connects and drains.
 // The first connect also makes the queue's handler (a handler actor's constructor may throw:
 // that is a failure of this worker, which its supervisor restarts).
 void connect(worker_actor* self, const worker_env& env) {
@@ -87,8 +83,7 @@ void connect(worker_actor* self, const worker_env& env) {
     if (!st.processor)
       st.processor =
         std::make_unique<inbox_processor>(*st.conn, env.node->app(), *slot->queue, settings,
-                                          env.node->number(), *env.sink, slot->in_flight);
-    st.processor->recover();
+                                          env.node->number(), *env.sink);
     if (!st.connected && st.backoff > min_backoff)
       log(log_level::info, "{}: database connection is back", slot->label);
     st.connected = true;
@@ -100,10 +95,7 @@ void connect(worker_actor* self, const worker_env& env) {
 }
 
 caf::behavior queue_worker(worker_actor* self, worker_env env) {
-  fail_on_exception(self, [self] {
-    if (self->state.processor)
-      self->state.processor->recover();
-  });
+  fail_on_exception(self); // nothing to give back: an open batch rolls back as it unwinds
   auto* slot = env.slot;
   slot->pending = false;
   self->send(self, reconnect_atom::value);

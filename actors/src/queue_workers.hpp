@@ -46,8 +46,6 @@ public:
     caf::actor actor;
     /// The connection the first incarnation starts with; later ones open their own.
     std::unique_ptr<persistence::connection> first_connection;
-    /// Claims of the current incarnation; what a failed one could not give back, the next does.
-    std::vector<std::string> in_flight;
 
     [[nodiscard]] caf::actor current();
   };

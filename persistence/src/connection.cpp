@@ -129,7 +129,9 @@ bool connection::connected() {
 }
 
 void connection::reconnect() {
-  prepared_.reset(); // they belong to the session backend the reconnect replaces
+  // They belong to the session backend the reconnect replaces.
+  prepared_.reset();
+  handler_statements_.clear();
   try {
     session_->reconnect();
   } catch (const soci::soci_error& e) {

@@ -1,5 +1,5 @@
 // The durable inbox's statements: one per batch of envelopes, never one per envelope; the hot
-// ones (insert, claim, begin_handling) prepared once per connection.
+// ones (insert, claim) prepared once per connection.
 #include "depot/persistence/inbox.hpp"
 
 #include <algorithm>
@@ -7,7 +7,6 @@
 
 #include <fmt/format.h>
 
-#include "depot/persistence/names.hpp"
 #include "pg_native.hpp"
 #include "prepared_statements.hpp"
 #include "row_codec.hpp"
@@ -21,6 +20,7 @@ std::size_t inbox::insert(const std::vector<envelope>& envelopes, int sender_nod
   return guarded(sql, [&] {
     auto& st = conn_.prepared().insert_incoming();
     st.rows = rows_json(envelopes);
+    st.window = static_cast<long long>(conn_.settings().dedup_window);
     st.inserted = 0;
     st.statement.execute(true);
     std::set<std::string> ready;
@@ -37,99 +37,41 @@ std::size_t inbox::insert(const std::vector<envelope>& envelopes, int sender_nod
   });
 }
 
-std::vector<envelope> inbox::claim(std::string_view queue, int owner, int limit) {
+namespace {
+
+/// RETURNING does not keep the subquery's order: claim order again.
+std::vector<envelope> in_claim_order(std::vector<envelope> claimed) {
+  std::sort(claimed.begin(), claimed.end(), [](const envelope& a, const envelope& b) {
+    return a.priority != b.priority ? a.priority > b.priority : a.seq < b.seq;
+  });
+  return claimed;
+}
+
+} // namespace
+
+std::vector<envelope> inbox::claim(std::string_view queue, int limit) {
   auto& sql = conn_.session();
   return guarded(sql, [&] {
     auto& st = conn_.prepared().claim();
-    st.owner = owner;
     st.queue = std::string{queue};
     st.limit = limit;
-    // Rows come in chunks: memory follows what was claimed, never the limit.
-    st.resize(std::clamp<std::size_t>(static_cast<std::size_t>(std::max(limit, 1)), 1,
-                                      claim_statement::chunk));
-    std::vector<envelope> result;
-    soci::transaction tr{sql};
-    // A claim lost in a crash only leaves the row unowned, as recovery would: no fsync needed.
-    sql << "SET LOCAL synchronous_commit = off";
-    for (bool more = st.statement.execute(true); more; more = st.statement.fetch()) {
-      for (std::size_t i = 0; i < st.ids.size(); ++i) {
-        auto& e = result.emplace_back();
-        e.id = std::move(st.ids[i]);
-        e.queue = std::move(st.queues[i]);
-        e.message_type = std::move(st.types[i]);
-        e.body = std::move(st.bodies[i]);
-        e.headers = parse_headers(st.headers[i]);
-        e.execution_time = st.execution_times[i];
-        e.deliver_by = st.deliver_bys[i];
-        e.attempts = st.attempts[i];
-        e.priority = st.priorities[i];
-        e.received_at = st.received_ats[i];
-        e.tenant = std::move(st.tenants[i]);
-      }
-    }
-    tr.commit();
-    // RETURNING does not keep the subquery's order.
-    std::stable_sort(result.begin(), result.end(), [](const envelope& a, const envelope& b) {
-      return a.priority != b.priority ? a.priority > b.priority : a.received_at < b.received_at;
-    });
-    return result;
+    return in_claim_order(st.rows.fetch_all(st.statement));
   });
 }
 
-std::vector<std::string> inbox::begin_handling(const std::vector<std::string>& ids, int owner) {
+std::vector<envelope> inbox::claim_again(const std::vector<std::string>& ids) {
   if (ids.empty())
     return {};
   auto& sql = conn_.session();
   return guarded(sql, [&] {
-    auto& st = conn_.prepared().begin_handling();
-    st.window = static_cast<long long>(conn_.settings().dedup_window);
+    auto& st = conn_.prepared().claim_again();
     st.ids = uuid_array(ids);
-    st.owner = owner;
-    st.locked.resize(ids.size());
-    // SOCI leaves the vector untouched when no row comes back.
-    if (!st.statement.execute(true))
-      return std::vector<std::string>{};
-    return st.locked;
+    return in_claim_order(st.rows.fetch_all(st.statement));
   });
 }
 
-void inbox::mark_expired(const std::vector<std::string>& ids) {
-  if (ids.empty())
-    return;
-  auto& sql = conn_.session();
-  guarded(sql, [&] {
-    auto id_array = uuid_array(ids);
-    sql << conn_.sql().mark_expired, soci::use(id_array);
-  });
-}
-
-void inbox::retry_at(const std::string& id, micros at) {
-  auto& sql = conn_.session();
-  guarded(sql, [&] {
-    auto when = static_cast<long long>(at);
-    sql << conn_.sql().retry_at, soci::use(when, "at"), soci::use(id, "id");
-  });
-}
-
-void inbox::requeue(const std::vector<std::string>& ids, int owner) {
-  give_back(ids, owner, names::status::handled);
-}
-
-void inbox::release(const std::vector<std::string>& ids, int owner) {
-  give_back(ids, owner, names::status::incoming);
-}
-
-void inbox::give_back(const std::vector<std::string>& ids, int owner,
-                      std::string_view from_status) {
-  if (ids.empty())
-    return;
-  auto& sql = conn_.session();
-  guarded(sql, [&] {
-    auto id_array = uuid_array(ids);
-    auto from = std::string{from_status};
-    sql << conn_.sql().give_back, soci::use(id_array, "ids"), soci::use(owner, "o"),
-      soci::use(from, "s");
-  });
+void inbox::put_back(const std::vector<envelope>& envelopes) {
+  insert(envelopes);
 }
 
 std::vector<std::string> inbox::promote_due(int limit) {
@@ -140,10 +82,10 @@ std::vector<std::string> inbox::promote_due(int limit) {
   });
 }
 
-std::size_t inbox::remove_expired_ids(int limit) {
+std::size_t inbox::forget_received_ids(int limit) {
   auto& sql = conn_.session();
   return guarded(sql, [&] {
-    soci::statement st = (sql.prepare << conn_.sql().remove_expired_ids, soci::use(limit));
+    soci::statement st = (sql.prepare << conn_.sql().forget_received_ids, soci::use(limit));
     st.execute(true);
     return static_cast<std::size_t>(st.get_affected_rows());
   });

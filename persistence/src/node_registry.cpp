@@ -51,7 +51,7 @@ node_registration node_registry::register_node(int number, std::string_view uri,
     auto v = std::string{version};
     sql << text.insert_node, soci::use(self.id, "id"), soci::use(self.number, "n"),
       soci::use(u, "u"), soci::use(v, "v");
-    // Whatever an earlier incarnation with this number claimed is unfinished: release it.
+    // What an earlier incarnation with this number claimed from the outbox is unfinished.
     if (crashed)
       release_owned_by({self.number});
     tr.commit();
@@ -101,21 +101,17 @@ void node_registry::deregister(const node_registration& self) {
   guarded(sql, [&] {
     soci::transaction tr{sql};
     sql << conn_.sql().delete_node, soci::use(self.id);
-    release_owned_by({self.number}); // claims a failed worker could not give back
+    release_owned_by({self.number}); // outbox claims not completed
     tr.commit();
   });
 }
 
-std::vector<std::string> node_registry::release_owned_by(const std::vector<int>& numbers) {
-  auto& sql = conn_.session();
+void node_registry::release_owned_by(const std::vector<int>& numbers) {
   auto owners = int_array(numbers);
-  sql << conn_.sql().release_outgoing_of, soci::use(owners);
-  soci::rowset<std::string> rows =
-    (sql.prepare << conn_.sql().release_incoming_of, soci::use(owners));
-  return std::vector<std::string>(rows.begin(), rows.end());
+  conn_.session() << conn_.sql().release_outgoing_of, soci::use(owners);
 }
 
-std::vector<std::string> node_registry::recover_stale(micros stale_after) {
+std::vector<int> node_registry::recover_stale(micros stale_after) {
   auto& sql = conn_.session();
   return guarded(sql, [&] {
     auto stale = static_cast<long long>(stale_after);
@@ -124,11 +120,10 @@ std::vector<std::string> node_registry::recover_stale(micros stale_after) {
     soci::rowset<int> rows =
       (sql.prepare << conn_.sql().delete_dead_nodes, soci::use(stale, "s"), soci::use(cls, "c"));
     std::vector<int> dead(rows.begin(), rows.end());
-    std::vector<std::string> queues;
     if (!dead.empty())
-      queues = release_owned_by(dead);
+      release_owned_by(dead);
     tr.commit();
-    return queues;
+    return dead;
   });
 }
 

@@ -1,13 +1,23 @@
 // The hot statements, prepared on first use.
 #include "prepared_statements.hpp"
 
+#include "row_codec.hpp"
+
 namespace depot::persistence {
 
-claim_statement::claim_statement(soci::session& sql, const std::string& text) : statement(sql) {
+namespace {
+
+/// Prepares `statement` on `text` once its parameters and columns are exchanged.
+void prepare(soci::statement& statement, const std::string& text) {
+  statement.alloc();
+  statement.prepare(text);
+  statement.define_and_bind();
+}
+
+} // namespace
+
+void claimed_rows::bind(soci::statement& statement) {
   resize(chunk);
-  statement.exchange(soci::use(owner, "owner"));
-  statement.exchange(soci::use(queue, "q"));
-  statement.exchange(soci::use(limit, "n"));
   statement.exchange(soci::into(ids));
   statement.exchange(soci::into(queues));
   statement.exchange(soci::into(types));
@@ -18,39 +28,64 @@ claim_statement::claim_statement(soci::session& sql, const std::string& text) : 
   statement.exchange(soci::into(attempts));
   statement.exchange(soci::into(priorities));
   statement.exchange(soci::into(received_ats));
+  statement.exchange(soci::into(seqs));
   statement.exchange(soci::into(tenants));
-  statement.alloc();
-  statement.prepare(text);
-  statement.define_and_bind();
+  statement.exchange(soci::into(keys));
 }
 
-void claim_statement::resize(std::size_t n) {
-  for (auto* v : {&ids, &queues, &types, &bodies, &headers, &tenants})
+void claimed_rows::resize(std::size_t n) {
+  for (auto* v : {&ids, &queues, &types, &bodies, &headers, &tenants, &keys})
     v->resize(n);
-  for (auto* v : {&execution_times, &deliver_bys, &received_ats})
+  for (auto* v : {&execution_times, &deliver_bys, &received_ats, &seqs})
     v->resize(n);
   for (auto* v : {&attempts, &priorities})
     v->resize(n);
 }
 
-begin_handling_statement::begin_handling_statement(soci::session& sql, const std::string& text)
-  : locked(1), statement(sql) {
-  statement.exchange(soci::use(window, "w"));
+std::vector<envelope> claimed_rows::fetch_all(soci::statement& statement) {
+  resize(chunk); // a fetch shrinks them to what it got
+  std::vector<envelope> result;
+  for (bool more = statement.execute(true); more; more = statement.fetch()) {
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      auto& e = result.emplace_back();
+      e.id = std::move(ids[i]);
+      e.queue = std::move(queues[i]);
+      e.message_type = std::move(types[i]);
+      e.body = std::move(bodies[i]);
+      e.headers = parse_headers(headers[i]);
+      e.execution_time = execution_times[i];
+      e.deliver_by = deliver_bys[i];
+      e.attempts = attempts[i];
+      e.priority = priorities[i];
+      e.received_at = received_ats[i];
+      e.seq = seqs[i];
+      e.tenant = std::move(tenants[i]);
+      e.key = std::move(keys[i]);
+    }
+  }
+  return result;
+}
+
+claim_statement::claim_statement(soci::session& sql, const std::string& text) : statement(sql) {
+  statement.exchange(soci::use(queue, "q"));
+  statement.exchange(soci::use(limit, "n"));
+  rows.bind(statement);
+  prepare(statement, text);
+}
+
+claim_again_statement::claim_again_statement(soci::session& sql, const std::string& text)
+  : statement(sql) {
   statement.exchange(soci::use(ids, "ids"));
-  statement.exchange(soci::use(owner, "o"));
-  statement.exchange(soci::into(locked));
-  statement.alloc();
-  statement.prepare(text);
-  statement.define_and_bind();
+  rows.bind(statement);
+  prepare(statement, text);
 }
 
 insert_incoming_statement::insert_incoming_statement(soci::session& sql, const std::string& text)
   : statement(sql) {
   statement.exchange(soci::use(rows, "rows"));
+  statement.exchange(soci::use(window, "w"));
   statement.exchange(soci::into(inserted));
-  statement.alloc();
-  statement.prepare(text);
-  statement.define_and_bind();
+  prepare(statement, text);
 }
 
 claim_statement& prepared_statements::claim() {
@@ -59,10 +94,10 @@ claim_statement& prepared_statements::claim() {
   return *claim_;
 }
 
-begin_handling_statement& prepared_statements::begin_handling() {
-  if (!begin_handling_)
-    begin_handling_ = std::make_unique<begin_handling_statement>(sql_, texts_.begin_handling);
-  return *begin_handling_;
+claim_again_statement& prepared_statements::claim_again() {
+  if (!claim_again_)
+    claim_again_ = std::make_unique<claim_again_statement>(sql_, texts_.claim_again);
+  return *claim_again_;
 }
 
 insert_incoming_statement& prepared_statements::insert_incoming() {

@@ -10,36 +10,43 @@
 
 #include <soci/soci.h>
 
+#include "depot/runtime/envelope.hpp"
 #include "statements.hpp"
 
 namespace depot::persistence {
 
-/// Claim of a batch of one queue; rows are fetched `chunk` at a time.
-struct claim_statement {
+/// The columns of claimed envelopes, fetched `chunk` rows at a time.
+struct claimed_rows {
   static constexpr std::size_t chunk = 256;
 
-  claim_statement(soci::session& sql, const std::string& text);
-
-  int owner = 0;
-  std::string queue;
-  int limit = 0;
-  std::vector<std::string> ids, queues, types, bodies, headers, tenants;
-  std::vector<long long> execution_times, deliver_bys, received_ats;
+  std::vector<std::string> ids, queues, types, bodies, headers, tenants, keys;
+  std::vector<long long> execution_times, deliver_bys, received_ats, seqs;
   std::vector<int> attempts, priorities;
-  soci::statement statement;
 
+  /// Binds every column to `statement`, sized for one chunk.
+  void bind(soci::statement& statement);
   /// Sizes every result vector for a fetch of `n` rows.
   void resize(std::size_t n);
+  /// Executes `statement` and fetches every row it returns.
+  std::vector<envelope> fetch_all(soci::statement& statement);
 };
 
-/// The first statement of a handling transaction (see inbox::begin_handling).
-struct begin_handling_statement {
-  begin_handling_statement(soci::session& sql, const std::string& text);
+/// Claim of a batch of one queue, in the handling transaction.
+struct claim_statement {
+  claim_statement(soci::session& sql, const std::string& text);
 
-  long long window = 0;
+  std::string queue;
+  int limit = 0;
+  claimed_rows rows;
+  soci::statement statement;
+};
+
+/// Claim of named envelopes again, after the transaction that claimed them first rolled back.
+struct claim_again_statement {
+  claim_again_statement(soci::session& sql, const std::string& text);
+
   std::string ids;
-  int owner = 0;
-  std::vector<std::string> locked;
+  claimed_rows rows;
   soci::statement statement;
 };
 
@@ -48,6 +55,7 @@ struct insert_incoming_statement {
   insert_incoming_statement(soci::session& sql, const std::string& text);
 
   std::string rows;
+  long long window = 0;
   long long inserted = 0;
   soci::statement statement;
 };
@@ -57,14 +65,14 @@ struct prepared_statements {
     : sql_(sql), texts_(texts) {}
 
   claim_statement& claim();
-  begin_handling_statement& begin_handling();
+  claim_again_statement& claim_again();
   insert_incoming_statement& insert_incoming();
 
 private:
   soci::session& sql_;
   const statements& texts_;
   std::unique_ptr<claim_statement> claim_;
-  std::unique_ptr<begin_handling_statement> begin_handling_;
+  std::unique_ptr<claim_again_statement> claim_again_;
   std::unique_ptr<insert_incoming_statement> insert_incoming_;
 };
 

@@ -101,6 +101,14 @@ std::string rows_json(const std::vector<envelope>& envelopes) {
     w.Key("attempts");
     w.Int(e.attempts);
     str("tenant", e.tenant);
+    w.Key("seq");
+    if (e.seq != 0)
+      w.Int64(e.seq);
+    else
+      w.Null(); // the store numbers it
+    str("message_key", e.key);
+    w.Key("dedup");
+    w.Bool(e.deduplicated);
     w.EndObject();
   }
   w.EndArray();

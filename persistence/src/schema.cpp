@@ -27,7 +27,7 @@ int schema_version(connection& conn) {
   });
 }
 
-std::vector<int> apply_schema(connection& conn) {
+std::vector<int> apply_schema(connection& conn, int up_to) {
   auto& sql = conn.session();
   const auto& text = conn.sql();
   return guarded(sql, [&] {
@@ -43,6 +43,8 @@ std::vector<int> apply_schema(connection& conn) {
     for (const auto& m : migrations()) {
       if (m.version <= current)
         continue;
+      if (up_to != 0 && m.version > up_to)
+        break;
       sql << text.search_path;
       // A migration file holds several statements: only libpq's simple protocol runs those.
       auto script = std::string{m.sql};

@@ -42,6 +42,7 @@ statements::statements(std::string_view schema) {
   auto outgoing = names::qualified(schema, t::outgoing);
   auto dead_letters = names::qualified(schema, t::dead_letters);
   auto nodes = names::qualified(schema, t::nodes);
+  auto received_ids = names::qualified(schema, t::received_ids);
   auto versions = names::qualified(schema, t::schema_version);
 
   // -- schema ---------------------------------------------------------------------------------
@@ -62,47 +63,54 @@ statements::statements(std::string_view schema) {
   // -- inbox ----------------------------------------------------------------------------------
   // A batch is one statement: its rows are one JSON array expanded by json_to_recordset. Counted
   // with RETURNING: a one-shot query is one round trip, where affected rows need a prepared one.
+  // Rows marked `dedup` insert only when their id is new to received_ids (a redelivery within
+  // the window is ignored even after the first was handled); the others skip that table. A row
+  // with a seq (one given back in the transaction that claimed it) keeps its place.
   insert_incoming = fmt::format(
-    "WITH inserted AS (INSERT INTO {0} (id, queue, message_type, body, headers, status, "
-    "execution_time, deliver_by, priority, attempts, tenant) SELECT r.id, r.queue, "
-    "r.message_type, r.body, r.headers::jsonb, r.status, coalesce({1}, now()), {2}, r.priority, "
-    "r.attempts, nullif(r.tenant, '') FROM json_to_recordset(:rows::json) AS r(id uuid, queue "
-    "text, message_type text, body text, headers text, status text, execution_time bigint, "
-    "deliver_by bigint, priority integer, attempts integer, tenant text) ON CONFLICT (id) DO "
-    "NOTHING RETURNING 1) SELECT count(*) FROM inserted",
-    incoming, timestamp_or_null("r.execution_time"), timestamp_or_null("r.deliver_by"));
+    "WITH r AS (SELECT * FROM json_to_recordset(:rows::json) AS r(id uuid, queue text, "
+    "message_type text, body text, headers text, status text, execution_time bigint, deliver_by "
+    "bigint, priority integer, attempts integer, tenant text, seq bigint, message_key text, "
+    "dedup boolean)), remembered AS (INSERT INTO {0} (id, keep_until) SELECT r.id, now() + :w * "
+    "interval '1 microsecond' FROM r WHERE r.dedup ON CONFLICT (id) DO NOTHING RETURNING id), "
+    "inserted AS (INSERT INTO {1} (id, queue, message_type, body, headers, status, "
+    "execution_time, deliver_by, priority, attempts, tenant, seq, message_key) SELECT r.id, "
+    "r.queue, r.message_type, r.body, r.headers::jsonb, r.status, coalesce({2}, now()), {3}, "
+    "r.priority, r.attempts, nullif(r.tenant, ''), coalesce(r.seq, nextval('{4}')), "
+    "nullif(r.message_key, '') FROM r WHERE NOT r.dedup OR r.id IN (SELECT id FROM remembered) "
+    "ON CONFLICT (id) DO NOTHING RETURNING 1) SELECT count(*) FROM inserted",
+    received_ids, incoming, timestamp_or_null("r.execution_time"),
+    timestamp_or_null("r.deliver_by"), names::qualified(schema, t::incoming_seq));
   notify = "SELECT pg_notify(:c, :p)";
+  // The claim deletes: it runs in the handling transaction, so the envelopes are gone when that
+  // commits and ready again when it aborts. Rows with a key are taken only with their key's
+  // transaction lock, which every claim of the queue on every node asks for (try, never wait):
+  // one transaction at a time holds a key, and takes its envelopes in order. The filter runs on
+  // the rows of the ordered index scan, so only the keys of rows up to the limit are locked.
+  const auto claimed_columns = fmt::format(
+    "id::text, queue, message_type, body, headers::text, {}, coalesce({}, 0), attempts, "
+    "priority, {}, seq, coalesce(tenant, ''), coalesce(message_key, '')",
+    micros_of("execution_time"), micros_of("deliver_by"), micros_of("received_at"));
+  const auto ready = fmt::format(
+    "status = '{}' AND execution_time <= now() AND (message_key IS NULL OR "
+    "pg_try_advisory_xact_lock(hashtextextended(queue || '/' || message_key, 0)))",
+    st::incoming);
   claim = fmt::format(
-    "UPDATE {0} SET owner = :owner WHERE id IN (SELECT id FROM {0} WHERE queue = :q AND status = "
-    "'{5}' AND owner = 0 AND execution_time <= now() ORDER BY priority DESC, received_at LIMIT :n "
-    "FOR UPDATE SKIP LOCKED) AND {4} RETURNING id::text, queue, message_type, body, "
-    "headers::text, {1}, coalesce({2}, 0), attempts, priority, {3}, coalesce(tenant, '')",
-    incoming, micros_of("execution_time"), micros_of("deliver_by"), micros_of("received_at"),
-    owner_registered(nodes), st::incoming);
-  begin_handling = fmt::format(
-    "UPDATE {} SET status = '{}', keep_until = now() + :w * interval '1 microsecond' WHERE id = "
-    "ANY(:ids::uuid[]) AND owner = :o AND status = '{}' RETURNING id::text",
-    incoming, st::handled, st::incoming);
-  mark_expired =
-    fmt::format("UPDATE {} SET status = '{}' WHERE id = ANY(:ids::uuid[])", incoming, st::expired);
-  retry_at = fmt::format(
-    "UPDATE {} SET status = '{}', owner = 0, attempts = attempts + 1, "
-    "keep_until = NULL, execution_time = timestamptz 'epoch' + :at * "
-    "interval '1 microsecond' WHERE id = :id::uuid",
-    incoming, st::scheduled);
-  give_back = fmt::format(
-    "UPDATE {} SET status = '{}', owner = 0, keep_until = NULL WHERE id = "
-    "ANY(:ids::uuid[]) AND owner = :o AND status = :s",
-    incoming, st::incoming);
+    "DELETE FROM {0} WHERE id IN (SELECT id FROM {0} WHERE queue = :q AND {1} ORDER BY priority "
+    "DESC, seq LIMIT :n FOR UPDATE SKIP LOCKED) RETURNING {2}",
+    incoming, ready, claimed_columns);
+  claim_again = fmt::format(
+    "DELETE FROM {0} WHERE id IN (SELECT id FROM {0} WHERE id = ANY(:ids::uuid[]) AND {1} FOR "
+    "UPDATE SKIP LOCKED) RETURNING {2}",
+    incoming, ready, claimed_columns);
   promote_due = fmt::format(
-    "WITH due AS (UPDATE {0} SET status = '{1}', owner = 0 WHERE id IN (SELECT id FROM {0} WHERE "
-    "status = '{2}' AND execution_time <= now() ORDER BY execution_time LIMIT :n FOR UPDATE SKIP "
-    "LOCKED) RETURNING queue) SELECT DISTINCT queue FROM due",
+    "WITH due AS (UPDATE {0} SET status = '{1}' WHERE id IN (SELECT id FROM {0} WHERE status = "
+    "'{2}' AND execution_time <= now() ORDER BY execution_time LIMIT :n FOR UPDATE SKIP LOCKED) "
+    "RETURNING queue) SELECT DISTINCT queue FROM due",
     incoming, st::incoming, st::scheduled);
-  remove_expired_ids = fmt::format(
-    "DELETE FROM {0} WHERE id IN (SELECT id FROM {0} WHERE status "
-    "IN ('{1}', '{2}') AND keep_until < now() LIMIT :n)",
-    incoming, st::handled, st::expired);
+  forget_received_ids = fmt::format(
+    "DELETE FROM {0} WHERE id IN (SELECT id FROM {0} WHERE keep_until < now() LIMIT :n FOR "
+    "UPDATE SKIP LOCKED)",
+    received_ids);
 
   // -- outbox ---------------------------------------------------------------------------------
   insert_outgoing = fmt::format(
@@ -153,15 +161,10 @@ statements::statements(std::string_view schema) {
   node_statuses = fmt::format("SELECT number, health, health_reason, {} FROM {} ORDER BY number",
                               micros_of("(now() - heartbeat)"), nodes);
   delete_node = fmt::format("DELETE FROM {} WHERE id = :id::uuid", nodes);
-  // No index covers owner (claims stay cheap): these scan, and run only when a node died or
+  // No index covers owner (claims stay cheap): this scans, and runs only when a node died or
   // stops.
   release_outgoing_of =
     fmt::format("UPDATE {} SET owner = 0 WHERE owner = ANY(:o::int[])", outgoing);
-  release_incoming_of = fmt::format(
-    "WITH moved AS (UPDATE {} SET owner = 0 WHERE status = '{}' "
-    "AND owner = ANY(:o::int[]) RETURNING queue) SELECT DISTINCT "
-    "queue FROM moved",
-    incoming, st::incoming);
   // Dead: silent for too long, or its advisory lock is gone with its connection. A dead node's
   // row held by a claim in flight (KEY SHARE) is skipped until a later tick, never waited for: a
   // claim hung in a frozen process must not stall the agent. Once this transaction holds a row,

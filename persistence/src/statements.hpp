@@ -14,16 +14,14 @@ struct statements {
   std::string schema_exists, schema_version, create_schema, create_version_table, record_version,
     search_path;
   // inbox
-  std::string insert_incoming, notify, claim, begin_handling, mark_expired, retry_at, give_back,
-    promote_due, remove_expired_ids;
+  std::string insert_incoming, notify, claim, claim_again, promote_due, forget_received_ids;
   // outbox
   std::string insert_outgoing, claim_outgoing, complete_outgoing, release_outgoing;
   // dead letters
   std::string insert_dead_letter;
   // nodes
   std::string lock_node, lock_nodes_table, next_node_number, delete_node_number, insert_node,
-    heartbeat, reinsert_node, node_statuses, delete_node, release_outgoing_of, release_incoming_of,
-    delete_dead_nodes;
+    heartbeat, reinsert_node, node_statuses, delete_node, release_outgoing_of, delete_dead_nodes;
   // admin
   std::string pending, counts, purge, free_connections;
 };

@@ -8,8 +8,13 @@
 namespace depot {
 
 context::context(const envelope& incoming, soci::session* db, const routing& routes,
-                 std::string source, outgoing_envelopes& out)
-  : incoming_(incoming), db_(db), routes_(routes), source_(std::move(source)), out_(out) {}
+                 std::string source, outgoing_envelopes& out, statement_cache* statements)
+  : incoming_(incoming)
+  , db_(db)
+  , routes_(routes)
+  , source_(std::move(source))
+  , out_(out)
+  , statements_(statements) {}
 
 soci::session& context::db() {
   if (db_ == nullptr)
@@ -17,8 +22,14 @@ soci::session& context::db() {
   return *db_;
 }
 
+statement_cache& context::statements() {
+  if (statements_ == nullptr)
+    throw std::logic_error{"this context has no prepared statements"};
+  return *statements_;
+}
+
 void context::enqueue(std::string_view type, std::string body, send_options options, micros at,
-                      dispatch how) {
+                      dispatch how, std::string key) {
   auto now = now_micros();
   for (const auto& to : routes_.targets_of(type, how)) {
     if (to.mode == endpoint_mode::buffered && at > now)
@@ -41,6 +52,7 @@ void context::enqueue(std::string_view type, std::string body, send_options opti
     e.deliver_by = options.deliver_within.count() > 0 ? now + options.deliver_within.count() : 0;
     e.priority = options.priority;
     e.tenant = incoming_.tenant;
+    e.key = key;
     out_.add(to, std::move(e));
   }
 }

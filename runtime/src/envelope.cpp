@@ -30,8 +30,6 @@ const char* to_string(envelope_status status) {
   switch (status) {
     case envelope_status::incoming: return "incoming";
     case envelope_status::scheduled: return "scheduled";
-    case envelope_status::handled: return "handled";
-    case envelope_status::expired: return "expired";
   }
   return "incoming";
 }

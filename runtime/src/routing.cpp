@@ -143,12 +143,12 @@ std::vector<const queue_definition*> routing::subscribers_of(std::string_view ty
   return result;
 }
 
-void routing::validate(std::string_view type, std::string_view body) const {
+std::string routing::validate(std::string_view type, std::string_view body) const {
   auto i = validators_.find(std::string{type});
   if (i != validators_.end())
-    i->second(body);
-  else
-    check_json_object(body);
+    return i->second(body);
+  check_json_object(body);
+  return {};
 }
 
 std::vector<std::string> routing::message_types() const {

@@ -13,46 +13,54 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct account {
+/// The account statements, prepared once per connection (ctx.prepared) and bound to the
+/// members: set the inputs, execute, read the outputs.
+struct account_sql {
+  explicit account_sql(soci::session& db)
+    : load((db.prepare << "SELECT balance, minimum_threshold FROM accounts WHERE id = :id FOR "
+                          "UPDATE",
+            soci::use(id), soci::into(balance, found), soci::into(minimum_threshold)))
+    , save((db.prepare << "UPDATE accounts SET balance = :b WHERE id = :id", soci::use(balance),
+            soci::use(id))) {}
+
   std::string id;
-  std::int64_t balance = 0;
-  std::int64_t minimum_threshold = 0;
+  long long balance = 0, minimum_threshold = 0;
+  soci::indicator found = soci::i_null;
+  soci::statement load, save;
 };
 
-account load_for_update(soci::session& db, const std::string& id) {
-  account a{id};
-  soci::indicator found = soci::i_null;
-  long long balance = 0, threshold = 0;
-  db << "SELECT balance, minimum_threshold FROM accounts WHERE id = :id FOR UPDATE", soci::use(id),
-    soci::into(balance, found), soci::into(threshold);
-  if (found == soci::i_null || !db.got_data())
-    throw std::runtime_error{"no account " + id};
-  a.balance = balance;
-  a.minimum_threshold = threshold;
-  return a;
-}
+/// What the cascade handlers record, prepared once per connection.
+struct event_sql {
+  explicit event_sql(soci::session& db)
+    : record((db.prepare << "INSERT INTO account_events (envelope_id, message_type, account_id, "
+                            "balance) VALUES (:id::uuid, :t, :a, :b)",
+              soci::use(envelope_id), soci::use(message_type), soci::use(account_id),
+              soci::use(balance))) {}
 
-void save(soci::session& db, const account& a) {
-  long long balance = a.balance;
-  db << "UPDATE accounts SET balance = :b WHERE id = :id", soci::use(balance), soci::use(a.id);
-}
+  std::string envelope_id, message_type, account_id;
+  long long balance = 0;
+  soci::statement record;
+};
 
 void record(depot::context& ctx, const std::string& account_id, std::int64_t balance) {
-  long long b = balance;
-  const auto& e = ctx.incoming();
-  ctx.db() << "INSERT INTO account_events (envelope_id, message_type, account_id, balance) "
-              "VALUES (:id::uuid, :t, :a, :b)",
-    soci::use(e.id), soci::use(e.message_type), soci::use(account_id), soci::use(b);
+  auto& sql = ctx.prepared<event_sql>();
+  sql.envelope_id = ctx.incoming().id;
+  sql.message_type = ctx.incoming().message_type;
+  sql.account_id = account_id;
+  sql.balance = balance;
+  sql.record.execute(true);
 }
 
 void handle(const debit_account& cmd, depot::context& ctx) {
-  auto acct = load_for_update(ctx.db(), cmd.account_id);
+  auto& acct = ctx.prepared<account_sql>();
+  acct.id = cmd.account_id;
+  acct.load.execute(true);
+  if (acct.found == soci::i_null || !acct.load.got_data())
+    throw std::runtime_error{"no account " + acct.id};
   if (__builtin_sub_overflow(acct.balance, cmd.amount, &acct.balance))
     throw depot::validation_error{"debit of " + std::to_string(cmd.amount) +
-                                  " would overflow "
-                                  "the balance of " +
-                                  acct.id};
-  save(ctx.db(), acct);
+                                  " would overflow the balance of " + acct.id};
+  acct.save.execute(true);
   if (acct.balance > 0 && acct.balance < acct.minimum_threshold) {
     ctx.send(low_balance_detected{acct.id, acct.balance});
   } else if (acct.balance < 0) {

@@ -17,6 +17,8 @@ struct debit_account {
   void validate() const;
 };
 DEPOT_MESSAGE(debit_account, "bank.debit-account", account_id, amount)
+// Debits of one account are handled one at a time, in order: they never contend for its row.
+DEPOT_MESSAGE_KEY(debit_account, account_id)
 
 struct low_balance_detected {
   std::string account_id;

@@ -79,7 +79,9 @@ struct test_store {
   depot::persistence::node_registry nodes{conn};
   depot::persistence::store_admin admin{conn};
 
-  std::vector<int> apply_schema() { return depot::persistence::apply_schema(conn); }
+  std::vector<int> apply_schema(int up_to = 0) {
+    return depot::persistence::apply_schema(conn, up_to);
+  }
   [[nodiscard]] int schema_version() { return depot::persistence::schema_version(conn); }
 };
 

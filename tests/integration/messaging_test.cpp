@@ -136,8 +136,7 @@ TEST_CASE(
   node.publish(news{"extra"});
   REQUIRE(wait_until([&] { return s.number("SELECT count(*) FROM effects") == 2; }));
   CHECK(s.text("SELECT string_agg(tag, ',' ORDER BY tag) FROM effects") == "it.desk-a,it.desk-b");
-  CHECK(s.text("SELECT string_agg(queue, ',' ORDER BY queue) FROM incoming") ==
-        "it.desk-a,it.desk-b");
+  CHECK(s.number("SELECT count(*) FROM incoming") == 0); // one envelope each, handled
 
   CHECK_NOTHROW(node.publish(nobody_listens{"hello?"}));
   CHECK_THROWS_AS(node.send(nobody_listens{"hello?"}), depot::no_route);

@@ -1,8 +1,9 @@
-// Ownership of claimed envelopes across nodes: competing nodes, dead nodes, restarted nodes.
+// Claims across nodes: competing nodes, nodes that die holding a claim, restarted nodes.
 #include <doctest/doctest.h>
 
 #include <atomic>
 #include <cstdint>
+#include <optional>
 #include <stop_token>
 #include <thread>
 
@@ -10,9 +11,11 @@
 #include <soci/soci.h>
 
 #include "depot/actors/node.hpp"
+#include "depot/persistence/unit_of_work.hpp"
 #include "depot/runtime/routing.hpp"
 #include "fixture.hpp"
 
+using depot::persistence::unit_of_work;
 using namespace depot_it;
 
 namespace {
@@ -31,14 +34,23 @@ void handle_jobs(depot::routing& app, const test_schema& s, int tag) {
   });
 }
 
-/// Inserts a job envelope and claims it for `owner`, as a node that then died would have.
-depot::envelope claimed_job(test_store& store, int n, int owner) {
+/// Inserts a job envelope and claims it in a transaction left open on `store`, as a node that
+/// is handling it holds it.
+depot::envelope claimed_job(test_store& store, int n, std::optional<unit_of_work>& holding) {
   auto e = make_envelope(job_queue, job_queue, fmt::format(R"({{"n": {}}})", n));
   REQUIRE(store.inbox.insert({e}) == 1);
-  auto claimed = store.inbox.claim(job_queue, owner, 1);
+  holding.emplace(store.conn);
+  auto claimed = store.inbox.claim(job_queue, 1);
   REQUIRE(claimed.size() == 1);
   REQUIRE(claimed[0].id == e.id);
   return e;
+}
+
+/// The server process of `store`'s connection.
+long long backend_of(test_store& store) {
+  long long pid = 0;
+  store.conn.session() << "SELECT pg_backend_pid()", soci::into(pid);
+  return pid;
 }
 
 } // namespace
@@ -80,7 +92,7 @@ TEST_CASE("two nodes on one queue handle every envelope exactly once") {
 
   REQUIRE(wait_until([&] { return s.number("SELECT count(*) FROM handled_by") == total; }, 60s));
   REQUIRE(a.wait_idle(10s));
-  CHECK(s.number("SELECT count(*) FROM incoming WHERE status = 'handled'") == total);
+  CHECK(s.number("SELECT count(*) FROM incoming") == 0);
   CHECK(s.number("SELECT count(*) FROM dead_letters") == 0);
   CHECK(wait_until([&] { return a.stats().handled + b.stats().handled == total; }));
   CHECK(a.stats().retried + b.stats().retried == 0);
@@ -92,38 +104,22 @@ TEST_CASE("two nodes on one queue handle every envelope exactly once") {
   CHECK(static_cast<long long>(b.stats().handled) == by_b);
 }
 
-TEST_CASE("envelopes owned by a dead node are recovered") {
+TEST_CASE(
+  "what a node held when it died is handled by another; what a live node holds is left to it") {
   test_schema s;
   create_effects_table(s);
   test_store store{s.store_config()};
   store.apply_schema();
 
-  // Node 77 registered and holds its lock, but never beats again: it goes stale.
-  test_store silent_node{s.store_config()};
-  silent_node.nodes.register_node(77, "", "test");
-  auto silent = claimed_job(store, 1, 77);
-  // Node 78 died with its connection: its advisory lock went with it.
-  depot::envelope vanished;
-  {
-    test_store dying{s.store_config()};
-    dying.nodes.register_node(78, "", "test");
-    vanished = claimed_job(dying, 2, 78);
-  }
-  // Node 79 is alive and keeps beating: its envelope is not taken from it.
-  test_store live_node{s.store_config()};
-  auto live = live_node.nodes.register_node(79, "", "test");
-  auto kept = claimed_job(store, 3, 79);
-  std::atomic<bool> heartbeat_failed{false};
-  std::jthread heart{[&](std::stop_token stop) {
-    while (!stop.stop_requested()) {
-      try {
-        live_node.nodes.heartbeat(live, "test");
-      } catch (const std::exception&) {
-        heartbeat_failed = true;
-      }
-      std::this_thread::sleep_for(50ms);
-    }
-  }};
+  // A live node in the middle of handling: its claim is its own until it ends.
+  test_store live{s.store_config()};
+  std::optional<unit_of_work> live_holds;
+  auto kept = claimed_job(live, 1, live_holds);
+  // A node that dies in the middle of handling: the server ends its connection.
+  test_store dying{s.store_config()};
+  std::optional<unit_of_work> dying_holds;
+  auto vanished = claimed_job(dying, 2, dying_holds);
+  s.exec(fmt::format("SELECT pg_terminate_backend({})", backend_of(dying)));
 
   depot::routing app;
   handle_jobs(app, s, 1);
@@ -133,50 +129,40 @@ TEST_CASE("envelopes owned by a dead node are recovered") {
   auto handled = [&](const depot::envelope& e) {
     return s.number("SELECT count(*) FROM effects WHERE envelope_id = '" + e.id + "'");
   };
-  REQUIRE(wait_until([&] { return handled(silent) == 1 && handled(vanished) == 1; }));
-  CHECK(s.number("SELECT count(*) FROM nodes WHERE number IN (77, 78)") == 0);
+  REQUIRE(wait_until([&] { return handled(vanished) == 1; }));
+  std::this_thread::sleep_for(300ms); // several polling intervals
   CHECK(handled(kept) == 0);
-  CHECK(s.number("SELECT owner FROM incoming WHERE id = '" + kept.id + "'") == 79);
 
-  heart.request_stop();
-  heart.join();
-  CHECK_FALSE(heartbeat_failed);
-  live_node.nodes.deregister(live); // a clean shutdown gives its envelope back
+  live_holds.reset(); // it gives up (rolls back): the envelope is ready again
   REQUIRE(wait_until([&] { return handled(kept) == 1; }));
-  CHECK(s.number("SELECT count(*) FROM effects") == 3);
+  CHECK(s.number("SELECT count(*) FROM effects") == 2);
+  CHECK(s.number("SELECT count(*) FROM incoming") == 0);
 }
 
-TEST_CASE(
-  "a node restarted with the same node id takes back its previous incarnation's claims "
-  "at start") {
+TEST_CASE("a node restarted with the same node id at once handles what it held when killed") {
   test_schema s;
   create_effects_table(s);
   test_store store{s.store_config()};
   store.apply_schema();
   depot::envelope e;
-  long long previous_pid = 0;
-  {
-    test_store previous{s.store_config()};
-    previous.nodes.register_node(13, "", "test");
-    e = claimed_job(previous, 1, 13);
-    previous.conn.session() << "SELECT pg_backend_pid()", soci::into(previous_pid);
-  }
-  // The previous incarnation died with its connection; wait until Postgres noticed, which frees
-  // the node lock of number 13.
-  REQUIRE(wait_until([&] {
-    return s.number(fmt::format("SELECT count(*) FROM pg_stat_activity WHERE pid = {}",
-                                previous_pid)) == 0;
-  }));
-  REQUIRE(s.number("SELECT owner FROM incoming") == 13);
+  test_store previous{s.store_config()};
+  previous.nodes.register_node(13, "", "test");
+  std::optional<unit_of_work> holds;
+  e = claimed_job(previous, 1, holds);
+  // Killed: the server ends the connection that held the node lock and the claim.
+  s.exec(fmt::format("SELECT pg_terminate_backend({})", backend_of(previous)));
 
   depot::routing app;
   handle_jobs(app, s, 13);
   auto config = s.node_config();
   config.node_id = 13;
+  REQUIRE(wait_until([&] {
+    return s.number("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2 "
+                    "AND objid = 13") == 0;
+  }));
   depot::node node{app, config};
   node.start();
   CHECK(node.number() == 13);
-  // Nothing else would free it: node 13 is alive again, so recovery leaves its claims alone.
   REQUIRE(wait_until([&] { return s.number("SELECT count(*) FROM effects") == 1; }));
   CHECK(s.text("SELECT envelope_id::text FROM effects") == e.id);
 }
@@ -212,38 +198,4 @@ TEST_CASE("a hung claim on a dead node's row does not stop the other nodes' hear
   hung.rollback();
   CHECK(wait_until([&] { return s.number("SELECT count(*) FROM nodes WHERE number = 90") == 0; }));
   CHECK(beat_age_ms() < 1000);
-}
-
-TEST_CASE("a cleanup that waits on a locked row does not stop this node's heartbeat") {
-  test_schema s;
-  create_effects_table(s);
-  depot::routing app;
-  handle_jobs(app, s, 1);
-  auto config = s.node_config();
-  config.dedup_window = 1s; // the handled id is cleaned up a second after it was handled
-  config.cleanup_interval = 100ms;
-  depot::node node{app, config};
-  node.start();
-  node.send(job{1});
-  REQUIRE(wait_until([&] { return s.number("SELECT count(*) FROM effects") == 1; }));
-
-  // Another transaction holds the handled row: the cleanup's DELETE waits for it.
-  test_store holder{s.store_config()};
-  soci::transaction held{holder.conn.session()};
-  int one = 0;
-  holder.conn.session() << "SELECT 1 FROM " + s.table("incoming") + " FOR UPDATE", soci::into(one);
-  REQUIRE(holder.conn.session().got_data());
-  REQUIRE(wait_until([&] {
-    return s.number(
-             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND "
-             "query LIKE 'DELETE FROM " +
-             s.name() + ".incoming%'") == 1;
-  }));
-  // Several heartbeat intervals (100 ms) and past stale-after (1 s) with the cleanup stuck.
-  std::this_thread::sleep_for(1500ms);
-  CHECK(s.number(fmt::format("SELECT (extract(epoch from now() - heartbeat) * 1000)::bigint "
-                             "FROM nodes WHERE number = {}",
-                             node.number())) < 500);
-  held.rollback();
-  CHECK(wait_until([&] { return s.number("SELECT count(*) FROM incoming") == 0; }));
 }

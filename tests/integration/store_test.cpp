@@ -1,5 +1,5 @@
-// The message store on its own: schema, claim order, ownership checks, dedup-window cleanup,
-// counts. No node runs here; the store's statements are driven directly.
+// The message store on its own: schema and its migration, claim order, claims held by their
+// transaction, keys, dedup of remembered ids, counts. No node runs here; the store's statements are driven directly.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -26,7 +26,7 @@ std::vector<int> all_versions() {
   return v;
 }
 
-/// Inserts `e` in a transaction of its own, so that its received_at is later than earlier ones.
+/// Inserts `e` in a transaction of its own.
 void insert(test_store& store, const depot::envelope& e) {
   REQUIRE(store.inbox.insert({e}) == 1);
 }
@@ -38,19 +38,18 @@ std::vector<std::string> ids_of(const std::vector<depot::envelope>& envelopes) {
   return ids;
 }
 
-/// Applies the schema and registers node 1 on `store`: only registered nodes claim.
+/// Applies the schema and registers node 1 on `store` (the outbox claims for a node).
 void provision(test_store& store) {
   store.apply_schema();
   store.nodes.register_node(1, "", "test");
 }
 
-/// Claims the next envelope of `queue` for `owner` and completes its handling, as a node would.
-void handle_as(test_store& store, const std::string& queue, int owner) {
-  auto claimed = store.inbox.claim(queue, owner, 1);
-  REQUIRE(claimed.size() == 1);
+/// Claims up to `limit` envelopes of `queue` and commits, as a handling transaction would.
+std::vector<depot::envelope> handle(test_store& store, const std::string& queue, int limit) {
   unit_of_work uow{store.conn};
-  REQUIRE(store.inbox.begin_handling({claimed[0].id}, owner).size() == 1);
+  auto claimed = store.inbox.claim(queue, limit);
   uow.commit();
+  return claimed;
 }
 
 } // namespace
@@ -83,7 +82,41 @@ TEST_CASE("two stores applying the schema at once apply each version once") {
   CHECK(a.schema_version() == depot::persistence::latest_schema_version());
 }
 
-TEST_CASE("higher priority envelopes are claimed first") {
+TEST_CASE("db apply migrates a version-2 schema without losing its envelopes") {
+  test_schema s;
+  test_store store{s.store_config()};
+  REQUIRE(store.apply_schema(2) == std::vector<int>{1, 2});
+  // Version 2's rows: two waiting (one claimed by node 4), one scheduled, one handled.
+  s.exec(
+    "INSERT INTO incoming (id, queue, message_type, body, status, owner, received_at, "
+    "keep_until, execution_time) VALUES "
+    "('00000000-0000-7000-8000-000000000001', 'it.q', 'it.t', '{\"n\":1}', 'incoming', 0, "
+    "now() - interval '2 s', NULL, now()), "
+    "('00000000-0000-7000-8000-000000000002', 'it.q', 'it.t', '{\"n\":2}', 'incoming', 4, "
+    "now() - interval '1 s', NULL, now()), "
+    "('00000000-0000-7000-8000-000000000003', 'it.q', 'it.t', '{}', 'scheduled', 0, now(), "
+    "NULL, now() + interval '1 hour'), "
+    "('00000000-0000-7000-8000-000000000004', 'it.q', 'it.t', '{}', 'handled', 4, now(), "
+    "now() + interval '1 day', now())");
+
+  REQUIRE(store.apply_schema() == std::vector<int>{3});
+  CHECK(s.number("SELECT count(*) FROM incoming") == 3);
+  // The handled id is still a duplicate for the rest of its window.
+  CHECK(s.number("SELECT count(*) FROM received_ids") == 1);
+  auto again = make_envelope("it.q", "it.t", "{}");
+  again.id = "00000000-0000-7000-8000-000000000004";
+  again.deduplicated = true;
+  CHECK(store.inbox.insert({again}) == 0);
+  // The claimed one is ready again, in its old order; new envelopes come after.
+  insert(store, make_envelope("it.q", "it.t", "{\"n\":3}"));
+  auto claimed = handle(store, "it.q", 10);
+  REQUIRE(claimed.size() == 3);
+  CHECK(claimed[0].body == "{\"n\":1}");
+  CHECK(claimed[1].body == "{\"n\":2}");
+  CHECK(claimed[2].body == "{\"n\":3}");
+}
+
+TEST_CASE("higher priority envelopes are claimed first, then in the order they were sent") {
   test_schema s;
   test_store store{s.store_config()};
   provision(store);
@@ -100,14 +133,14 @@ TEST_CASE("higher priority envelopes are claimed first") {
   SUBCASE("one at a time: the claim query itself picks the best") {
     std::vector<std::string> order;
     for (int i = 0; i < 4; ++i) {
-      auto claimed = store.inbox.claim(queue, 1, 1);
+      auto claimed = handle(store, queue, 1);
       REQUIRE(claimed.size() == 1);
       order.push_back(claimed[0].id);
     }
     CHECK(order == std::vector<std::string>{high.id, middle.id, low.id, low_later.id});
   }
   SUBCASE("a batch comes back best first, then oldest first") {
-    auto claimed = store.inbox.claim(queue, 1, 10);
+    auto claimed = handle(store, queue, 10);
     REQUIRE(claimed.size() == 4);
     CHECK(claimed[0].id == high.id);
     CHECK(claimed[0].priority == 5);
@@ -115,6 +148,28 @@ TEST_CASE("higher priority envelopes are claimed first") {
     CHECK(claimed[2].id == low.id);
     CHECK(claimed[3].id == low_later.id);
   }
+}
+
+TEST_CASE("envelopes sent in one transaction are claimed in the order they were sent") {
+  test_schema s;
+  test_store store{s.store_config()};
+  provision(store);
+  std::vector<depot::envelope> batch;
+  for (int i = 0; i < 300; ++i) {
+    batch.push_back(make_envelope("it.bulk", "it.bulk", fmt::format("{{\"n\":{}}}", i)));
+    batch.back().id = depot::new_envelope_id(); // ids are not the order
+  }
+  std::reverse(batch.begin(), batch.end());
+  {
+    unit_of_work uow{store.conn};
+    REQUIRE(store.inbox.insert(batch) == 300);
+    uow.commit();
+  }
+  std::vector<std::string> order;
+  for (auto part = handle(store, "it.bulk", 70); !part.empty(); part = handle(store, "it.bulk", 70))
+    for (const auto& e : part)
+      order.push_back(e.id);
+  CHECK(order == ids_of(batch));
 }
 
 TEST_CASE(
@@ -130,91 +185,85 @@ TEST_CASE(
     batch.back().priority = i % 7;
   }
   REQUIRE(store.inbox.insert(batch) == 700);
-  auto claimed = store.inbox.claim(queue, 1, 600);
+  auto claimed = handle(store, queue, 600);
   REQUIRE(claimed.size() == 600);
   CHECK(std::is_sorted(claimed.begin(), claimed.end(),
                        [](const auto& a, const auto& b) { return a.priority > b.priority; }));
   CHECK(claimed.back().body == "{}");
-  CHECK(store.inbox.claim(queue, 1, 2'147'483'647).size() == 100);
-  CHECK(s.number("SELECT count(*) FROM incoming WHERE owner = 1") == 700);
+  CHECK(handle(store, queue, 2'147'483'647).size() == 100);
+  CHECK(s.number("SELECT count(*) FROM incoming") == 0);
 }
 
-TEST_CASE("begin_handling skips envelopes no longer owned") {
+TEST_CASE(
+  "a claim belongs to its transaction: other transactions skip what it holds, a rollback makes "
+  "it ready again, a commit removes it") {
   test_schema s;
   test_store store{s.store_config()};
-  store.apply_schema();
-  auto five = std::make_unique<test_store>(s.store_config());
-  five->nodes.register_node(5, "", "test");
-  auto taken = make_envelope("it.work", "it.work", "{}");
-  auto still_owned = make_envelope("it.work", "it.work", "{}");
-  insert(store, taken);
-  insert(store, still_owned);
-  REQUIRE(five->inbox.claim("it.work", 5, 10).size() == 2);
+  test_store other{s.store_config()};
+  provision(store);
+  auto first = make_envelope("it.work", "it.work", "{}");
+  auto second = make_envelope("it.work", "it.work", "{}");
+  insert(store, first);
+  insert(store, second);
 
-  SUBCASE("released by its owner") {
-    five->inbox.release({taken.id}, 5);
+  {
+    unit_of_work uow{store.conn};
+    REQUIRE(ids_of(store.inbox.claim("it.work", 1)) == std::vector<std::string>{first.id});
+    // Held by an open transaction: another claim takes the next one, never waits.
+    CHECK(ids_of(handle(other, "it.work", 10)) == std::vector<std::string>{second.id});
+  } // rolled back, as a crash would
+  CHECK(s.number("SELECT count(*) FROM incoming") == 1);
+  {
+    unit_of_work again{other.conn};
+    CHECK(ids_of(other.inbox.claim_again({first.id, second.id})) ==
+          std::vector<std::string>{first.id}); // second is gone: committed
+    again.commit();
   }
-  SUBCASE("recovered from its dead owner and claimed by another") {
-    // Node 5 dies: its advisory lock goes with its connection, and recovery gives both back.
-    five.reset();
-    std::vector<std::string> recovered; // once Postgres noticed the closed connection
-    REQUIRE(
-      wait_until([&] { return !(recovered = store.nodes.recover_stale(1'000'000)).empty(); }));
-    CHECK(recovered == std::vector<std::string>{"it.work"});
-    store.nodes.register_node(6, "", "test");
-    REQUIRE(ids_of(store.inbox.claim("it.work", 6, 1)) == std::vector<std::string>{taken.id});
-    five = std::make_unique<test_store>(s.store_config()); // node 5 again
-    five->nodes.register_node(5, "", "test");
-    REQUIRE(ids_of(five->inbox.claim("it.work", 5, 1)) == std::vector<std::string>{still_owned.id});
-  }
-
-  unit_of_work uow{five->conn};
-  CHECK(five->inbox.begin_handling({taken.id, still_owned.id}, 5) ==
-        std::vector<std::string>{still_owned.id});
-  uow.commit();
-  CHECK(s.text("SELECT status FROM incoming WHERE id = '" + taken.id + "'") == "incoming");
-  CHECK(s.text("SELECT status FROM incoming WHERE id = '" + still_owned.id + "'") == "handled");
+  CHECK(s.number("SELECT count(*) FROM incoming") == 0);
+  CHECK(handle(store, "it.work", 10).empty());
 }
 
-TEST_CASE("only a registered node claims") {
+TEST_CASE(
+  "envelopes with the same key are claimed by one transaction at a time, in order; other keys "
+  "run beside them") {
   test_schema s;
   test_store store{s.store_config()};
-  store.apply_schema();
-  insert(store, make_envelope("it.work", "it.work", "{}"));
-  CHECK(
-    store.inbox.claim("it.work", 3, 10).empty()); // node 3 has no row: declared dead, or never was
-  store.nodes.register_node(3, "", "test");
-  CHECK(store.inbox.claim("it.work", 3, 10).size() == 1);
+  test_store other{s.store_config()};
+  provision(store);
+  auto keyed = [](const std::string& key) {
+    auto e = make_envelope("it.accounts", "it.debit", "{}");
+    e.key = key;
+    return e;
+  };
+  auto a1 = keyed("a"), b1 = keyed("b"), a2 = keyed("a"), none = keyed(""), a3 = keyed("a");
+  {
+    unit_of_work uow{store.conn};
+    REQUIRE(store.inbox.insert({a1, b1, a2, none, a3}) == 5);
+    uow.commit();
+  }
+  unit_of_work holding{store.conn};
+  REQUIRE(ids_of(store.inbox.claim("it.accounts", 1)) == std::vector<std::string>{a1.id});
+  // Key "a" is held: its later envelopes wait, whatever the limit.
+  CHECK(ids_of(handle(other, "it.accounts", 10)) == std::vector<std::string>{b1.id, none.id});
+  CHECK(handle(other, "it.accounts", 10).empty());
+  holding.commit();
+  CHECK(ids_of(handle(other, "it.accounts", 10)) == std::vector<std::string>{a2.id, a3.id});
 }
 
-TEST_CASE("claim and begin_handling of a single envelope return nothing when nothing qualifies") {
+TEST_CASE("claim returns nothing when nothing qualifies") {
   test_schema s;
   test_store store{s.store_config()};
   provision(store);
-  auto show = [](const std::vector<std::string>& ids) {
-    return "[\"" + fmt::format("{}", fmt::join(ids, "\", \"")) + "\"]";
-  };
-
-  auto from_empty_queue = ids_of(store.inbox.claim("it.work", 1, 1));
-  CHECK_MESSAGE(from_empty_queue.empty(),
-                "claim(limit 1) on an empty queue returned " << show(from_empty_queue));
-
-  auto e = make_envelope("it.work", "it.work", "{}");
-  insert(store, e);
-  REQUIRE(ids_of(store.inbox.claim("it.work", 1, 1)) == std::vector<std::string>{e.id});
-  auto from_claimed_queue = ids_of(store.inbox.claim("it.work", 1, 1));
-  CHECK_MESSAGE(from_claimed_queue.empty(),
-                "claim(limit 1) with everything claimed returned " << show(from_claimed_queue));
-
-  unit_of_work uow{store.conn};
-  auto locked = store.inbox.begin_handling({e.id}, 2); // owned by 1, not 2
-  CHECK_MESSAGE(locked.empty(),
-                "begin_handling of one envelope owned by another returned " << show(locked));
-  uow.commit();
-  CHECK(s.text("SELECT status FROM incoming") == "incoming");
+  CHECK(handle(store, "it.work", 1).empty());
+  auto later = make_envelope("it.work", "it.work", "{}");
+  later.status = depot::envelope_status::scheduled;
+  later.execution_time = depot::now_micros() + 3'600'000'000LL;
+  insert(store, later);
+  CHECK(handle(store, "it.work", 1).empty());
+  CHECK(store.inbox.claim_again({later.id}).empty());
 }
 
-TEST_CASE("removal of handled ids after the dedup window") {
+TEST_CASE("deduplicated ids are remembered for the dedup window, even once handled") {
   test_schema s;
   auto short_window = s.store_config();
   short_window.dedup_window = 1000; // 1 ms
@@ -223,24 +272,30 @@ TEST_CASE("removal of handled ids after the dedup window") {
   provision(store);
 
   auto e = make_envelope("it.short", "it.work", "{}");
+  e.deduplicated = true;
   auto kept = make_envelope("it.long", "it.work", "{}");
+  kept.deduplicated = true;
+  auto plain = make_envelope("it.plain", "it.work", "{}");
   insert(store, e);
-  insert(store, kept);
-  handle_as(store, "it.short", 1);
-  handle_as(long_window, "it.long", 1);
-  REQUIRE(s.number("SELECT count(*) FROM incoming WHERE status = 'handled'") == 2);
+  insert(long_window, kept);
+  insert(store, plain);
+  CHECK(store.inbox.insert({plain}) == 0); // still waiting: a duplicate either way
+  REQUIRE(handle(store, "it.short", 10).size() == 1);
+  REQUIRE(handle(store, "it.long", 10).size() == 1);
+  REQUIRE(handle(store, "it.plain", 10).size() == 1);
+  CHECK(s.number("SELECT count(*) FROM received_ids") == 2);
+  CHECK(long_window.inbox.insert({kept}) == 0); // handled and gone, but remembered
 
-  std::size_t removed = 0;
+  std::size_t forgotten = 0;
   REQUIRE(wait_until([&] {
-    removed += store.inbox.remove_expired_ids();
-    return removed >= 1;
+    forgotten += store.inbox.forget_received_ids();
+    return forgotten >= 1;
   }));
-  CHECK(removed == 1);
-  CHECK(s.number("SELECT count(*) FROM incoming WHERE id = '" + e.id + "'") == 0);
-  CHECK(s.text("SELECT status FROM incoming WHERE id = '" + kept.id + "'") == "handled");
+  CHECK(forgotten == 1);
   // Past the window the id is new again; within it, it is still a duplicate.
   CHECK(store.inbox.insert({e}) == 1);
-  CHECK(store.inbox.insert({kept}) == 0);
+  CHECK(long_window.inbox.insert({kept}) == 0);
+  CHECK(s.number("SELECT count(*) FROM received_ids") == 2);
 }
 
 TEST_CASE("counts() reports per queue and status, including dead letters as status \"dead\"") {
@@ -255,12 +310,11 @@ TEST_CASE("counts() reports per queue and status, including dead letters as stat
   insert(store, later);
   insert(store, make_envelope("it.q2", "it.work", "{}"));
 
-  handle_as(store, "it.q1", 1);
-  auto failing = store.inbox.claim("it.q2", 1, 1);
-  REQUIRE(failing.size() == 1);
+  REQUIRE(handle(store, "it.q1", 1).size() == 1);
   {
     unit_of_work uow{store.conn};
-    REQUIRE(store.inbox.begin_handling({failing[0].id}, 1).size() == 1);
+    auto failing = store.inbox.claim("it.q2", 1);
+    REQUIRE(failing.size() == 1);
     store.dead_letters.add(failing[0], "std::runtime_error", "it failed");
     uow.commit();
   }
@@ -270,11 +324,8 @@ TEST_CASE("counts() reports per queue and status, including dead letters as stat
   for (const auto& c : store.admin.counts())
     counts.emplace_back(c.queue, c.status, c.count);
   std::sort(counts.begin(), counts.end());
-  CHECK(counts == std::vector<row>{{"it.q1", "handled", 1},
-                                   {"it.q1", "incoming", 1},
-                                   {"it.q1", "scheduled", 1},
-                                   {"it.q2", "dead", 1},
-                                   {"it.q2", "handled", 1}});
+  CHECK(counts == std::vector<row>{
+                    {"it.q1", "incoming", 1}, {"it.q1", "scheduled", 1}, {"it.q2", "dead", 1}});
 }
 
 TEST_CASE(

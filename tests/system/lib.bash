@@ -246,8 +246,14 @@ sys_bank_setup() {
   sys_expect "$N" "$ACCOUNTS" "$BALANCE" "$THRESHOLD"
 }
 
+# Debits handled so far, read from their effects: a handled envelope leaves the inbox, and each
+# debit of account a takes its fixed amount (10 + 7a mod 41, as sys_debits makes them) off a.
+_sys_handled_debits_sql() {
+  echo "SELECT coalesce(sum(($BALANCE - balance) / (10 + (substr(id, 6)::int * 7) % 41)), 0) FROM accounts"
+}
+
 sys_handled_debits() {
-  q "SELECT count(*) FROM depot.incoming WHERE queue = 'bank.debit-account' AND status = 'handled'"
+  q "$(_sys_handled_debits_sql)"
 }
 
 sys_send_debits() {
@@ -273,7 +279,7 @@ sys_wait_handled() {
   psql_pid=$SYS_PSQL_PID to=${SYS_PSQL[1]} from=${SYS_PSQL[0]}
   SYS_LIVE[$psql_pid]=psql
   while :; do
-    printf '%s\n' "SELECT count(*) FROM depot.incoming WHERE queue = 'bank.debit-account' AND status = 'handled';" >&"$to"
+    printf '%s;\n' "$(_sys_handled_debits_sql)" >&"$to"
     read -r -t 10 -u "$from" HANDLED || fail "no answer from psql while polling"
     [[ $HANDLED =~ ^[0-9]+$ ]] || fail "polling psql: $HANDLED"
     ((HANDLED < min)) || break
@@ -314,7 +320,7 @@ sys_wait_drained() {
     pending=$(q "$_SYS_PENDING")
     ((pending == 0)) && break
     ((SECONDS < deadline)) ||
-      fail "still $pending envelope(s) to handle after $1 s: $(q "SELECT string_agg(queue || ' ' || status || ' owner ' || owner || ': ' || n, '; ') FROM (SELECT queue, status, owner, count(*) n FROM depot.incoming WHERE status IN ('incoming', 'scheduled') AND execution_time < now() + interval '1 day' GROUP BY 1, 2, 3) s")"
+      fail "still $pending envelope(s) to handle after $1 s: $(q "SELECT string_agg(queue || ' ' || status || ': ' || n, '; ') FROM (SELECT queue, status, count(*) n FROM depot.incoming WHERE status IN ('incoming', 'scheduled') AND execution_time < now() + interval '1 day' GROUP BY 1, 2) s")"
     if ((SECONDS >= next)); then
       step "waiting: $pending envelope(s) to handle, $(sys_handled_debits) debits handled"
       next=$((SECONDS + 5))
@@ -335,23 +341,21 @@ sys_verify() {
     if [[ $2 != "$3" ]]; then errors+=("$1: $2, expected $3"); fi
   }
   local s="depot.incoming"
-  check "debits handled" "$(q "SELECT count(*) FROM $s WHERE queue = 'bank.debit-account' AND status = 'handled'")" "$n"
-  check "debit envelopes in total" "$(q "SELECT count(*) FROM $s WHERE queue = 'bank.debit-account'")" "$n"
+  # A handled envelope leaves the inbox: only the overdraft deadlines (10 days out) stay.
+  check "debits handled" "$(sys_handled_debits)" "$n"
+  check "envelopes left besides the deadlines" "$(q "SELECT count(*) FROM $s WHERE message_type <> 'bank.enforce-account-overdrawn-deadline'")" 0
   check "low-balance-detected recorded" "$(q "SELECT count(*) FROM account_events WHERE message_type = 'bank.low-balance-detected'")" "$EXP_LOW"
-  check "low-balance-detected envelopes" "$(q "SELECT count(*) FROM $s WHERE queue = 'bank.low-balance-detected'")" "$EXP_LOW"
   check "account-overdrawn recorded" "$(q "SELECT count(*) FROM account_events WHERE message_type = 'bank.account-overdrawn'")" "$EXP_OVERDRAWN"
-  check "account-overdrawn envelopes" "$(q "SELECT count(*) FROM $s WHERE queue = 'bank.account-overdrawn'")" "$EXP_OVERDRAWN"
   local updated expired
   updated=$(q "SELECT count(*) FROM account_events WHERE message_type = 'bank.account-updated'")
-  expired=$(q "SELECT count(*) FROM $s WHERE queue = 'bank.account-updated' AND status = 'expired'")
+  # AccountUpdated must be handled within 5 s; the nodes log what they discarded unhandled.
+  expired=$(cat "$SYS_WORK"/*.err 2>/dev/null |
+    sed -n 's/.*queue bank.account-updated: \([0-9]*\) envelope(s) expired unhandled.*/\1/p' |
+    awk '{ n += $1 } END { print n + 0 }')
   check "account-updated recorded + expired ($updated + $expired)" "$((updated + expired))" "$EXP_UPDATED"
-  check "account-updated envelopes" "$(q "SELECT count(*) FROM $s WHERE queue = 'bank.account-updated'")" "$EXP_UPDATED"
-  check "account-updated handled vs recorded" "$(q "SELECT count(*) FROM $s WHERE queue = 'bank.account-updated' AND status = 'handled'")" "$updated"
   check "overdraft deadlines scheduled" "$(q "SELECT count(*) FROM $s WHERE message_type = 'bank.enforce-account-overdrawn-deadline' AND status = 'scheduled' AND execution_time > now() + interval '9 days'")" "$EXP_OVERDRAWN"
   check "overdraft deadlines handled (none is due)" "$(q "SELECT count(*) FROM account_events WHERE message_type = 'bank.enforce-account-overdrawn-deadline'")" 0
-  check "events not matching a handled envelope" "$(q "SELECT count(*) FROM account_events e LEFT JOIN $s i ON i.id = e.envelope_id AND i.status = 'handled' WHERE i.id IS NULL")" 0
   check "dead letters" "$(q "SELECT count(*) FROM depot.dead_letters")" 0
-  check "envelopes in other states" "$(q "SELECT coalesce(string_agg(DISTINCT status, ','), '') FROM $s WHERE status NOT IN ('handled', 'expired', 'scheduled')")" ""
   if ((${#errors[@]})); then
     local e
     for e in "${errors[@]}"; do step "MISMATCH $e"; done

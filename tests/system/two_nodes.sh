@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
-# Two bank nodes on one database share the queues without handling anything twice. A handled
-# envelope keeps the owner that handled it (message_store::begin_handling), which shows that
-# both nodes took part.
+# Two bank nodes on one database share the queues without handling anything twice; each reports
+# how many envelopes it handled when it stops, which shows that both took part.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.bash"
 sys_init
 sys_create_db
@@ -18,15 +17,13 @@ sys_wait_sender
 sys_wait_drained 120
 sys_verify "$N"
 
-shares=$(q "SELECT string_agg(owner || ':' || n, ' ' ORDER BY owner) FROM (SELECT owner, count(*) n FROM depot.incoming WHERE status = 'handled' AND queue = 'bank.debit-account' GROUP BY 1) s")
-all=$(q "SELECT string_agg(owner || ':' || n, ' ' ORDER BY owner) FROM (SELECT owner, count(*) n FROM depot.incoming WHERE status = 'handled' GROUP BY 1) s")
-step "debits handled per node (node:count): $shares; all envelopes: $all"
-[[ $(q "SELECT string_agg(DISTINCT owner::text, ',' ORDER BY owner::text) FROM depot.incoming WHERE status = 'handled'") == 1,2 ]] ||
-  fail "handled envelopes should be owned by nodes 1 and 2 only, and by both: $all"
-[[ $(q "SELECT count(DISTINCT owner) FROM depot.incoming WHERE status = 'handled' AND queue = 'bank.debit-account'") == 2 ]] ||
-  fail "both nodes should have handled debits: $shares"
 sys_alive "$one" || fail "node 1 died"
 sys_alive "$two" || fail "node 2 died"
 sys_stop_node "$one"
 sys_stop_node "$two"
+# Each node reports what it handled when it stops: both took part.
+handled1=$(sed -n 's/^node 1 stopped: handled \([0-9]*\),.*/\1/p' "$SYS_WORK/node1.out")
+handled2=$(sed -n 's/^node 2 stopped: handled \([0-9]*\),.*/\1/p' "$SYS_WORK/node2.out")
+step "envelopes handled per node: node 1 ${handled1:-?}, node 2 ${handled2:-?}"
+((${handled1:-0} > 0 && ${handled2:-0} > 0)) || fail "both nodes should have handled envelopes"
 step "PASS"

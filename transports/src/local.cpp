@@ -13,10 +13,8 @@ outgoing_envelopes send_durably(persistence::connection& conn, const routing& ro
   envelope none; // no incoming envelope: nothing to correlate with
   outgoing_envelopes out;
   context ctx{none, nullptr, routes, source, out};
-  for (const auto& body : bodies) {
-    routes.validate(type, body);
-    ctx.enqueue(type, body, options, at, how);
-  }
+  for (const auto& body : bodies)
+    ctx.enqueue(type, body, options, at, how, routes.validate(type, body));
   // The same envelopes (same ids) each attempt: an insert that did commit is skipped.
   persistence::retry_transaction(
     conn, [&](persistence::connection& c) { persistence::store_outgoing(c, out, sender_node); });

@@ -12,6 +12,7 @@
 #include "depot/persistence/db_error.hpp"
 #include "depot/runtime/envelope.hpp"
 #include "depot/runtime/settings.hpp"
+#include "depot/runtime/statement_cache.hpp"
 
 namespace soci {
 class session;
@@ -67,12 +68,15 @@ public:
   [[nodiscard]] const statements& sql() const { return *sql_; }
   /// The statements prepared on this connection, made on first use.
   [[nodiscard]] prepared_statements& prepared();
+  /// The statements handlers prepared on this connection (context::prepared).
+  [[nodiscard]] statement_cache& handler_statements() { return handler_statements_; }
 
 private:
   store_settings settings_;
   const statements* sql_;
-  std::unique_ptr<soci::session> session_;
+  std::unique_ptr<soci::session> session_; // outlives the statements prepared on it
   std::unique_ptr<prepared_statements> prepared_;
+  statement_cache handler_statements_;
 };
 
 } // namespace depot::persistence

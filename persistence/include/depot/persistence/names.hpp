@@ -14,6 +14,9 @@ inline constexpr std::string_view incoming = "incoming";
 inline constexpr std::string_view outgoing = "outgoing";
 inline constexpr std::string_view dead_letters = "dead_letters";
 inline constexpr std::string_view nodes = "nodes";
+inline constexpr std::string_view received_ids = "received_ids";
+/// The sequence of `incoming.seq`: claim order after priority.
+inline constexpr std::string_view incoming_seq = "incoming_seq";
 inline constexpr std::string_view schema_version = "schema_version";
 } // namespace table
 
@@ -21,8 +24,6 @@ inline constexpr std::string_view schema_version = "schema_version";
 namespace status {
 inline constexpr std::string_view incoming = "incoming";
 inline constexpr std::string_view scheduled = "scheduled";
-inline constexpr std::string_view handled = "handled";
-inline constexpr std::string_view expired = "expired";
 /// Not a status of `incoming`: how store_admin::counts reports dead letters.
 inline constexpr std::string_view dead = "dead";
 } // namespace status

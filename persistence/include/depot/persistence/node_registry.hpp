@@ -1,5 +1,6 @@
 // The node registry: the rows of live nodes, their advisory locks, heartbeats and health, and
-// recovery of what dead nodes held. A view over one connection; the connection that registers a
+// recovery of the outbox rows dead nodes held (incoming envelopes need none: a node's claims
+// die with its transactions). A view over one connection; the connection that registers a
 // node holds its advisory lock and must stay open while the node lives. Blocks on Postgres.
 #pragma once
 
@@ -14,7 +15,7 @@ namespace depot::persistence {
 /// The node row a process holds while it runs.
 struct node_registration {
   std::string id; ///< uuid of this incarnation
-  int number = 0; ///< the owner id its claims carry
+  int number = 0; ///< the owner id its outbox claims carry
 };
 
 /// What a node's row says of its health.
@@ -35,7 +36,7 @@ public:
   explicit node_registry(connection& conn) : conn_(conn) {}
 
   /// Registers a node and takes its number's advisory lock on this connection. `number` 0 picks
-  /// a free number. Refuses a number another live node holds. Releases envelopes an earlier
+  /// a free number. Refuses a number another live node holds. Releases outbox rows an earlier
   /// incarnation of that number still owned.
   node_registration register_node(int number, std::string_view uri, std::string_view version);
   /// Takes the advisory lock that marks node `number` alive (again, after a reconnect).
@@ -48,17 +49,16 @@ public:
   [[nodiscard]] std::vector<node_status> statuses();
   /// Removes the node row and releases what it still owns (clean shutdown).
   void deregister(const node_registration& self);
-  /// Gives envelopes owned by dead nodes back to owner 0 and removes those nodes. A node is dead
-  /// when its heartbeat is older than `stale_after` or its advisory lock is not held. Returns the
-  /// queues that got work back.
-  std::vector<std::string> recover_stale(micros stale_after);
+  /// Gives outbox rows owned by dead nodes back to owner 0 and removes those nodes. A node is
+  /// dead when its heartbeat is older than `stale_after` or its advisory lock is not held.
+  /// Returns the numbers of the nodes it removed.
+  std::vector<int> recover_stale(micros stale_after);
 
 private:
   /// The first key of every node lock of this store's schema.
   [[nodiscard]] int lock_class() const;
-  /// Inside a transaction: gives the unfinished claims (incoming and outgoing) of node `numbers`
-  /// back to owner 0. Returns the queues that got work back.
-  std::vector<std::string> release_owned_by(const std::vector<int>& numbers);
+  /// Inside a transaction: gives the outbox rows node `numbers` claimed back to owner 0.
+  void release_owned_by(const std::vector<int>& numbers);
 
   connection& conn_;
 };

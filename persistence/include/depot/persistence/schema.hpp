@@ -8,10 +8,10 @@
 
 namespace depot::persistence {
 
-/// Creates the schema or migrates it to the newest version on `conn`'s schema; idempotent and
-/// safe to race (appliers are serialised by a transaction lock). Returns the versions applied
-/// now.
-std::vector<int> apply_schema(connection& conn);
+/// Creates the schema or migrates it to version `up_to` (0: the newest) on `conn`'s schema;
+/// idempotent and safe to race (appliers are serialised by a transaction lock). Returns the
+/// versions applied now.
+std::vector<int> apply_schema(connection& conn, int up_to = 0);
 /// The schema's version, 0 when it does not exist.
 [[nodiscard]] int schema_version(connection& conn);
 /// The newest version this library knows.

@@ -2,6 +2,7 @@
 // unless committed; reports a connection lost during COMMIT as failure_kind::outcome_unknown.
 #pragma once
 
+#include <chrono>
 #include <string>
 
 #include "depot/persistence/connection.hpp"
@@ -21,6 +22,13 @@ public:
   /// Commits. Throws db_error; after a connection loss during COMMIT the kind is
   /// outcome_unknown: the caller must find out from the data whether it committed.
   void commit();
+  /// Commits, and when the connection is lost during COMMIT finds out what happened: reconnects
+  /// and asks the server for the fate of the transaction (its id was read before the COMMIT),
+  /// waiting while it is still in progress. Returns true when it committed, false when it did
+  /// not (the work must be done again). Throws db_error when it cannot find out in `patience`.
+  /// Costs one round trip more than commit(): for work that must not be done twice and leaves no
+  /// mark to check (a send's envelopes may be handled and gone by the time it could look).
+  bool commit_or_find_out(std::chrono::milliseconds patience);
   /// Rolls back now (the destructor does it too).
   void rollback();
 

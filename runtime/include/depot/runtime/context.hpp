@@ -13,6 +13,7 @@
 #include "depot/runtime/endpoint.hpp"
 #include "depot/runtime/envelope.hpp"
 #include "depot/runtime/message.hpp"
+#include "depot/runtime/statement_cache.hpp"
 
 namespace soci {
 class session;
@@ -39,39 +40,63 @@ enum class dispatch { send, publish };
 class context {
 public:
   /// Made by the runtime: `incoming` is the envelope being handled, `db` the session of its open
-  /// transaction (null outside a handler), `out` where what it sends is collected.
+  /// transaction (null outside a handler), `out` where what it sends is collected, `statements`
+  /// the prepared statements of db's connection.
   context(const envelope& incoming, soci::session* db, const routing& routes, std::string source,
-          outgoing_envelopes& out);
+          outgoing_envelopes& out, statement_cache* statements = nullptr);
 
   /// The open session of the handling transaction: write your own data through it.
   [[nodiscard]] soci::session& db();
+
+  /// Statements prepared once per connection, for SQL a handler runs on every message: parsed
+  /// and planned once, then only executed. S is constructible from `soci::session&` and
+  /// prepares its statements there, bound to its own members:
+  ///
+  ///     struct debit_sql {
+  ///       explicit debit_sql(soci::session& db)
+  ///         : save((db.prepare << "UPDATE accounts SET balance = :b WHERE id = :id",
+  ///                 soci::use(balance), soci::use(id))) {}
+  ///       long long balance = 0;
+  ///       std::string id;
+  ///       soci::statement save;
+  ///     };
+  ///     auto& sql = ctx.prepared<debit_sql>();
+  ///     sql.id = ...; sql.balance = ...; sql.save.execute(true);
+  ///
+  /// The same S serves every envelope handled on this connection; it is made again after a
+  /// reconnect.
+  template <class S>
+  [[nodiscard]] S& prepared() {
+    return statements().get<S>(db());
+  }
   /// The envelope being handled.
   [[nodiscard]] const envelope& incoming() const { return incoming_; }
 
   /// Sends `m` to the queue that handles its type; throws no_route when none does.
   template <message T>
   void send(const T& m, send_options options = {}) {
-    enqueue(type_name_of<T>(), to_json(m), std::move(options), 0, dispatch::send);
+    enqueue(type_name_of<T>(), to_json(m), std::move(options), 0, dispatch::send, key_of(m));
   }
 
   /// Sends `m` to every queue subscribed to its type; none is fine.
   template <message T>
   void publish(const T& m, send_options options = {}) {
-    enqueue(type_name_of<T>(), to_json(m), std::move(options), 0, dispatch::publish);
+    enqueue(type_name_of<T>(), to_json(m), std::move(options), 0, dispatch::publish, key_of(m));
   }
 
   /// Sends `m` to be handled after `delay` (persisted; survives restarts).
   template <message T, class Rep, class Period>
   void schedule(const T& m, std::chrono::duration<Rep, Period> delay, send_options options = {}) {
     auto us = std::chrono::duration_cast<std::chrono::microseconds>(delay).count();
-    enqueue(type_name_of<T>(), to_json(m), std::move(options), now_micros() + us, dispatch::send);
+    enqueue(type_name_of<T>(), to_json(m), std::move(options), now_micros() + us, dispatch::send,
+            key_of(m));
   }
 
   /// Sends `m` to be handled at `at` (persisted; survives restarts).
   template <message T>
   void schedule(const T& m, std::chrono::system_clock::time_point at, send_options options = {}) {
     auto us = std::chrono::duration_cast<std::chrono::microseconds>(at.time_since_epoch()).count();
-    enqueue(type_name_of<T>(), to_json(m), std::move(options), us, dispatch::send);
+    enqueue(type_name_of<T>(), to_json(m), std::move(options), us, dispatch::send, key_of(m));
   }
 
   /// Answers the request being handled; ignored when the sender asked for no reply.
@@ -80,18 +105,22 @@ public:
     set_reply(type_name_of<T>(), to_json(m));
   }
 
-  /// Adds an envelope of any registered type from its JSON body (used by the CLI and bridges).
+  /// Adds an envelope of any registered type from its JSON body (used by the CLI and bridges);
+  /// `key` is its message key (routing::validate returns it), "" for none.
   void enqueue(std::string_view type, std::string body, send_options options, micros at,
-               dispatch how);
+               dispatch how, std::string key = {});
   /// Answers the request being handled with a JSON body of `type`.
   void set_reply(std::string_view type, std::string body);
 
 private:
+  statement_cache& statements();
+
   const envelope& incoming_;
   soci::session* db_;
   const routing& routes_;
   std::string source_;
   outgoing_envelopes& out_;
+  statement_cache* statements_;
 };
 
 } // namespace depot

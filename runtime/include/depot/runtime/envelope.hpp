@@ -27,8 +27,8 @@ inline constexpr const char* reply_to = "reply-to";
 inline constexpr const char* traceparent = "traceparent";
 } // namespace header
 
-/// Where an envelope waits before it is handled.
-enum class envelope_status { incoming, scheduled, handled, expired };
+/// Where an envelope waits before it is handled (once handled, it is gone from the inbox).
+enum class envelope_status { incoming, scheduled };
 
 [[nodiscard]] const char* to_string(envelope_status);
 
@@ -45,7 +45,14 @@ struct envelope {
   std::int32_t attempts = 0; ///< failed handling attempts so far
   std::int32_t priority = 0; ///< higher is claimed first
   micros received_at = 0;    ///< when the store accepted it
+  std::int64_t seq = 0;      ///< claim order after priority, given by the store; 0 = not stored
   std::string tenant;
+  /// The message key (DEPOT_MESSAGE_KEY): envelopes of one queue with the same key are handled
+  /// one at a time, in order, on every node; "" = none.
+  std::string key;
+  /// Its id may arrive again (a transport's redelivery, a caller-given id): the store remembers
+  /// it for the dedup window and ignores it until then, even once it was handled.
+  bool deduplicated = false;
 
   /// The value of header `name`, or "" when absent.
   [[nodiscard]] const std::string& header_value(const std::string& name) const;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <caf/meta/type_name.hpp>
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
@@ -86,6 +87,16 @@ constexpr descriptor<T, Ms...> describe(std::string_view name, field<T, Ms>... f
   return {name, {fields...}};
 }
 
+/// A key field as text.
+inline std::string key_text(const std::string& v) {
+  return v;
+}
+template <class I>
+  requires std::is_integral_v<I>
+std::string key_text(I v) {
+  return std::to_string(v);
+}
+
 } // namespace depot::detail
 
 namespace depot {
@@ -116,6 +127,21 @@ public:
 template <message T>
 [[nodiscard]] constexpr std::string_view type_name_of() {
   return detail::descriptor_of<T>().name;
+}
+
+/// True for message types with a key declared by DEPOT_MESSAGE_KEY.
+template <class T>
+concept keyed_message = message<T> && requires(const T& m) {
+  { depot_message_key(m) } -> std::convertible_to<std::string>;
+};
+
+/// The key of `m` (see DEPOT_MESSAGE_KEY), or "" when its type declares none.
+template <message T>
+[[nodiscard]] std::string key_of(const T& m) {
+  if constexpr (keyed_message<T>)
+    return depot_message_key(m);
+  else
+    return {};
 }
 
 /// The deepest nesting of objects and arrays a body may have; deeper is a decode_error.
@@ -421,4 +447,13 @@ std::enable_if_t<Inspector::writes_state, typename Inspector::result_type> inspe
   typename Inspector::result_type inspect(Inspector& f, [[maybe_unused]] type& x) {  \
     return f(::caf::meta::type_name(name)                                            \
                __VA_OPT__(, DEPOT_DETAIL_MAP(DEPOT_DETAIL_MEMBER, x, __VA_ARGS__))); \
+  }
+
+/// Declares field `member` of message `type` its key: envelopes of one queue with the same key
+/// are handled one at a time and in the order they were sent, on every node, while different
+/// keys run in parallel (transports use it as their partition key). Use it after DEPOT_MESSAGE.
+/// The field is a string or an integer.
+#define DEPOT_MESSAGE_KEY(type, member)                      \
+  inline std::string depot_message_key(const type& m) {     \
+    return ::depot::detail::key_text(m.member);              \
   }

@@ -145,13 +145,13 @@ public:
   template <message T>
   void add_type() {
     validators_[std::string{type_name_of<T>()}] = [](std::string_view body) {
-      (void)from_json<T>(body);
+      return key_of(from_json<T>(body));
     };
   }
 
   /// Throws decode_error when `body` is not a valid `type` (or, for a type registered nowhere,
-  /// not a JSON object).
-  void validate(std::string_view type, std::string_view body) const;
+  /// not a JSON object). Returns its message key ("" when the type declares none).
+  std::string validate(std::string_view type, std::string_view body) const;
   /// Every registered message type, sorted.
   [[nodiscard]] std::vector<std::string> message_types() const;
 
@@ -185,7 +185,8 @@ private:
   std::deque<queue_definition> queues_; // deque: definitions keep their address
   std::vector<middleware> middleware_;
   std::unordered_map<std::string, std::vector<endpoint>> routes_; // message type → endpoints
-  std::unordered_map<std::string, std::function<void(std::string_view)>> validators_;
+  /// message type → check of a body, returning its key
+  std::unordered_map<std::string, std::function<std::string(std::string_view)>> validators_;
 };
 
 } // namespace depot
