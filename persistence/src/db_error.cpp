@@ -57,12 +57,16 @@ db_error classify(const soci::soci_error& e, soci::session& sql) {
   std::string state;
   if (auto* pg = dynamic_cast<const soci::postgresql_soci_error*>(&e))
     state = pg->sqlstate();
+  return classify(state, e.get_error_message(), sql);
+}
+
+db_error classify(const std::string& sqlstate, const std::string& message, soci::session& sql) {
   auto kind = failure_kind::permanent;
-  if (transient_state(state))
+  if (transient_state(sqlstate))
     kind = failure_kind::transient;
-  else if (state.starts_with("08") || state.starts_with("57P") || !connection_ok(sql))
+  else if (sqlstate.starts_with("08") || sqlstate.starts_with("57P") || !connection_ok(sql))
     kind = failure_kind::connection_lost;
-  return db_error{kind, state, e.get_error_message()};
+  return db_error{kind, sqlstate, message};
 }
 
 } // namespace depot::persistence

@@ -15,6 +15,9 @@ namespace depot::persistence {
 [[nodiscard]] bool connection_ok(soci::session& sql);
 /// Maps a SOCI error on `sql` to a db_error by SQLSTATE and connection state.
 [[nodiscard]] db_error classify(const soci::soci_error& e, soci::session& sql);
+/// The same for an error libpq reported directly.
+[[nodiscard]] db_error classify(const std::string& sqlstate, const std::string& message,
+                                soci::session& sql);
 
 /// Runs `f`, turning SOCI's exceptions into classified db_errors.
 template <class F>

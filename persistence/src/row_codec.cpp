@@ -1,6 +1,8 @@
 // Envelopes as SQL parameters and back; see row_codec.hpp.
 #include "row_codec.hpp"
 
+#include <ctime>
+
 #include <fmt/format.h>
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
@@ -113,6 +115,70 @@ std::string rows_json(const std::vector<envelope>& envelopes) {
   }
   w.EndArray();
   return out.GetString();
+}
+
+namespace {
+
+/// COPY text format: backslash, tab, newline and carriage return escaped; a Postgres text cannot
+/// hold NUL, which the send path refuses before it gets here.
+void append_field(std::string& out, std::string_view text) {
+  for (char c : text) {
+    switch (c) {
+      case '\\': out += "\\\\"; break;
+      case '\t': out += "\\t"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      default: out += c;
+    }
+  }
+}
+
+void append_text_or_null(std::string& out, std::string_view text) {
+  if (text.empty())
+    out += "\\N";
+  else
+    append_field(out, text);
+}
+
+/// `micros` since the epoch as a timestamptz literal in UTC.
+void append_time(std::string& out, micros at) {
+  auto seconds = static_cast<std::time_t>(at / 1'000'000);
+  std::tm utc{};
+  gmtime_r(&seconds, &utc);
+  out += fmt::format("{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}+00", utc.tm_year + 1900,
+                     utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec,
+                     at % 1'000'000);
+}
+
+} // namespace
+
+std::optional<std::string> copy_rows(const std::vector<envelope>& envelopes) {
+  std::string out;
+  for (const auto& e : envelopes) {
+    if (e.status != envelope_status::incoming || e.execution_time != 0 || e.seq != 0 ||
+        e.deduplicated || e.deliver_by < 0)
+      return std::nullopt;
+    append_field(out, e.id);
+    out += '\t';
+    append_field(out, e.queue);
+    out += '\t';
+    append_field(out, e.message_type);
+    out += '\t';
+    append_field(out, e.body);
+    out += '\t';
+    append_field(out, headers_json(e.headers));
+    out += '\t';
+    if (e.deliver_by == 0)
+      out += "\\N";
+    else
+      append_time(out, e.deliver_by);
+    out += fmt::format("\t{}\t{}\t", e.priority, e.attempts);
+    append_text_or_null(out, e.tenant);
+    out += '\t';
+    append_text_or_null(out, e.key);
+    out += '\n';
+  }
+  return out;
 }
 
 } // namespace depot::persistence

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -24,6 +25,12 @@ namespace depot::persistence {
 [[nodiscard]] std::map<std::string, std::string> parse_headers(const std::string& text);
 /// The rows of an insert as one JSON array of objects, one per envelope.
 [[nodiscard]] std::string rows_json(const std::vector<envelope>& envelopes);
+/// The columns copy_rows() fills, in order.
+inline constexpr const char* copy_columns =
+  "(id, queue, message_type, body, headers, deliver_by, priority, attempts, tenant, message_key)";
+/// The rows of an insert in COPY's text format (copy_columns), when every envelope is a plain
+/// new one (ready now, numbered by the store, not deduplicated); nullopt otherwise.
+[[nodiscard]] std::optional<std::string> copy_rows(const std::vector<envelope>& envelopes);
 /// Text a Postgres text column takes: invalid UTF-8 becomes U+FFFD, a NUL is dropped.
 [[nodiscard]] std::string postgres_text(std::string_view text);
 

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "depot/persistence/names.hpp"
+#include "row_codec.hpp"
 
 namespace depot::persistence {
 
@@ -80,6 +81,7 @@ statements::statements(std::string_view schema) {
     "ON CONFLICT (id) DO NOTHING RETURNING 1) SELECT count(*) FROM inserted",
     received_ids, incoming, timestamp_or_null("r.execution_time"),
     timestamp_or_null("r.deliver_by"), names::qualified(schema, t::incoming_seq));
+  copy_incoming = fmt::format("COPY {} {} FROM STDIN", incoming, copy_columns);
   notify = "SELECT pg_notify(:c, :p)";
   // The claim deletes: it runs in the handling transaction, so the envelopes are gone when that
   // commits and ready again when it aborts. Rows with a key are taken only with their key's

@@ -19,10 +19,11 @@ public:
 
   // These run inside the caller's transaction when one is open (see unit_of_work).
 
-  /// Inserts envelopes in order (each gets the next seq unless it has one). Ids already waiting
-  /// are skipped, and so are deduplicated envelopes whose id was received within the dedup
-  /// window. Notifies listeners once for the ready queues, naming `sender_node`. Returns how
-  /// many rows were new.
+  /// Inserts envelopes in order (each gets the next seq unless it has one). Deduplicated
+  /// envelopes whose id was received within the dedup window are skipped, and so are ids
+  /// waiting already, except in a batch of plain new envelopes (ready now, not deduplicated):
+  /// those are copied in, and an id of theirs that exists is an error. Notifies listeners once
+  /// for the ready queues, naming `sender_node`. Returns how many rows were new.
   std::size_t insert(const std::vector<envelope>& envelopes, int sender_node = 0);
 
   /// Inside the handling transaction: takes up to `limit` ready envelopes of `queue`, best
