@@ -78,7 +78,7 @@ public:
   /// stop, and its connections count in the start-up check of the server's budget.
   void add_service(std::unique_ptr<service> s);
 
-  /// The owner id of this node's claims.
+  /// This node's number (its outbox claims carry it).
   [[nodiscard]] int number() const;
   [[nodiscard]] const node_settings& settings() const;
   [[nodiscard]] node_stats stats() const;
