@@ -17,6 +17,7 @@
 #include <fmt/format.h>
 #include <soci/soci.h>
 
+#include "dead_letter_commands.hpp"
 #include "depot/actors/node.hpp"
 #include "depot/persistence/embedded_postgres.hpp"
 #include "depot/persistence/node_registry.hpp"
@@ -33,11 +34,6 @@ using persistence::db_error;
 
 namespace {
 
-/// A usage error: exit code 2.
-class usage_error : public error {
-public:
-  explicit usage_error(const std::string& what) : error(errc::invalid_command_line, what) {}
-};
 
 std::string env_name(const std::string& option) {
   std::string result = "DEPOT_";
@@ -429,6 +425,9 @@ void cli::impl::add_builtins() {
        }
        return ok ? exit_code::ok : exit_code::failure;
      }});
+  for (auto& c :
+       dead_letter_commands([this](const node_settings& s) { return open_provisioned_store(s); }))
+    commands.push_back(std::move(c));
 }
 
 int cli::impl::describe(command_env& env) const {

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <set>
 
 #include <fmt/format.h>
 
@@ -68,13 +67,20 @@ std::size_t inbox::insert(const std::vector<envelope>& envelopes, int sender_nod
     for (const auto& e : envelopes)
       if (e.status == envelope_status::incoming)
         ready.insert(e.queue);
-    if (inserted > 0 && !ready.empty()) {
-      // One notification per transaction and queue set; Postgres folds duplicates.
-      auto channel = conn_.notify_channel();
-      auto payload = fmt::format("{}|{}", sender_node, fmt::join(ready, ","));
-      sql << conn_.sql().notify, soci::use(channel), soci::use(payload);
-    }
+    if (inserted > 0)
+      notify_ready(ready, sender_node);
     return inserted;
+  });
+}
+
+void inbox::notify_ready(const std::set<std::string>& queues, int sender_node) {
+  if (queues.empty())
+    return;
+  auto& sql = conn_.session();
+  guarded(sql, [&] {
+    auto channel = conn_.notify_channel();
+    auto payload = fmt::format("{}|{}", sender_node, fmt::join(queues, ","));
+    sql << conn_.sql().notify, soci::use(channel), soci::use(payload);
   });
 }
 

@@ -1,7 +1,6 @@
 // Envelopes as SQL parameters and back; see row_codec.hpp.
 #include "row_codec.hpp"
 
-#include <ctime>
 
 #include <fmt/format.h>
 #include <rapidjson/document.h>
@@ -140,16 +139,6 @@ void append_text_or_null(std::string& out, std::string_view text) {
     append_field(out, text);
 }
 
-/// `micros` since the epoch as a timestamptz literal in UTC.
-void append_time(std::string& out, micros at) {
-  auto seconds = static_cast<std::time_t>(at / 1'000'000);
-  std::tm utc{};
-  gmtime_r(&seconds, &utc);
-  out += fmt::format("{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}+00", utc.tm_year + 1900,
-                     utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec,
-                     at % 1'000'000);
-}
-
 } // namespace
 
 std::optional<std::string> copy_rows(const std::vector<envelope>& envelopes) {
@@ -171,7 +160,7 @@ std::optional<std::string> copy_rows(const std::vector<envelope>& envelopes) {
     if (e.deliver_by == 0)
       out += "\\N";
     else
-      append_time(out, e.deliver_by);
+      out += iso8601(e.deliver_by);
     out += fmt::format("\t{}\t{}\t", e.priority, e.attempts);
     append_text_or_null(out, e.tenant);
     out += '\t';

@@ -138,10 +138,35 @@ statements::statements(std::string_view schema) {
   // -- dead letters ---------------------------------------------------------------------------
   insert_dead_letter = fmt::format(
     "INSERT INTO {} (id, queue, message_type, body, headers, exception_type, exception_message, "
-    "attempts, source) VALUES (:id::uuid, :q, :t, :b, :h::jsonb, :et, :em, :a, nullif(:s, '')) "
-    "ON CONFLICT (id) DO UPDATE SET exception_type = excluded.exception_type, exception_message "
-    "= excluded.exception_message, attempts = excluded.attempts, failed_at = now()",
+    "attempts, source, message_key, tenant, priority) VALUES (:id::uuid, :q, :t, :b, :h::jsonb, "
+    ":et, :em, :a, nullif(:s, ''), nullif(:k, ''), nullif(:tn, ''), :p) ON CONFLICT (id) DO "
+    "UPDATE SET exception_type = excluded.exception_type, exception_message = "
+    "excluded.exception_message, attempts = excluded.attempts, failed_at = now()",
     dead_letters);
+  // The dead letters a dead_letter_filter takes: every condition with a value holds. `since` is
+  // either a timestamp (:ts) or an interval before now (:ago).
+  const std::string dead_letter_filter =
+    "(cardinality(:ids::uuid[]) = 0 OR id = ANY(:ids::uuid[])) AND (:q = '' OR queue = :q) AND "
+    "(:t = '' OR message_type = :t) AND (:x = '' OR exception_type = :x) AND failed_at >= "
+    "coalesce(nullif(:ts, '')::timestamptz, now() - nullif(:ago, '')::interval, '-infinity')";
+  list_dead_letters = fmt::format(
+    "SELECT id::text, queue, message_type, body, headers::text, exception_type, "
+    "exception_message, attempts, coalesce(source, ''), {}, coalesce(message_key, ''), "
+    "coalesce(tenant, ''), priority FROM {} WHERE {} ORDER BY failed_at DESC, id LIMIT "
+    "nullif(:n, 0)",
+    micros_of("failed_at"), dead_letters, dead_letter_filter);
+  // Back to the inbox in the order they failed, after what waits (a new seq), as first attempts;
+  // their dedup records go, so that the inbox takes them again.
+  replay_dead_letters = fmt::format(
+    "WITH moved AS (DELETE FROM {0} WHERE {1} RETURNING *), forgotten AS (DELETE FROM {2} WHERE "
+    "id IN (SELECT id FROM moved)), back AS (INSERT INTO {3} (id, queue, message_type, body, "
+    "headers, priority, tenant, message_key) SELECT id, queue, message_type, body, headers, "
+    "priority, tenant, message_key FROM moved ORDER BY failed_at, id ON CONFLICT (id) DO NOTHING "
+    "RETURNING id, queue) SELECT id::text, queue FROM back",
+    dead_letters, dead_letter_filter, received_ids, incoming);
+  purge_dead_letters = fmt::format(
+    "WITH gone AS (DELETE FROM {} WHERE {} RETURNING 1) SELECT count(*) FROM gone", dead_letters,
+    dead_letter_filter);
 
   // -- nodes ----------------------------------------------------------------------------------
   lock_node = "SELECT pg_try_advisory_lock(:c, :n)::int";

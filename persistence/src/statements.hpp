@@ -18,7 +18,7 @@ struct statements {
   // outbox
   std::string insert_outgoing, claim_outgoing, complete_outgoing, release_outgoing;
   // dead letters
-  std::string insert_dead_letter;
+  std::string insert_dead_letter, list_dead_letters, replay_dead_letters, purge_dead_letters;
   // nodes
   std::string lock_node, lock_nodes_table, next_node_number, delete_node_number, insert_node,
     heartbeat, reinsert_node, node_statuses, delete_node, release_outgoing_of, delete_dead_nodes;

@@ -2,6 +2,7 @@
 #include "depot/runtime/envelope.hpp"
 
 #include <array>
+#include <ctime>
 #include <random>
 
 #include <fmt/format.h>
@@ -11,6 +12,19 @@ namespace depot {
 micros now_micros() {
   using namespace std::chrono;
   return duration_cast<microseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+std::string iso8601(micros at) {
+  auto seconds = static_cast<std::time_t>(at / 1'000'000);
+  auto fraction = at % 1'000'000;
+  if (fraction < 0) { // before the epoch: the second below, plus a positive fraction
+    --seconds;
+    fraction += 1'000'000;
+  }
+  std::tm utc{};
+  gmtime_r(&seconds, &utc);
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z", utc.tm_year + 1900,
+                     utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, fraction);
 }
 
 std::string new_envelope_id() {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -38,6 +39,10 @@ public:
   /// Inside the handling transaction: puts claimed envelopes back as they are (same id, seq,
   /// status, attempts and execution time): a retry later, or a requeue.
   void put_back(const std::vector<envelope>& envelopes);
+
+  /// Tells every node listening that `queues` have ready envelopes (delivered when the
+  /// transaction commits; Postgres folds duplicates), naming `sender_node` (0: not a node).
+  void notify_ready(const std::set<std::string>& queues, int sender_node);
 
   /// Makes due scheduled envelopes ready. Returns the queues that got work.
   std::vector<std::string> promote_due(int limit = 10000);

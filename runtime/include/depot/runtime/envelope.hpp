@@ -15,6 +15,9 @@ using micros = std::int64_t;
 /// The current wall-clock time in microseconds since the epoch.
 [[nodiscard]] micros now_micros();
 
+/// `at` in RFC 3339 / ISO 8601 form, UTC, to the microsecond: "2026-12-02T20:31:05.000123Z".
+[[nodiscard]] std::string iso8601(micros at);
+
 /// A new time-ordered (version 7) UUID in its canonical text form.
 [[nodiscard]] std::string new_envelope_id();
 

@@ -1,0 +1,10 @@
+-- depot schema, version 4: dead letters that can be replayed as they were sent.
+-- A replay moves a dead letter back to `incoming`; it keeps the envelope's message key (its
+-- place among the envelopes of the same key), tenant and priority.
+ALTER TABLE dead_letters
+  ADD COLUMN message_key text,
+  ADD COLUMN tenant text,
+  ADD COLUMN priority integer NOT NULL DEFAULT 0;
+
+-- `dead-letters list` shows the latest first, and `--since` filters by time.
+CREATE INDEX dead_letters_failed_at ON dead_letters (failed_at);
