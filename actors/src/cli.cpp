@@ -19,7 +19,9 @@
 
 #include "dead_letter_commands.hpp"
 #include "depot/actors/node.hpp"
+#include "depot/persistence/dead_letters.hpp"
 #include "depot/persistence/embedded_postgres.hpp"
+#include "depot/persistence/retry.hpp"
 #include "depot/persistence/node_registry.hpp"
 #include "depot/persistence/schema.hpp"
 #include "depot/persistence/store_admin.hpp"
@@ -238,6 +240,50 @@ std::unique_ptr<soci::session> command_env::open_session() const {
   return persistence::open_session(settings.db);
 }
 
+namespace {
+
+/// Takes the bodies of `bodies` that are not a valid `type` out, and keeps each as a dead letter
+/// of the queue `type` goes to, with the reason, in one transaction: bad input is refused with
+/// a clear error and lost nowhere. Returns each reason, naming its dead letter.
+std::vector<std::string> keep_invalid_as_dead_letters(connection& store, const routing& app,
+                                                      const std::string& source,
+                                                      const std::string& type,
+                                                      std::vector<std::string>& bodies) {
+  std::vector<envelope> invalid;
+  std::vector<std::pair<std::string, std::string>> reasons; // exception type, message
+  std::erase_if(bodies, [&](std::string& body) {
+    try {
+      (void)app.validate(type, body);
+      return false;
+    } catch (const error& x) {
+      if (!permanent_for_message(x.code()))
+        throw;
+      auto& e = invalid.emplace_back();
+      e.id = new_envelope_id();
+      e.queue = app.route_of(type).name;
+      e.message_type = type;
+      e.body = std::move(body);
+      e.headers[header::source] = source;
+      reasons.emplace_back(detail::demangle(typeid(x).name()), x.what());
+      return true;
+    }
+  });
+  std::vector<std::string> refusals;
+  if (invalid.empty())
+    return refusals;
+  persistence::retry_transaction(store, [&](connection& c) {
+    persistence::dead_letters dead{c};
+    for (std::size_t i = 0; i < invalid.size(); ++i)
+      dead.add(invalid[i], reasons[i].first, reasons[i].second);
+  });
+  for (std::size_t i = 0; i < invalid.size(); ++i)
+    refusals.push_back(
+      fmt::format("{} (kept as dead letter {})", reasons[i].second, invalid[i].id));
+  return refusals;
+}
+
+} // namespace
+
 struct cli::impl {
   std::string program;
   routing& app;
@@ -291,8 +337,9 @@ int run_node(command_env& env) {
   }
   n.stop();
   auto stats = n.stats();
-  fmt::print("node {} stopped: handled {}, expired {}, retried {}, dead-lettered {}\n",
-             n.number(), stats.handled, stats.expired, stats.retried, stats.dead_lettered);
+  fmt::print("node {} stopped: handled {}, expired {}, retried {}, dead-lettered {}, discarded {}\n",
+             n.number(), stats.handled, stats.expired, stats.retried, stats.dead_lettered,
+             stats.discarded);
   return exit_code::ok;
 }
 
@@ -343,15 +390,29 @@ void cli::impl::add_builtins() {
   commands.push_back(
     {{"send"},
      "<type> <json|->",
-     "durably enqueue a message; '-' reads one JSON body per line from stdin",
+     "durably enqueue a message; '-' reads one JSON body per line from stdin. A body that is "
+     "not a valid <type> is kept as a dead letter, and the command exits 1",
      [](command_options&) {},
      [this](command_env& env) {
        if (env.args.size() != 2)
          throw usage_error{"send takes <type> and <json> (or - for JSON lines on stdin)"};
        const auto& type = env.args[0];
+       const bool one = env.args[1] != "-";
        auto store = open_provisioned_store(env.settings);
        std::size_t total = 0;
        auto flush = [&](std::vector<std::string>& bodies) {
+         // A batch with an invalid body is refused whole: its invalid bodies are kept as dead
+         // letters, its valid ones are not sent.
+         auto refusals = keep_invalid_as_dead_letters(*store, app, env.settings.service, type,
+                                                      bodies);
+         if (one && !refusals.empty())
+           throw std::runtime_error{refusals.front()};
+         if (!refusals.empty())
+           throw std::runtime_error{fmt::format(
+             "{} invalid bod{} kept as dead letters, the {} valid one(s) of their batch not sent "
+             "({} sent before it); the first: {}",
+             refusals.size(), refusals.size() == 1 ? "y" : "ies", bodies.size(), total,
+             refusals.front())};
          auto sent =
            send_durably(*store, app, env.settings.service, 0, type, bodies, {}, 0, dispatch::send);
          if (!sent.memory.empty())
@@ -360,7 +421,7 @@ void cli::impl::add_builtins() {
                          "can take it",
                          type)};
          total += bodies.size();
-         if (bodies.size() == 1 && env.args[1] != "-") {
+         if (one) {
            if (!sent.inbox.empty())
              fmt::print("sent {} to queue {} as {}\n", type, sent.inbox.at(0).queue,
                         sent.inbox.at(0).id);
@@ -371,7 +432,7 @@ void cli::impl::add_builtins() {
          bodies.clear();
        };
        std::vector<std::string> bodies;
-       if (env.args[1] != "-") {
+       if (one) {
          bodies.push_back(env.args[1]);
          flush(bodies);
          return exit_code::ok;
@@ -390,11 +451,17 @@ void cli::impl::add_builtins() {
        return exit_code::ok;
      }});
   commands.push_back(
-    {{"storage", "counts"}, "", "envelopes per queue and status", {}, [this](command_env& env) {
+    {{"storage", "counts"}, "", "envelopes per queue and status, and paused queues", {}, [this](command_env& env) {
        auto store = open_provisioned_store(env.settings);
        fmt::print("{:<40} {:<10} {:>10}\n", "queue", "status", "count");
-       for (const auto& c : persistence::store_admin{*store}.counts())
+       persistence::store_admin admin{*store};
+       for (const auto& c : admin.counts())
          fmt::print("{:<40} {:<10} {:>10}\n", c.queue, c.status, c.count);
+       auto paused = admin.paused_queues();
+       if (!paused.empty())
+         fmt::print("paused queues:\n");
+       for (const auto& p : paused)
+         fmt::print("  {:<38} paused until {} ({})\n", p.queue, iso8601(p.until), p.reason);
        return exit_code::ok;
      }});
   commands.push_back(
@@ -452,6 +519,11 @@ int cli::impl::describe(command_env& env) const {
     fmt::print("  {:<36} -> {}\n", t,
                names.empty() ? std::string{"(none)"} : fmt::format("{}", fmt::join(names, ", ")));
   }
+  fmt::print("error policies (handler, then queue, then application, then the default):\n");
+  for (const auto& line : app.describe_error_policies())
+    fmt::print("  {}\n", line);
+  fmt::print("  default: {} (permanent errors: dead-letter at once)\n",
+             default_error_policy(env.settings.failures).describe());
   fmt::print("configuration:\n");
   for (const auto& [k, v] : config->effective())
     fmt::print("  {:<20} {}\n", k, v);

@@ -17,12 +17,11 @@ using persistence::failure_kind;
 using persistence::unit_of_work;
 
 struct inbox_processor::outcome {
-  outgoing_envelopes sent;         ///< of the envelopes handled so far
+  outgoing_envelopes sent;         ///< of the envelopes handled so far, and faults published
   std::vector<envelope> put_back;  ///< retries for later, and envelopes requeued untouched
-  std::size_t handled = 0;
-  std::size_t expired = 0;
-  std::size_t retried = 0;
-  std::size_t dead = 0;
+  handling_counts counts;
+  micros pause_until = 0; ///< an error policy paused the queue until then
+  std::string pause_reason;
 };
 
 inbox_processor::inbox_processor(persistence::connection& conn, const routing& routes,
@@ -36,7 +35,8 @@ inbox_processor::inbox_processor(persistence::connection& conn, const routing& r
   , settings_(settings)
   , node_number_(node_number)
   , sink_(sink)
-  , handler_(queue.instantiate()) {}
+  , handler_(queue.instantiate())
+  , default_policy_(default_error_policy(settings.failures)) {}
 
 std::size_t inbox_processor::process_batch() {
   std::vector<std::string> ids;
@@ -60,7 +60,7 @@ void inbox_processor::run_one(const envelope& e, outcome& out) {
   context ctx{e, &conn_.session(), routes_, settings_.service, sent, &conn_.handler_statements()};
   routes_.run_pipeline(*handler_, e, ctx);
   out.sent.append(std::move(sent));
-  ++out.handled;
+  ++out.counts.handled;
 }
 
 namespace {
@@ -80,7 +80,7 @@ bool inbox_processor::handle(const std::vector<envelope>& batch, unit_of_work& u
   for (auto i = batch.begin(); i != batch.end(); ++i) {
     const auto& e = *i;
     if (e.deliver_by != 0 && e.deliver_by < now) {
-      ++out.expired; // the claim deleted it: discarded unhandled
+      ++out.counts.expired; // the claim deleted it: discarded unhandled
       continue;
     }
     if (!isolate) {
@@ -92,61 +92,135 @@ bool inbox_processor::handle(const std::vector<envelope>& batch, unit_of_work& u
       }
       continue;
     }
+    // Under a savepoint, so that a failure rolls back this envelope alone; an inline retry runs
+    // it again from the same savepoint, one attempt more.
+    auto current = e;
+    bool stop = false; // the rest of the batch goes back untouched
     uow.savepoint("depot_envelope");
-    try {
-      run_one(e, out);
-      uow.release("depot_envelope");
-    } catch (...) {
-      auto error = std::current_exception();
-      rethrow_if_connection_lost(conn_);
-      uow.rollback_to("depot_envelope");
-      if (persistence::is_transient(error)) {
-        // A deadlock or serialization failure with another transaction, which waits for the locks
-        // this batch holds: commit what is done to free them, and requeue the rest untouched.
-        requeue_rest(i, batch.end(), out, error);
+    for (;;) {
+      try {
+        run_one(current, out);
+        uow.release("depot_envelope");
+        break;
+      } catch (...) {
+        auto error = std::current_exception();
+        rethrow_if_connection_lost(conn_);
+        uow.rollback_to("depot_envelope");
+        if (persistence::is_transient(error)) {
+          // A deadlock or serialization failure with another transaction, which waits for the
+          // locks this batch holds: commit what is done to free them, and requeue the rest
+          // untouched.
+          requeue_rest(i, batch.end(), out, error);
+          stop = true;
+          break;
+        }
+        auto d = decide_failure(current, error);
+        if (d.what == failure_action::retry_inline) {
+          ++out.counts.retried;
+          log(log_level::warning, "{} {} on queue {} failed (attempt {}): {}: {}; retrying at once",
+              current.message_type, current.id, current.queue, current.attempts + 1,
+              d.exception_type, d.reason);
+          ++current.attempts;
+          continue;
+        }
+        carry_out(current, d, out);
+        if (d.what == failure_action::pause_queue) {
+          requeue_rest(std::next(i), batch.end(), out, error);
+          stop = true;
+        }
         break;
       }
-      decide_failure(e, error, out);
     }
+    if (stop)
+      break;
   }
   inbox_.put_back(out.put_back);
+  if (out.pause_until != 0)
+    inbox_.pause_queue(queue_.name, out.pause_until, out.pause_reason);
   persistence::store_outgoing(conn_, out.sent, node_number_);
   uow.commit();
-  if (out.expired > 0)
+  if (out.counts.expired > 0)
     log(log_level::info, "queue {}: {} envelope(s) expired unhandled (deliver-by passed)",
-        queue_.name, out.expired);
+        queue_.name, out.counts.expired);
   dispatch(out);
   return true;
 }
 
-void inbox_processor::decide_failure(const envelope& e, const std::exception_ptr& error,
-                                     outcome& out) {
-  auto d = decide(settings_.failures, e, error);
-  if (d.what == failure_decision::action::retry) {
-    auto again = e;
-    again.status = envelope_status::scheduled;
-    again.execution_time = d.retry_at;
-    ++again.attempts;
-    out.put_back.push_back(std::move(again));
-    ++out.retried;
-    log(log_level::warning, "{} {} on queue {} failed (attempt {}): {}: {}; retrying",
-        e.message_type, e.id, e.queue, e.attempts + 1, d.exception_type, d.reason);
-  } else {
-    dead_letters_.add(e, d.exception_type, d.reason);
-    ++out.dead;
-    log(log_level::warning, "{} {} on queue {} dead-lettered after {} attempt(s): {}: {}",
-        e.message_type, e.id, e.queue, e.attempts + 1, d.exception_type, d.reason);
+failure_decision inbox_processor::decide_failure(const envelope& e,
+                                                 const std::exception_ptr& error) const {
+  const auto* chain = routes_.error_policy_for(e.queue, e.message_type, error);
+  return decide(chain != nullptr ? *chain : default_policy_, e, error);
+}
+
+void inbox_processor::carry_out(const envelope& e, const failure_decision& d, outcome& out) {
+  auto again = e; // back to the inbox as the next attempt
+  ++again.attempts;
+  auto failed = [&](const char* then) {
+    log(log_level::warning, "{} {} on queue {} failed (attempt {}): {}: {}; {}", e.message_type,
+        e.id, e.queue, e.attempts + 1, d.exception_type, d.reason, then);
+  };
+  switch (d.what) {
+    case failure_action::retry_inline: // handled by the caller
+    case failure_action::retry_later:
+      again.status = envelope_status::scheduled;
+      again.execution_time = d.retry_at;
+      out.put_back.push_back(std::move(again));
+      ++out.counts.retried;
+      failed(fmt::format("retrying at {}", iso8601(d.retry_at)).c_str());
+      return;
+    case failure_action::requeue:
+      again.seq = 0; // a new place, after what waits
+      out.put_back.push_back(std::move(again));
+      ++out.counts.retried;
+      failed("requeued");
+      return;
+    case failure_action::pause_queue: {
+      out.put_back.push_back(std::move(again)); // keeps its place
+      ++out.counts.retried;
+      auto until = now_micros() + std::chrono::duration_cast<std::chrono::microseconds>(d.pause).count();
+      if (until > out.pause_until) {
+        out.pause_until = until;
+        out.pause_reason = fmt::format("{}: {}", d.exception_type, d.reason);
+      }
+      failed(fmt::format("pausing queue {} until {}", queue_.name, iso8601(until)).c_str());
+      return;
+    }
+    case failure_action::dead_letter:
+      dead_letters_.add(e, d.exception_type, d.reason);
+      ++out.counts.dead;
+      log(log_level::warning, "{} {} on queue {} dead-lettered after {} attempt(s): {}: {}",
+          e.message_type, e.id, e.queue, e.attempts + 1, d.exception_type, d.reason);
+      publish_fault(e, d, out);
+      return;
+    case failure_action::discard:
+      ++out.counts.discarded;
+      log(log_level::warning, "{} {} on queue {} discarded after {} attempt(s): {}: {}",
+          e.message_type, e.id, e.queue, e.attempts + 1, d.exception_type, d.reason);
+      publish_fault(e, d, out);
+      return;
   }
+}
+
+void inbox_processor::publish_fault(const envelope& e, const failure_decision& d, outcome& out) {
+  if (!routes_.publishes_faults_of(e.message_type))
+    return;
+  outgoing_envelopes sent;
+  context ctx{e, &conn_.session(), routes_, settings_.service, sent};
+  ctx.publish(fault{e.id, e.message_type, e.queue, d.exception_type, d.reason, e.attempts + 1,
+                    iso8601(now_micros()), e.header_value(header::correlation_id),
+                    to_string(d.what)});
+  out.sent.append(std::move(sent));
 }
 
 void inbox_processor::requeue_rest(std::vector<envelope>::const_iterator first,
                                    std::vector<envelope>::const_iterator last, outcome& out,
                                    const std::exception_ptr& error) {
   auto n = last - first;
+  if (n == 0)
+    return;
   out.put_back.insert(out.put_back.end(), first, last);
-  log(log_level::info,
-      "queue {}: {} envelope(s) requeued after a conflict with another transaction: {}",
-      queue_.name, n, describe(error));
+  log(log_level::info, "queue {}: {} envelope(s) requeued untouched after {}", queue_.name, n,
+      describe(error));
 }
 
 void inbox_processor::dispatch(outcome& out) {
@@ -163,7 +237,7 @@ void inbox_processor::dispatch(outcome& out) {
     sink_.deliver_buffered(std::move(out.sent.memory));
   for (auto& r : out.sent.replies)
     sink_.deliver_reply(std::move(r));
-  sink_.count(out.handled, out.expired, out.retried, out.dead);
+  sink_.count(out.counts);
 }
 
 void inbox_processor::process_buffered(const envelope& incoming) {
@@ -188,18 +262,19 @@ void inbox_processor::process_buffered(const envelope& incoming) {
       dispatch(out);
       return;
     }
-    auto d = decide(settings_.failures, e, error);
-    if (d.what == failure_decision::action::dead_letter) {
+    auto d = decide_failure(e, error);
+    if (d.what == failure_action::dead_letter || d.what == failure_action::discard) {
+      outcome failed;
       unit_of_work uow{conn_};
-      dead_letters_.add(e, d.exception_type, d.reason);
+      carry_out(e, d, failed);
+      persistence::store_outgoing(conn_, failed.sent, node_number_);
       uow.commit();
-      sink_.count(0, 0, 0, 1);
-      log(log_level::warning, "{} {} on buffered queue {} dead-lettered: {}: {}", e.message_type,
-          e.id, e.queue, d.exception_type, d.reason);
+      dispatch(failed);
       return;
     }
-    ++e.attempts; // buffered envelopes retry inline: there is no row to schedule
-    sink_.count(0, 0, 1, 0);
+    // Buffered envelopes have no row to schedule or requeue: every retry is inline.
+    ++e.attempts;
+    sink_.count({.retried = 1});
   }
 }
 

@@ -17,6 +17,15 @@
 
 namespace depot {
 
+/// What the handling transactions of a worker did.
+struct handling_counts {
+  std::size_t handled = 0;
+  std::size_t expired = 0;   ///< discarded unhandled: their deliver-by passed
+  std::size_t retried = 0;   ///< failures that a retry, requeue or pause followed
+  std::size_t dead = 0;      ///< moved to dead letters
+  std::size_t discarded = 0; ///< dropped by an error policy
+};
+
 /// What happens after a handling transaction committed: the node's side.
 class dispatch_sink {
 public:
@@ -27,9 +36,8 @@ public:
   virtual void deliver_buffered(std::vector<envelope> envelopes) = 0;
   /// A reply for a waiting requester.
   virtual void deliver_reply(reply_message reply) = 0;
-  /// Counts: handled, expired, retried, dead-lettered.
-  virtual void count(std::size_t handled, std::size_t expired, std::size_t retried,
-                     std::size_t dead) = 0;
+  /// What a transaction did, once it committed.
+  virtual void count(const handling_counts& counts) = 0;
 };
 
 class inbox_processor {
@@ -53,8 +61,13 @@ private:
   /// (returns false, nothing committed).
   bool handle(const std::vector<envelope>& batch, persistence::unit_of_work& uow, bool isolate);
   void run_one(const envelope& e, outcome& out);
-  /// Retry later or dead letter, by the failure policy.
-  void decide_failure(const envelope& e, const std::exception_ptr& error, outcome& out);
+  /// The decision of the error policy for `e`, which threw `error`.
+  [[nodiscard]] failure_decision decide_failure(const envelope& e,
+                                                const std::exception_ptr& error) const;
+  /// Carries out a decision other than an inline retry, in the handling transaction.
+  void carry_out(const envelope& e, const failure_decision& d, outcome& out);
+  /// Publishes a depot.fault for `e` when the application asked for faults of its type.
+  void publish_fault(const envelope& e, const failure_decision& d, outcome& out);
   /// Puts the envelopes of [first, last) back untouched.
   void requeue_rest(std::vector<envelope>::const_iterator first,
                     std::vector<envelope>::const_iterator last, outcome& out,
@@ -71,6 +84,7 @@ private:
   int node_number_;
   dispatch_sink& sink_;
   std::unique_ptr<queue_handler> handler_;
+  error_policy default_policy_; ///< for failures no declared rule matches
 };
 
 } // namespace depot

@@ -60,7 +60,7 @@ struct node::impl final : dispatch_sink, node_context {
   std::mutex replies_mutex;
   std::unordered_map<std::string, std::promise<reply_message>> waiting;
 
-  std::atomic<std::uint64_t> handled{0}, expired{0}, retried{0}, dead{0};
+  std::atomic<std::uint64_t> handled{0}, expired{0}, retried{0}, dead{0}, discarded{0};
 
   [[nodiscard]] std::string address() const { return fmt::format("node:{}", self.number); }
 
@@ -107,11 +107,12 @@ struct node::impl final : dispatch_sink, node_context {
     waiting.erase(i);
   }
 
-  void count(std::size_t h, std::size_t e, std::size_t r, std::size_t d) override {
-    handled += h;
-    expired += e;
-    retried += r;
-    dead += d;
+  void count(const handling_counts& c) override {
+    handled += c.handled;
+    expired += c.expired;
+    retried += c.retried;
+    dead += c.dead;
+    discarded += c.discarded;
   }
 
   // -- connections for callers' sends ---------------------------------------------------------
@@ -167,7 +168,8 @@ const node_settings& node::settings() const {
 }
 
 node_stats node::stats() const {
-  return {impl_->handled.load(), impl_->expired.load(), impl_->retried.load(), impl_->dead.load()};
+  return {impl_->handled.load(), impl_->expired.load(), impl_->retried.load(), impl_->dead.load(),
+          impl_->discarded.load()};
 }
 
 node_health node::health() const {

@@ -1,4 +1,4 @@
--- depot schema, version 4: dead letters that can be replayed as they were sent.
+-- depot schema, version 4: replayable dead letters, and queues paused by an error policy.
 -- A replay moves a dead letter back to `incoming`; it keeps the envelope's message key (its
 -- place among the envelopes of the same key), tenant and priority.
 ALTER TABLE dead_letters
@@ -8,3 +8,11 @@ ALTER TABLE dead_letters
 
 -- `dead-letters list` shows the latest first, and `--since` filters by time.
 CREATE INDEX dead_letters_failed_at ON dead_letters (failed_at);
+
+-- A queue an error policy paused: no node claims its envelopes until `paused_until`.
+CREATE TABLE queue_states (
+  queue        text        PRIMARY KEY,
+  paused_until timestamptz NOT NULL,
+  reason       text        NOT NULL,
+  changed_at   timestamptz NOT NULL DEFAULT now()
+);

@@ -121,6 +121,16 @@ void inbox::put_back(const std::vector<envelope>& envelopes) {
   insert(envelopes);
 }
 
+void inbox::pause_queue(std::string_view queue, micros until, std::string_view reason) {
+  auto& sql = conn_.session();
+  guarded(sql, [&] {
+    std::string q{queue};
+    auto why = postgres_text(reason);
+    long long u = until;
+    sql << conn_.sql().pause_queue, soci::use(q, "q"), soci::use(u, "u"), soci::use(why, "r");
+  });
+}
+
 std::vector<std::string> inbox::promote_due(int limit) {
   auto& sql = conn_.session();
   return guarded(sql, [&] {

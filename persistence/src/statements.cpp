@@ -44,6 +44,7 @@ statements::statements(std::string_view schema) {
   auto dead_letters = names::qualified(schema, t::dead_letters);
   auto nodes = names::qualified(schema, t::nodes);
   auto received_ids = names::qualified(schema, t::received_ids);
+  auto queue_states = names::qualified(schema, t::queue_states);
   auto versions = names::qualified(schema, t::schema_version);
 
   // -- schema ---------------------------------------------------------------------------------
@@ -96,14 +97,24 @@ statements::statements(std::string_view schema) {
     "status = '{}' AND execution_time <= now() AND (message_key IS NULL OR "
     "pg_try_advisory_xact_lock(hashtextextended(queue || '/' || message_key, 0)))",
     st::incoming);
+  // A paused queue claims nothing (a one-time check, not one per row).
   claim = fmt::format(
-    "DELETE FROM {0} WHERE id IN (SELECT id FROM {0} WHERE queue = :q AND {1} ORDER BY priority "
+    "DELETE FROM {0} WHERE id IN (SELECT id FROM {0} WHERE queue = :q AND {1} AND NOT EXISTS "
+    "(SELECT 1 FROM {3} p WHERE p.queue = :q AND p.paused_until > now()) ORDER BY priority "
     "DESC, seq LIMIT :n FOR UPDATE SKIP LOCKED) RETURNING {2}",
-    incoming, ready, claimed_columns);
+    incoming, ready, claimed_columns, queue_states);
   claim_again = fmt::format(
     "DELETE FROM {0} WHERE id IN (SELECT id FROM {0} WHERE id = ANY(:ids::uuid[]) AND {1} FOR "
     "UPDATE SKIP LOCKED) RETURNING {2}",
     incoming, ready, claimed_columns);
+  pause_queue = fmt::format(
+    "INSERT INTO {} (queue, paused_until, reason) VALUES (:q, timestamptz 'epoch' + :u * interval '1 microsecond', :r) ON "
+    "CONFLICT (queue) DO UPDATE SET paused_until = greatest(excluded.paused_until, {}.paused_until), reason = "
+    "excluded.reason, changed_at = now()",
+    queue_states, t::queue_states);
+  paused_queues = fmt::format(
+    "SELECT queue, {}, reason FROM {} WHERE paused_until > now() ORDER BY queue",
+    micros_of("paused_until"), queue_states);
   promote_due = fmt::format(
     "WITH due AS (UPDATE {0} SET status = '{1}' WHERE id IN (SELECT id FROM {0} WHERE status = "
     "'{2}' AND execution_time <= now() ORDER BY execution_time LIMIT :n FOR UPDATE SKIP LOCKED) "

@@ -18,6 +18,17 @@ std::vector<queue_count> store_admin::counts() {
   });
 }
 
+std::vector<queue_pause> store_admin::paused_queues() {
+  auto& sql = conn_.session();
+  return guarded(sql, [&] {
+    std::vector<queue_pause> result;
+    soci::rowset<soci::row> rows = sql.prepare << conn_.sql().paused_queues;
+    for (const auto& r : rows)
+      result.push_back({r.get<std::string>(0), r.get<long long>(1), r.get<std::string>(2)});
+    return result;
+  });
+}
+
 std::int64_t store_admin::pending() {
   auto& sql = conn_.session();
   return guarded(sql, [&] {

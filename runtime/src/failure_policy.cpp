@@ -1,8 +1,7 @@
-// The default failure policy: exponential backoff with jitter, then dead letters.
+// Failure decisions: the step of an error policy that a failure falls on.
 #include "depot/runtime/failure_policy.hpp"
 
 #include <algorithm>
-#include <cxxabi.h>
 #include <memory>
 #include <random>
 #include <typeinfo>
@@ -14,13 +13,6 @@ namespace depot {
 
 namespace {
 
-std::string demangle(const char* name) {
-  int status = 0;
-  std::unique_ptr<char, void (*)(void*)> out{abi::__cxa_demangle(name, nullptr, nullptr, &status),
-                                             std::free};
-  return status == 0 && out ? out.get() : name;
-}
-
 // What was thrown, as a dead-letter decision; `permanent` when retrying cannot help, which a
 // depot::error says by its code (permanent_for_message).
 failure_decision what_was_thrown(const std::exception_ptr& thrown, bool& permanent) {
@@ -29,11 +21,11 @@ failure_decision what_was_thrown(const std::exception_ptr& thrown, bool& permane
     std::rethrow_exception(thrown);
   } catch (const depot::error& x) {
     permanent = permanent_for_message(x.code());
-    return {failure_decision::action::dead_letter, 0, demangle(typeid(x).name()), x.what()};
+    return {failure_action::dead_letter, 0, {}, detail::demangle(typeid(x).name()), x.what()};
   } catch (const std::exception& x) {
-    return {failure_decision::action::dead_letter, 0, demangle(typeid(x).name()), x.what()};
+    return {failure_action::dead_letter, 0, {}, detail::demangle(typeid(x).name()), x.what()};
   } catch (...) {
-    return {failure_decision::action::dead_letter, 0, "unknown", "a non-standard exception"};
+    return {failure_action::dead_letter, 0, {}, "unknown", "a non-standard exception"};
   }
 }
 
@@ -45,21 +37,54 @@ std::string describe(const std::exception_ptr& error) {
   return d.exception_type + ": " + d.reason;
 }
 
-failure_decision decide(const failure_policy& policy, const envelope& e, std::exception_ptr error) {
+error_policy default_error_policy(const failure_policy& policy) {
+  error_policy chain;
+  if (policy.max_attempts > 1)
+    chain.retry_with_backoff(policy.max_attempts - 1, policy.retry_delay, policy.max_retry_delay,
+                             4.0);
+  chain.dead_letter();
+  return chain;
+}
+
+namespace {
+
+micros cooldown_of(const policy_step& step, int index) {
+  using std::chrono::microseconds;
+  if (!step.cooldowns.empty()) {
+    auto i = std::min<std::size_t>(static_cast<std::size_t>(index), step.cooldowns.size() - 1);
+    return std::chrono::duration_cast<microseconds>(step.cooldowns[i]).count();
+  }
+  auto cap = std::chrono::duration_cast<microseconds>(step.cap).count();
+  auto base = static_cast<double>(std::chrono::duration_cast<microseconds>(step.first).count());
+  for (int i = 0; i < index && base < static_cast<double>(cap); ++i)
+    base *= step.factor;
+  auto delay = std::min(static_cast<micros>(base), cap);
+  thread_local std::mt19937 random{std::random_device{}()};
+  return delay + std::uniform_int_distribution<micros>{0, delay / 4}(random);
+}
+
+} // namespace
+
+failure_decision decide(const error_policy& chain, const envelope& e,
+                        const std::exception_ptr& error) {
   bool permanent = false;
   auto d = what_was_thrown(error, permanent);
-  auto attempts = e.attempts + 1;
-  if (permanent || attempts >= policy.max_attempts)
-    return d;
-  thread_local std::mt19937 random{std::random_device{}()};
-  auto base = std::chrono::duration_cast<std::chrono::microseconds>(policy.retry_delay).count();
-  auto cap = std::chrono::duration_cast<std::chrono::microseconds>(policy.max_retry_delay).count();
-  for (int i = 1; i < attempts && base < cap; ++i)
-    base *= 4;
-  base = std::min(base, cap);
-  auto jitter = std::uniform_int_distribution<micros>{0, base / 4}(random);
-  d.what = failure_decision::action::retry;
-  d.retry_at = now_micros() + base + jitter;
+  auto failure = e.attempts + 1;
+  const auto* step = permanent ? nullptr : chain.step_of(failure);
+  if (step == nullptr)
+    return d; // dead-letter
+  d.what = step->action;
+  if (step->action == failure_action::retry_later) {
+    // Which retry of this step this failure is: the failures before it that earlier steps cover.
+    int before = 0;
+    for (const auto& s : chain.steps()) {
+      if (&s == step)
+        break;
+      before += s.times;
+    }
+    d.retry_at = now_micros() + cooldown_of(*step, failure - before - 1);
+  }
+  d.pause = step->pause;
   return d;
 }
 

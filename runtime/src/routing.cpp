@@ -49,6 +49,45 @@ queue_builder& queue_builder::concurrency(int n) {
   return *this;
 }
 
+error_policies& queue_builder::policies() {
+  return type_.empty() ? routing_.queue_policies(queue_) : routing_.handler_policies(type_);
+}
+
+queue_builder routing::queue(const std::string& name) {
+  define_queue(name);
+  return queue_builder{*this, name};
+}
+
+const error_policy* routing::error_policy_for(std::string_view queue, std::string_view type,
+                                              const std::exception_ptr& thrown) const {
+  for (const auto* scope : {&type_policies_, &queue_policies_}) {
+    auto key = scope == &type_policies_ ? type : queue;
+    if (auto i = scope->find(key); i != scope->end())
+      if (const auto* chain = i->second.match(thrown))
+        return chain;
+  }
+  return app_policies_.match(thrown);
+}
+
+bool routing::publishes_faults_of(std::string_view type) const {
+  if (type == type_name_of<fault>())
+    return false;
+  return all_faults_ || fault_types_.contains(type);
+}
+
+std::vector<std::string> routing::describe_error_policies() const {
+  std::vector<std::string> lines;
+  for (const auto& [type, rules] : type_policies_)
+    for (const auto& r : rules.describe())
+      lines.push_back(fmt::format("handler of {}: {}", type, r));
+  for (const auto& [queue, rules] : queue_policies_)
+    for (const auto& r : rules.describe())
+      lines.push_back(fmt::format("queue {}: {}", queue, r));
+  for (const auto& r : app_policies_.describe())
+    lines.push_back(fmt::format("application: {}", r));
+  return lines;
+}
+
 queue_definition& routing::define_queue(const std::string& name) {
   auto i = std::find_if(queues_.begin(), queues_.end(),
                         [&](const queue_definition& q) { return q.name == name; });

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Hostile input: bodies nested far past 100 levels, strings with a NUL, non-positive amounts are
-# refused by `bank send` (exit 1, one line, nothing stored) and, written straight into the store,
+# refused by `bank send` (exit 1, one line, no envelope stored, each kept as a dead letter with
+# its reason) and, written straight into the store,
 # become dead letters after one attempt while the node keeps running and handles the good
 # envelope beside them; out-of-range options and a bad schema name are usage errors (exit 2, one
 # line); a node that would need more connections than the server has refuses to start (exit 1)
@@ -44,6 +45,11 @@ for amount in -9223372036854775808 0; do
     one_line "send amount $amount" && has "$ERR" "send amount $amount" 'at least 1'
   nothing_stored "send amount $amount"
 done
+
+refusals=$(q "SELECT count(*) FROM depot.dead_letters")
+[[ $refusals == 4 ]] ||
+  bad "refused sends kept $refusals dead letter(s), expected 4: $(q "SELECT string_agg(left(exception_message, 50), ' | ') FROM depot.dead_letters")"
+q "DELETE FROM depot.dead_letters" >/dev/null # what follows counts the node's
 
 # -- option bounds: usage errors ----------------------------------------------------------------
 # usage DESC PATTERN... -- CMD...: CMD exits 2 with one line on stderr matching every PATTERN.

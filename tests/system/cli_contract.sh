@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The bank binary's command line: help, usage errors (exit 2, one line on stderr), db apply /
-# db status, describe, send (and what it refuses to store), storage counts, and the three ways
-# to name the database (DEPOT_DB, --db URI, --db=URI).
+# db status, describe, send (and what it refuses: dead letters, never envelopes), storage counts,
+# and the three ways to name the database (DEPOT_DB, --db URI, --db=URI).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.bash"
 sys_init
 sys_create_db
@@ -49,7 +49,7 @@ run 0 "describe without a database" env -u DEPOT_DB "$BANK" describe &&
   has "$OUT" "describe without a database" '^ +bank.debit-account' \
     '^ +db +\(embedded PostgreSQL in \.depot/postgres\)$'
 
-# -- send: refused bodies store nothing ---------------------------------------------------------
+# -- send: refused bodies store no envelope, and are kept as dead letters -----------------------
 run nonzero "send malformed JSON" "$BANK" send bank.debit-account '{"account_id": "acct-1",' &&
   one_line "send malformed JSON" && has "$ERR" "send malformed JSON" 'JSON'
 run nonzero "send a body without amount" "$BANK" send bank.debit-account '{"account_id":"acct-1"}' &&
@@ -66,6 +66,9 @@ rc=0
 if ((rc == 0)); then bad "send - with a malformed line among good ones exited 0"; else
   step "ok: send - with a malformed line among good ones (exit $rc)"; fi
 [[ $(stored) == 0 ]] || bad "refused sends stored $(stored) envelope(s), expected none"
+# Each invalid body is kept as a dead letter with its reason (the unknown type has no queue).
+[[ $(q "SELECT count(*) FROM depot.dead_letters WHERE exception_type = 'depot::decode_error'") == 4 ]] ||
+  bad "refused bodies kept as dead letters: $(q "SELECT string_agg(left(exception_message, 50), ' | ') FROM depot.dead_letters"), expected 4 decode errors"
 
 # -- send and storage counts, with each way to name the database --------------------------------
 run 0 "send (DEPOT_DB)" "$BANK" send bank.debit-account '{"account_id":"acct-1","amount":5}' &&

@@ -172,8 +172,8 @@ TEST_CASE(
 TEST_CASE("the failure policy dead-letters at once any depot error whose code is permanent") {
   depot::failure_policy policy{.max_attempts = 5};
   depot::envelope first;
-  auto d = decide(policy, first, thrown(overdraft{"balance would wrap"}));
-  CHECK(d.what == depot::failure_decision::action::dead_letter);
+  auto d = decide(depot::default_error_policy(policy), first, thrown(overdraft{"balance would wrap"}));
+  CHECK(d.what == depot::failure_action::dead_letter);
   CHECK(d.exception_type == "error_test::overdraft");
   CHECK(d.reason == "balance would wrap");
 }
@@ -184,15 +184,15 @@ TEST_CASE(
   depot::failure_policy policy{.max_attempts = 5};
   depot::envelope first;
   // db_permanent: the statement failed on this data, which a later attempt may find changed.
-  auto db = decide(policy, first,
+  auto db = decide(depot::default_error_policy(policy), first,
                    thrown(depot::persistence::db_error{depot::persistence::failure_kind::permanent,
                                                        "23505", "duplicate key"}));
-  CHECK(db.what == depot::failure_decision::action::retry);
+  CHECK(db.what == depot::failure_action::retry_later);
   CHECK(db.exception_type == "depot::persistence::db_error");
-  auto unrouted = decide(policy, first, thrown(depot::error{errc::no_route, "no handler"}));
-  CHECK(unrouted.what == depot::failure_decision::action::retry);
-  auto plain = decide(policy, first, thrown(std::runtime_error{"boom"}));
-  CHECK(plain.what == depot::failure_decision::action::retry);
+  auto unrouted = decide(depot::default_error_policy(policy), first, thrown(depot::error{errc::no_route, "no handler"}));
+  CHECK(unrouted.what == depot::failure_action::retry_later);
+  auto plain = decide(depot::default_error_policy(policy), first, thrown(std::runtime_error{"boom"}));
+  CHECK(plain.what == depot::failure_action::retry_later);
   CHECK(plain.exception_type == "std::runtime_error");
 }
 

@@ -43,6 +43,7 @@ struct node_stats {
   std::uint64_t expired = 0;
   std::uint64_t retried = 0;
   std::uint64_t dead_lettered = 0;
+  std::uint64_t discarded = 0; ///< dropped by an error policy
 };
 
 /// Whether a node's actors keep running. A failed actor is restarted; one that fails again

@@ -44,6 +44,10 @@ public:
   /// transaction commits; Postgres folds duplicates), naming `sender_node` (0: not a node).
   void notify_ready(const std::set<std::string>& queues, int sender_node);
 
+  /// Pauses `queue` on every node until `until` (a later pause already recorded stays), for
+  /// `reason`: no claim takes its envelopes meanwhile. Inside the caller's transaction.
+  void pause_queue(std::string_view queue, micros until, std::string_view reason);
+
   /// Makes due scheduled envelopes ready. Returns the queues that got work.
   std::vector<std::string> promote_due(int limit = 10000);
   /// Forgets up to `limit` received ids whose dedup window has passed.

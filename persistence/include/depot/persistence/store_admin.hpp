@@ -17,6 +17,13 @@ struct queue_count {
   std::int64_t count = 0;
 };
 
+/// A queue that an error policy paused.
+struct queue_pause {
+  std::string queue;
+  micros until = 0;
+  std::string reason;
+};
+
 /// How many connections the server has left for this user.
 struct connection_budget {
   std::int64_t max = 0;  ///< max_connections
@@ -31,6 +38,8 @@ public:
 
   /// Envelope counts per queue and status, plus dead letters per queue (status "dead").
   std::vector<queue_count> counts();
+  /// The queues paused now, by name.
+  std::vector<queue_pause> paused_queues();
   /// Envelopes ready now or overdue: incoming, plus scheduled ones whose time has come.
   [[nodiscard]] std::int64_t pending();
   /// Deletes every envelope and dead letter of `queues` (ready, scheduled, handled ids kept for

@@ -1,5 +1,5 @@
-// What happens to an envelope whose handling failed: retry later with backoff, or dead-letter.
-// Pure decisions; the handling loop carries them out in the same transaction.
+// What happens to an envelope whose handling failed: the decision of its error policy. Pure
+// decisions; the handling loop carries them out in the same transaction.
 #pragma once
 
 #include <chrono>
@@ -7,6 +7,7 @@
 #include <string>
 
 #include "depot/runtime/envelope.hpp"
+#include "depot/runtime/error_policy.hpp"
 
 namespace depot {
 
@@ -20,20 +21,26 @@ struct failure_policy {
   std::chrono::milliseconds max_retry_delay{60'000};
 };
 
+/// The chain of every failure no declared rule matches: retry later with backoff (retry_delay,
+/// four times longer each time, at most max_retry_delay, with jitter) until max_attempts
+/// attempts, then dead-letter.
+[[nodiscard]] error_policy default_error_policy(const failure_policy& policy);
+
 /// The decision for one failure.
 struct failure_decision {
-  enum class action { retry, dead_letter } what = action::dead_letter;
-  micros retry_at = 0;        ///< when to retry (action::retry)
-  std::string exception_type; ///< demangled type of what was thrown
-  std::string reason;         ///< what() of what was thrown
+  failure_action what = failure_action::dead_letter;
+  micros retry_at = 0;                ///< when to retry (retry_later)
+  std::chrono::milliseconds pause{0}; ///< how long the queue pauses (pause_queue)
+  std::string exception_type;         ///< demangled type of what was thrown
+  std::string reason;                 ///< what() of what was thrown
 };
 
-/// Decides for `e`, whose handling threw `error`. A depot::error whose code is
-/// permanent_for_message (an undecodable body, an unknown type, a validation error) is
-/// dead-lettered at once: retrying cannot fix it. Anything else is retried with backoff until
-/// max_attempts.
-[[nodiscard]] failure_decision decide(const failure_policy& policy, const envelope& e,
-                                      std::exception_ptr error);
+/// Decides for `e`, whose handling threw `error`, by `chain`: this is failure e.attempts + 1.
+/// A depot::error whose code is permanent_for_message (an undecodable body, an unknown type, a
+/// validation error) is dead-lettered at once whatever the chain: retrying cannot fix it. Past
+/// the end of the chain, the envelope is dead-lettered.
+[[nodiscard]] failure_decision decide(const error_policy& chain, const envelope& e,
+                                      const std::exception_ptr& error);
 
 /// "type: what()" of what was thrown, for logs.
 [[nodiscard]] std::string describe(const std::exception_ptr& error);

@@ -5,7 +5,9 @@
 
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -15,6 +17,8 @@
 
 #include "depot/runtime/context.hpp"
 #include "depot/runtime/endpoint.hpp"
+#include "depot/runtime/error_policy.hpp"
+#include "depot/runtime/fault.hpp"
 #include "depot/runtime/message.hpp"
 
 namespace depot {
@@ -81,20 +85,34 @@ void call_handler(F& f, const T& m, context& ctx) {
 
 class routing;
 
-/// Chains the configuration of one queue: `app.handle<T>(f).on_queue("q").buffered()`.
+/// Chains the configuration of one queue: `app.handle<T>(f).on_queue("q").buffered()`. The
+/// builder of a handler (routing::handle) declares that handler's error policies, the builder
+/// of a queue (routing::queue, routing::handler_actor) the queue's.
 class queue_builder {
 public:
-  queue_builder(routing& r, std::string queue) : routing_(r), queue_(std::move(queue)) {}
+  queue_builder(routing& r, std::string queue, std::string handled_type = {})
+    : routing_(r), queue_(std::move(queue)), type_(std::move(handled_type)) {}
   /// Moves the handlers registered through this builder to queue `name`.
   queue_builder& on_queue(std::string name);
   /// Memory-only endpoint.
   queue_builder& buffered();
   /// Workers per node for this queue.
   queue_builder& concurrency(int n);
+  /// The error policy of exceptions of type E, for this handler (or this queue): ends the
+  /// chain of queue settings, starts the policy's.
+  template <class E>
+  error_policy& on_exception() {
+    return policies().template on_exception<E>();
+  }
+  /// The error policy of any exception without a rule of its own here.
+  error_policy& on_any_exception() { return policies().on_any_exception(); }
 
 private:
+  error_policies& policies();
+
   routing& routing_;
   std::string queue_;
+  std::string type_; ///< the handler's message type; empty for a queue's builder
 };
 
 /// The application: message types, handlers, queues, middleware.
@@ -110,7 +128,7 @@ public:
       auto m = from_json<T>(e.body);
       detail::call_handler(f, m, ctx);
     });
-    return queue_builder{*this, type};
+    return queue_builder{*this, type, type};
   }
 
   /// Registers a handler actor: class A has `handle(const M&, context&)` for each of Ms and
@@ -155,6 +173,41 @@ public:
   /// Every registered message type, sorted.
   [[nodiscard]] std::vector<std::string> message_types() const;
 
+  /// The builder of queue `name` (defined if it is not), for its settings and error policies.
+  queue_builder queue(const std::string& name);
+
+  /// The application's error policy of exceptions of type E: used where neither the handler
+  /// nor its queue has a rule that matches.
+  template <class E>
+  error_policy& on_exception() {
+    return app_policies_.template on_exception<E>();
+  }
+  /// The application's error policy of any exception without a rule of its own.
+  error_policy& on_any_exception() { return app_policies_.on_any_exception(); }
+  /// The declared chain for what the handler of `type` on `queue` threw: the first matching rule
+  /// of the handler, then of the queue, then of the application; null when none matches (the
+  /// node's default policy applies).
+  [[nodiscard]] const error_policy* error_policy_for(std::string_view queue, std::string_view type,
+                                                     const std::exception_ptr& thrown) const;
+  /// The declared rules, "scope: exception type: chain", for describe.
+  [[nodiscard]] std::vector<std::string> describe_error_policies() const;
+
+  /// Publishes a depot::fault for every envelope an error policy dead-letters or discards, in
+  /// the transaction that does it: a subscriber of depot::fault never misses one.
+  void publish_faults() {
+    add_type<fault>();
+    all_faults_ = true;
+  }
+  /// Publishes a depot::fault for the envelopes of type T only.
+  template <message T>
+  void publish_faults() {
+    add_type<fault>();
+    fault_types_.emplace(type_name_of<T>());
+  }
+  /// Whether a failed envelope of `type` gets a depot::fault (never one of depot.fault itself:
+  /// a failing fault handler must not feed itself).
+  [[nodiscard]] bool publishes_faults_of(std::string_view type) const;
+
   /// Adds middleware; the first added runs outermost.
   void use(middleware m) { middleware_.push_back(std::move(m)); }
 
@@ -177,6 +230,8 @@ public:
   // -- used by queue_builder ------------------------------------------------------------------
   queue_definition& define_queue(const std::string& name);
   void move_handlers(const std::string& from, const std::string& to);
+  error_policies& handler_policies(const std::string& type) { return type_policies_[type]; }
+  error_policies& queue_policies(const std::string& queue) { return queue_policies_[queue]; }
 
 private:
   void add_handler(const std::string& queue, const std::string& type, invoker call);
@@ -184,6 +239,11 @@ private:
 
   std::deque<queue_definition> queues_; // deque: definitions keep their address
   std::vector<middleware> middleware_;
+  error_policies app_policies_;
+  bool all_faults_ = false;
+  std::set<std::string, std::less<>> fault_types_;
+  std::map<std::string, error_policies, std::less<>> queue_policies_; // queue name → rules
+  std::map<std::string, error_policies, std::less<>> type_policies_;  // message type → rules
   std::unordered_map<std::string, std::vector<endpoint>> routes_; // message type → endpoints
   /// message type → check of a body, returning its key
   std::unordered_map<std::string, std::function<std::string(std::string_view)>> validators_;

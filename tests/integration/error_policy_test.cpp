@@ -1,0 +1,197 @@
+// Declared error policies carried out by a node against Postgres: each action, the persisted
+// attempts, pauses every node honours, and depot.fault published with the dead letter. Delays
+// are tens of milliseconds: nothing sleeps through a real backoff.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <mutex>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include "depot/actors/node.hpp"
+#include "depot/runtime/routing.hpp"
+#include "fixture.hpp"
+
+using namespace depot_it;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct job {
+  std::string tag;
+  int failures = 0; ///< attempts that throw before one succeeds
+};
+DEPOT_MESSAGE(job, "it.job", tag, failures)
+
+struct ledger_unavailable : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// Records every attempt, and throws ledger_unavailable for the first `failures` of them.
+void flaky_handler(const job& m, depot::context& ctx, const std::string& effects) {
+  if (ctx.incoming().attempts < m.failures)
+    throw ledger_unavailable{fmt::format("{} unavailable (attempt {})", m.tag,
+                                         ctx.incoming().attempts + 1)};
+  record_effect(ctx, effects, fmt::format("{}@{}", m.tag, ctx.incoming().attempts));
+}
+
+} // namespace
+
+TEST_CASE("retry_times reruns the handler at once, in the same transaction") {
+  test_schema s;
+  create_effects_table(s);
+  depot::routing app;
+  app.handle<job>([e = s.table("effects")](const job& m, depot::context& ctx) {
+       flaky_handler(m, ctx, e);
+     })
+    .on_exception<ledger_unavailable>()
+    .retry_times(2);
+  auto config = s.node_config();
+  config.failures.retry_delay = 10min; // the default policy would wait: the inline one does not
+  config.failures.max_retry_delay = 10min;
+  depot::node node{app, config};
+  node.start();
+
+  node.send(job{"a", 2});
+  REQUIRE(wait_until([&] { return node.stats().handled == 1; }));
+  CHECK(s.text("SELECT string_agg(tag, ',') FROM effects") == "a@2");
+  CHECK(node.stats().retried == 2);
+  CHECK(s.number("SELECT count(*) FROM incoming") == 0);
+
+  // A third failure is past the chain: a dead letter with every attempt counted.
+  node.send(job{"b", 3});
+  REQUIRE(wait_until([&] { return node.stats().dead_lettered == 1; }));
+  CHECK(s.number("SELECT attempts FROM dead_letters") == 3);
+  CHECK(s.text("SELECT exception_type FROM dead_letters") ==
+        "(anonymous namespace)::ledger_unavailable");
+}
+
+TEST_CASE("retry_with_cooldown schedules each retry, persisted with its attempts") {
+  test_schema s;
+  create_effects_table(s);
+  depot::routing app;
+  app.on_exception<ledger_unavailable>().retry_with_cooldown(300ms, 20ms).then_dead_letter();
+  app.handle<job>(
+    [e = s.table("effects")](const job& m, depot::context& ctx) { flaky_handler(m, ctx, e); });
+  depot::node node{app, s.node_config()};
+  node.start();
+
+  node.send(job{"a", 2});
+  // After the first failure the envelope waits, scheduled, with one attempt counted.
+  REQUIRE(wait_until([&] {
+    return s.number("SELECT count(*) FROM incoming WHERE status = 'scheduled' AND attempts = 1 "
+                    "AND execution_time > now() + interval '100 ms'") == 1;
+  }));
+  REQUIRE(wait_until([&] { return node.stats().handled == 1; }));
+  CHECK(s.text("SELECT string_agg(tag, ',') FROM effects") == "a@2");
+  CHECK(node.stats().retried == 2);
+  CHECK(s.number("SELECT count(*) FROM dead_letters") == 0);
+}
+
+TEST_CASE("requeue puts the envelope after what waits in its queue") {
+  test_schema s;
+  create_effects_table(s);
+  depot::routing app;
+  app.handle<job>([e = s.table("effects")](const job& m, depot::context& ctx) {
+       flaky_handler(m, ctx, e);
+     })
+    .on_exception<ledger_unavailable>()
+    .requeue()
+    .then_dead_letter();
+  auto config = s.node_config();
+  config.concurrency = 1;
+  depot::node node{app, config};
+  node.start();
+
+  node.send_all(std::vector<job>{{"first", 1}, {"second", 0}, {"third", 0}});
+  REQUIRE(wait_until([&] { return node.stats().handled == 3; }));
+  CHECK(s.text("SELECT string_agg(tag, ',' ORDER BY handled_at, tag) FROM effects") ==
+        "second@0,third@0,first@1");
+}
+
+TEST_CASE("discard drops the envelope, counted and with no dead letter") {
+  test_schema s;
+  create_effects_table(s);
+  depot::routing app;
+  app.on_exception<ledger_unavailable>().discard();
+  app.handle<job>(
+    [e = s.table("effects")](const job& m, depot::context& ctx) { flaky_handler(m, ctx, e); });
+  depot::node node{app, s.node_config()};
+  node.start();
+
+  node.send(job{"a", 1});
+  REQUIRE(wait_until([&] { return node.stats().discarded == 1; }));
+  CHECK(s.number("SELECT count(*) FROM dead_letters") == 0);
+  CHECK(s.number("SELECT count(*) FROM incoming") == 0);
+  CHECK(s.number("SELECT count(*) FROM effects") == 0);
+}
+
+TEST_CASE("pause_queue stops every claim of the queue until the pause ends, then resumes") {
+  test_schema s;
+  create_effects_table(s);
+  depot::routing app;
+  app.handle<job>([e = s.table("effects")](const job& m, depot::context& ctx) {
+       flaky_handler(m, ctx, e);
+     })
+    .on_exception<ledger_unavailable>()
+    .pause_queue(700ms)
+    .then_dead_letter();
+  auto config = s.node_config();
+  config.concurrency = 1;
+  depot::node node{app, config};
+  node.start();
+
+  node.send(job{"a", 1});
+  REQUIRE(wait_until([&] { return s.number("SELECT count(*) FROM queue_states") == 1; }));
+  auto paused_at = s.text("SELECT changed_at FROM queue_states");
+  CHECK(s.text("SELECT reason FROM queue_states") ==
+        "(anonymous namespace)::ledger_unavailable: a unavailable (attempt 1)");
+  test_store store{s.store_config()};
+  auto paused = store.admin.paused_queues();
+  REQUIRE(paused.size() == 1);
+  CHECK(paused[0].queue == "it.job");
+  // Sent during the pause: it waits too.
+  node.send(job{"b", 0});
+  REQUIRE(wait_until([&] { return node.stats().handled == 2; }));
+  CHECK(s.text("SELECT string_agg(tag, ',' ORDER BY handled_at) FROM effects") == "a@1,b@0");
+  CHECK(s.number(fmt::format("SELECT count(*) FROM effects WHERE handled_at < '{}'::timestamptz "
+                             "+ interval '690 ms'",
+                             paused_at)) == 0);
+  CHECK(store.admin.paused_queues().empty());
+}
+
+TEST_CASE("a dead letter and its depot.fault commit together") {
+  test_schema s;
+  std::mutex m;
+  std::vector<depot::fault> faults;
+  depot::routing app;
+  app.publish_faults<job>();
+  app.on_exception<ledger_unavailable>().retry_times(1).then_dead_letter();
+  app.handle<job>([](const job& j, depot::context&) {
+    throw ledger_unavailable{j.tag + " unavailable"};
+  });
+  app.handle<depot::fault>([&](const depot::fault& f, depot::context&) {
+    std::lock_guard guard{m};
+    faults.push_back(f);
+  });
+  depot::node node{app, s.node_config()};
+  node.start();
+
+  node.send(job{"a", 0}, {.headers = {{"correlation-id", "corr-7"}}});
+  REQUIRE(wait_until([&] {
+    std::lock_guard guard{m};
+    return !faults.empty();
+  }));
+  std::lock_guard guard{m};
+  REQUIRE(faults.size() == 1);
+  const auto& f = faults.front();
+  CHECK(f.envelope_id == s.text("SELECT id FROM dead_letters"));
+  CHECK(f.message_type == "it.job");
+  CHECK(f.queue == "it.job");
+  CHECK(f.exception_type == "(anonymous namespace)::ledger_unavailable");
+  CHECK(f.exception_message == "a unavailable");
+  CHECK(f.attempts == 2);
+  CHECK(f.correlation_id == "corr-7");
+  CHECK(f.action == "dead-letter");
+}
