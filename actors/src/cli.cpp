@@ -19,9 +19,7 @@
 
 #include "dead_letter_commands.hpp"
 #include "depot/actors/node.hpp"
-#include "depot/persistence/dead_letters.hpp"
 #include "depot/persistence/embedded_postgres.hpp"
-#include "depot/persistence/retry.hpp"
 #include "depot/persistence/node_registry.hpp"
 #include "depot/persistence/schema.hpp"
 #include "depot/persistence/store_admin.hpp"
@@ -240,50 +238,6 @@ std::unique_ptr<soci::session> command_env::open_session() const {
   return persistence::open_session(settings.db);
 }
 
-namespace {
-
-/// Takes the bodies of `bodies` that are not a valid `type` out, and keeps each as a dead letter
-/// of the queue `type` goes to, with the reason, in one transaction: bad input is refused with
-/// a clear error and lost nowhere. Returns each reason, naming its dead letter.
-std::vector<std::string> keep_invalid_as_dead_letters(connection& store, const routing& app,
-                                                      const std::string& source,
-                                                      const std::string& type,
-                                                      std::vector<std::string>& bodies) {
-  std::vector<envelope> invalid;
-  std::vector<std::pair<std::string, std::string>> reasons; // exception type, message
-  std::erase_if(bodies, [&](std::string& body) {
-    try {
-      (void)app.validate(type, body);
-      return false;
-    } catch (const error& x) {
-      if (!permanent_for_message(x.code()))
-        throw;
-      auto& e = invalid.emplace_back();
-      e.id = new_envelope_id();
-      e.queue = app.route_of(type).name;
-      e.message_type = type;
-      e.body = std::move(body);
-      e.headers[header::source] = source;
-      reasons.emplace_back(detail::demangle(typeid(x).name()), x.what());
-      return true;
-    }
-  });
-  std::vector<std::string> refusals;
-  if (invalid.empty())
-    return refusals;
-  persistence::retry_transaction(store, [&](connection& c) {
-    persistence::dead_letters dead{c};
-    for (std::size_t i = 0; i < invalid.size(); ++i)
-      dead.add(invalid[i], reasons[i].first, reasons[i].second);
-  });
-  for (std::size_t i = 0; i < invalid.size(); ++i)
-    refusals.push_back(
-      fmt::format("{} (kept as dead letter {})", reasons[i].second, invalid[i].id));
-  return refusals;
-}
-
-} // namespace
-
 struct cli::impl {
   std::string program;
   routing& app;
@@ -401,18 +355,6 @@ void cli::impl::add_builtins() {
        auto store = open_provisioned_store(env.settings);
        std::size_t total = 0;
        auto flush = [&](std::vector<std::string>& bodies) {
-         // A batch with an invalid body is refused whole: its invalid bodies are kept as dead
-         // letters, its valid ones are not sent.
-         auto refusals = keep_invalid_as_dead_letters(*store, app, env.settings.service, type,
-                                                      bodies);
-         if (one && !refusals.empty())
-           throw std::runtime_error{refusals.front()};
-         if (!refusals.empty())
-           throw std::runtime_error{fmt::format(
-             "{} invalid bod{} kept as dead letters, the {} valid one(s) of their batch not sent "
-             "({} sent before it); the first: {}",
-             refusals.size(), refusals.size() == 1 ? "y" : "ies", bodies.size(), total,
-             refusals.front())};
          auto sent =
            send_durably(*store, app, env.settings.service, 0, type, bodies, {}, 0, dispatch::send);
          if (!sent.memory.empty())

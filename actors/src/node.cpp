@@ -14,6 +14,7 @@
 
 #include "depot/actors/service.hpp"
 #include "depot/persistence/node_registry.hpp"
+#include "depot/persistence/retry.hpp"
 #include "depot/persistence/schema.hpp"
 #include "depot/runtime/log.hpp"
 #include "depot/transports/local.hpp"
@@ -356,6 +357,15 @@ reply_message node::request_body(std::string_view type, std::string body,
 
 std::vector<persistence::queue_count> node::counts() {
   return impl_->with_connection([](connection& c) { return persistence::store_admin{c}.counts(); });
+}
+
+std::vector<std::string> node::replay_dead_letters(const persistence::dead_letter_filter& filter) {
+  return impl_->with_connection([&](connection& c) {
+    std::vector<std::string> ids;
+    persistence::retry_transaction(
+      c, [&](connection& t) { ids = persistence::dead_letters{t}.replay(filter); });
+    return ids;
+  });
 }
 
 std::size_t node::purge(const std::vector<std::string>& queues) {

@@ -3,7 +3,6 @@
 #include "bank.hpp"
 
 #include <chrono>
-#include <stdexcept>
 
 #include <soci/soci.h>
 
@@ -56,7 +55,7 @@ void handle(const debit_account& cmd, depot::context& ctx) {
   acct.id = cmd.account_id;
   acct.load.execute(true);
   if (acct.found == soci::i_null || !acct.load.got_data())
-    throw std::runtime_error{"no account " + acct.id};
+    throw no_account{acct.id};
   if (__builtin_sub_overflow(acct.balance, cmd.amount, &acct.balance))
     throw depot::validation_error{"debit of " + std::to_string(cmd.amount) +
                                   " would overflow the balance of " + acct.id};
@@ -97,7 +96,12 @@ void seed(soci::session& db, std::int64_t n, std::int64_t balance, std::int64_t 
 }
 
 void register_bank(depot::routing& app) {
-  app.handle<debit_account>(handle);
+  // An account may be opened a moment after its first debit: try again twice, then keep the
+  // debit as a dead letter to replay once the account exists.
+  app.handle<debit_account>(handle)
+    .on_exception<no_account>()
+    .retry_with_cooldown(100ms, 500ms)
+    .then_dead_letter();
   app.handle<low_balance_detected>([](const low_balance_detected& m, depot::context& ctx) {
     record(ctx, m.account_id, m.balance);
   });

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 
 #include <depot/depot.hpp>
@@ -43,6 +44,12 @@ struct account_updated {
   std::int64_t balance = 0;
 };
 DEPOT_MESSAGE(account_updated, "bank.account-updated", account_id, balance)
+
+/// A debit of an account that does not exist (yet). The bank's error policy retries it twice,
+/// then dead-letters it; replay it once the account exists.
+struct no_account : std::runtime_error {
+  explicit no_account(const std::string& id) : std::runtime_error{"no account " + id} {}
+};
 
 /// Creates the sample's tables: accounts, and account_events where the handlers of the
 /// cascaded messages record what they saw. Idempotent.

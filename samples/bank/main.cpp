@@ -3,6 +3,7 @@
 #include <chrono>
 #include <map>
 #include <mutex>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -57,6 +58,65 @@ double percentile(std::vector<double> v, double p) {
   return v[std::min(v.size() - 1, static_cast<std::size_t>(p * static_cast<double>(v.size())))];
 }
 
+/// What show_failures did.
+struct failure_story {
+  std::int64_t refused = 0;     ///< invalid debits, kept as dead letters at the send
+  std::int64_t replayed = 0;    ///< debits of missing accounts replayed once the accounts exist
+  std::int64_t replayed_again = 0; ///< what a second replay found (nothing)
+  bool ok = false;
+};
+
+/// Sends debits that fail: two invalid ones (refused at the send, kept as dead letters) and one
+/// for each of three accounts that do not exist yet (retried by the bank's error policy, then
+/// dead-lettered). Opens those accounts, replays their dead letters, and adds what the replayed
+/// debits do to `x`.
+failure_story show_failures(const seed_options& o, depot::node& node, soci::session& db,
+                            expectation& x) {
+  failure_story story;
+  for (std::int64_t amount : {0, -5}) {
+    try {
+      node.send(bank::debit_account{"acct-1", amount});
+    } catch (const depot::validation_error& e) {
+      ++story.refused;
+      fmt::print("refused: {}\n", e.what());
+    }
+  }
+  constexpr std::int64_t missing = 3;
+  for (auto a = o.accounts + 1; a <= o.accounts + missing; ++a)
+    node.send(bank::debit_account{fmt::format("acct-{}", a), amount_of(a)});
+  depot::persistence::dead_letter_filter no_account;
+  no_account.exception_type = "bank::no_account";
+  auto dead_letters = [&] {
+    std::int64_t n = 0;
+    for (const auto& c : node.counts())
+      if (c.status == "dead")
+        n += c.count;
+    return n;
+  };
+  auto deadline = steady_clock::now() + seconds{30};
+  while (dead_letters() < story.refused + missing && steady_clock::now() < deadline)
+    std::this_thread::sleep_for(milliseconds{50});
+  fmt::print("{} debits of missing accounts dead-lettered after their retries\n",
+             dead_letters() - story.refused);
+
+  long long balance = o.balance, threshold = o.threshold, first = o.accounts + 1,
+            last = o.accounts + missing;
+  db << "INSERT INTO accounts (id, balance, minimum_threshold) SELECT 'acct-' || i, :b, :t FROM "
+        "generate_series(:first::bigint, :last::bigint) AS i ON CONFLICT (id) DO NOTHING",
+    soci::use(balance, "b"), soci::use(threshold, "t"), soci::use(first, "first"),
+    soci::use(last, "last");
+  story.replayed = static_cast<std::int64_t>(node.replay_dead_letters(no_account).size());
+  story.replayed_again = static_cast<std::int64_t>(node.replay_dead_letters(no_account).size());
+  for (auto a = o.accounts + 1; a <= o.accounts + missing; ++a) {
+    x.balances[fmt::format("acct-{}", a)] = o.balance - amount_of(a);
+    ++x.updated;
+  }
+  story.ok = node.wait_idle(minutes{1});
+  fmt::print("opened {} accounts, replayed {} dead letters (a second replay: {})\n", missing,
+             story.replayed, story.replayed_again);
+  return story;
+}
+
 int run_demo(const seed_options& o, depot::command_env& env) {
   if (o.accounts < 1 || o.messages < 1)
     throw std::invalid_argument{"--accounts and --messages must be at least 1"};
@@ -109,11 +169,12 @@ int run_demo(const seed_options& o, depot::command_env& env) {
     return depot::exit_code::failure;
   }
   auto drained = steady_clock::now();
+  auto x = expect(o);
+  auto failures_shown = show_failures(o, node, db, x);
   auto stats = node.stats();
   auto counts = node.counts();
   node.stop();
 
-  auto x = expect(o);
   int failures = 0;
   std::int64_t exact = 0;
   soci::rowset<soci::row> rows = db.prepare << "SELECT id, balance FROM accounts";
@@ -155,7 +216,10 @@ int run_demo(const seed_options& o, depot::command_env& env) {
     {"account-overdrawn handled", events("bank.account-overdrawn"), x.overdrawn},
     {"overdraft deadlines scheduled", deadlines, x.overdrawn},
     {"account-updated handled + expired", events("bank.account-updated") + expired, x.updated},
-    {"dead letters", dead, 0},
+    {"invalid debits refused", failures_shown.refused, 2},
+    {"dead letters (the refused debits)", dead, 2},
+    {"missing-account debits replayed", failures_shown.replayed, 3},
+    {"replayed by a second replay", failures_shown.replayed_again, 0},
   };
   bool cascades_exact = true;
   for (const auto& c : checks) {
@@ -173,12 +237,17 @@ int run_demo(const seed_options& o, depot::command_env& env) {
     static_cast<double>(stats.handled) / seconds, expired);
   fmt::print("debit latency from send commit to handler start: p50 {:.1f} ms, p99 {:.1f} ms\n",
              percentile(latencies, 0.50), percentile(latencies, 0.99));
-  if (exact != o.accounts || !cascades_exact) {
-    fmt::print("FAILED: {} of {} balances exact, cascades {}\n", exact, o.accounts,
+  fmt::print("retried {}, dead-lettered {} by the node, replayed {}\n", stats.retried,
+             stats.dead_lettered, failures_shown.replayed);
+  auto accounts = static_cast<std::int64_t>(x.balances.size());
+  if (exact != accounts || !cascades_exact || !failures_shown.ok) {
+    fmt::print("FAILED: {} of {} balances exact, cascades {}\n", exact, accounts,
                cascades_exact ? "exact" : "wrong");
     return depot::exit_code::failure;
   }
-  fmt::print("verified: {} debits, {} balances exact, cascades exact\n", o.messages, exact);
+  fmt::print("verified: {} debits, {} balances exact, cascades exact\n", o.messages, o.accounts);
+  fmt::print("verified: {} replayed debits of opened accounts, each applied once\n",
+             failures_shown.replayed);
   return depot::exit_code::ok;
 }
 

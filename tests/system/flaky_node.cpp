@@ -1,8 +1,11 @@
-// A node binary for the supervision system test: its one queue is served by a handler actor
+// A node binary for the system tests of failures. Queue flaky.ping is served by a handler actor
 // whose constructor fails the first FLAKY_CONSTRUCTOR_FAILURES times in a process (default 0),
-// as an actor that cannot open what it needs would. Everything else is a depot node as users
-// build one: the same CLI, a real Postgres, real worker restarts.
+// as an actor that cannot open what it needs would. Queue flaky.job fails the first two attempts
+// of each job and records the third in flaky_done; its error policy retries after 2 s, then
+// after 300 ms. Everything else is a depot node as users build one: the same CLI, a real
+// Postgres, real worker restarts.
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
@@ -29,11 +32,33 @@ struct ledger {
   void handle(const ping&, depot::context&) {}
 };
 
+struct job {
+  std::string tag;
+};
+DEPOT_MESSAGE(job, "flaky.job", tag)
+
+void handle_job(const job& j, depot::context& ctx) {
+  const auto& e = ctx.incoming();
+  if (e.attempts < 2)
+    throw std::runtime_error{"attempt " + std::to_string(e.attempts + 1) + " of " + j.tag +
+                             " fails"};
+  ctx.db() << "INSERT INTO flaky_done (tag, attempts) VALUES (:t, :a)", soci::use(j.tag),
+    soci::use(e.attempts);
+}
+
 } // namespace flaky
 
 int main(int argc, char** argv) {
   depot::routing app;
   app.handler_actor<flaky::ledger, flaky::ping>("flaky.ping");
+  app.handle<flaky::job>(flaky::handle_job)
+    .on_exception<std::runtime_error>()
+    .retry_with_cooldown(std::chrono::seconds{2}, std::chrono::milliseconds{300})
+    .then_dead_letter();
   depot::cli cli{"flaky", app};
+  cli.on_db_apply([](soci::session& db) {
+    db << "CREATE TABLE IF NOT EXISTS flaky_done (tag text NOT NULL, attempts integer NOT NULL, "
+          "done_at timestamptz NOT NULL DEFAULT now())";
+  });
   return cli.run(argc, argv);
 }

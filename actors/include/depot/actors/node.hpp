@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "depot/persistence/dead_letters.hpp"
 #include "depot/persistence/store_admin.hpp"
 #include "depot/runtime/context.hpp"
 #include "depot/runtime/routing.hpp"
@@ -142,6 +143,9 @@ public:
   /// Deletes every envelope and dead letter of `queues` from the store (see
   /// persistence::store_admin::purge): a reset for tests and samples, before anything is sent.
   std::size_t purge(const std::vector<std::string>& queues);
+  /// Moves the dead letters `filter` takes back to their queues as first attempts (see
+  /// persistence::dead_letters::replay); returns their ids.
+  std::vector<std::string> replay_dead_letters(const persistence::dead_letter_filter& filter);
   /// Envelope counts per queue and status from the store (dead letters as status "dead").
   [[nodiscard]] std::vector<persistence::queue_count> counts();
   /// Waits until no envelope is ready or overdue (scheduled ones in the future do not count).
