@@ -197,9 +197,8 @@ measurement run_depot_case(const options& o, const std::string& name, case_resul
     auto array = fmt::format("{{{}}}", fmt::join(ids, ","));
     long long unfinished = 0;
     while (clock::now() < deadline) {
-      *probe << fmt::format(
-        "SELECT count(*) FROM {}.incoming WHERE id = ANY(:ids::uuid[])",
-        schema),
+      *probe << fmt::format("SELECT count(*) FROM {}.incoming WHERE id = ANY(:ids::uuid[])",
+                            schema),
         soci::use(array), soci::into(unfinished);
       if (unfinished == 0) {
         t_end = now_ns();

@@ -34,7 +34,6 @@ using persistence::db_error;
 
 namespace {
 
-
 std::string env_name(const std::string& option) {
   std::string result = "DEPOT_";
   for (char c : option)
@@ -291,9 +290,9 @@ int run_node(command_env& env) {
   }
   n.stop();
   auto stats = n.stats();
-  fmt::print("node {} stopped: handled {}, expired {}, retried {}, dead-lettered {}, discarded {}\n",
-             n.number(), stats.handled, stats.expired, stats.retried, stats.dead_lettered,
-             stats.discarded);
+  fmt::print(
+    "node {} stopped: handled {}, expired {}, retried {}, dead-lettered {}, discarded {}\n",
+    n.number(), stats.handled, stats.expired, stats.retried, stats.dead_lettered, stats.discarded);
   return exit_code::ok;
 }
 
@@ -393,7 +392,11 @@ void cli::impl::add_builtins() {
        return exit_code::ok;
      }});
   commands.push_back(
-    {{"storage", "counts"}, "", "envelopes per queue and status, and paused queues", {}, [this](command_env& env) {
+    {{"storage", "counts"},
+     "",
+     "envelopes per queue and status, paused queues, open circuit breakers",
+     {},
+     [this](command_env& env) {
        auto store = open_provisioned_store(env.settings);
        fmt::print("{:<40} {:<10} {:>10}\n", "queue", "status", "count");
        persistence::store_admin admin{*store};
@@ -404,6 +407,12 @@ void cli::impl::add_builtins() {
          fmt::print("paused queues:\n");
        for (const auto& p : paused)
          fmt::print("  {:<38} paused until {} ({})\n", p.queue, iso8601(p.until), p.reason);
+       auto breakers = admin.open_breakers();
+       if (!breakers.empty())
+         fmt::print("circuit breakers:\n");
+       for (const auto& b : breakers)
+         fmt::print("  {:<38} node {}: {}{} ({})\n", b.queue, b.node, b.state,
+                    b.open_until == 0 ? "" : " until " + iso8601(b.open_until), b.reason);
        return exit_code::ok;
      }});
   commands.push_back(
@@ -460,6 +469,22 @@ int cli::impl::describe(command_env& env) const {
       names.push_back(to.local() ? to.name : to.uri());
     fmt::print("  {:<36} -> {}\n", t,
                names.empty() ? std::string{"(none)"} : fmt::format("{}", fmt::join(names, ", ")));
+  }
+  fmt::print("circuit breakers:\n");
+  for (const auto& q : app.queues()) {
+    if (!q.breaker)
+      continue;
+    std::vector<std::string> fallbacks;
+    for (const auto& [t, f] : q.fallbacks)
+      fallbacks.push_back(t);
+    std::sort(fallbacks.begin(), fallbacks.end());
+    const auto& b = *q.breaker;
+    fmt::print(
+      "  {:<36} opens when {:.0f}% of at least {} handlings within {}ms fail; pauses "
+      "{}ms, then probes; {}\n",
+      q.name, b.failure_ratio * 100, b.minimum_handlings, b.window.count(), b.pause.count(),
+      fallbacks.empty() ? std::string{"claims nothing while open"}
+                        : fmt::format("fallbacks while open: {}", fmt::join(fallbacks, ", ")));
   }
   fmt::print("error policies (handler, then queue, then application, then the default):\n");
   for (const auto& line : app.describe_error_policies())

@@ -34,6 +34,12 @@ struct selection {
           "interval before now (30min, 2 hours)");
   }
 
+  /// The options of replay and purge: the filters and --all.
+  void add_selection(command_options& o) {
+    add_filters(o);
+    o.add(all, "all", "every dead letter");
+  }
+
   dead_letter_filter filter(const std::vector<std::string>& ids) const {
     std::set<std::string> unique; // ids as Postgres prints them: lower case
     for (auto id : ids) {
@@ -48,9 +54,10 @@ struct selection {
   dead_letter_filter chosen(const std::string& command, const std::vector<std::string>& ids) const {
     auto f = filter(ids);
     if (f.empty() && !all)
-      throw usage_error{fmt::format("dead-letters {} takes ids, a filter (--queue, --type, "
-                                    "--exception, --since) or --all",
-                                    command)};
+      throw usage_error{
+        fmt::format("dead-letters {} takes ids, a filter (--queue, --type, "
+                    "--exception, --since) or --all",
+                    command)};
     if (!f.empty() && all)
       throw usage_error{fmt::format("dead-letters {}: --all takes no ids and no filter", command)};
     return f;
@@ -128,55 +135,53 @@ std::optional<std::string> first_missing(const std::vector<std::string>& asked,
 std::vector<command> dead_letter_commands(store_opener open) {
   auto o = std::make_shared<selection>();
   std::vector<command> commands;
-  commands.push_back(
-    {{"dead-letters", "list"},
-     "",
-     "dead letters, the latest first; --json prints one JSON object per line",
-     [o](command_options& opts) {
-       o->add_filters(opts);
-       opts.add(o->json, "json", "one JSON object per line");
-     },
-     [o, open](command_env& env) {
-       if (!env.args.empty())
-         throw usage_error{"dead-letters list takes no arguments (see --help for its filters)"};
-       auto store = open(env.settings);
-       auto found = persistence::dead_letters{*store}.list(o->filter({}));
-       for (const auto& d : found) {
-         if (o->json)
-           fmt::print("{}\n", to_json(d));
-         else
-           print_line(d);
-       }
-       if (!o->json)
-         fmt::print("{} dead letter(s)\n", found.size());
-       return exit_code::ok;
-     }});
-  commands.push_back({{"dead-letters", "show"},
-                      "<id>",
-                      "one dead letter with its reason, headers and body",
-                      [o](command_options& opts) { opts.add(o->json, "json", "as one JSON object"); },
+  commands.push_back({{"dead-letters", "list"},
+                      "",
+                      "dead letters, the latest first; --json prints one JSON object per line",
+                      [o](command_options& opts) {
+                        o->add_filters(opts);
+                        opts.add(o->json, "json", "one JSON object per line");
+                      },
                       [o, open](command_env& env) {
-                        if (env.args.size() != 1)
-                          throw usage_error{"dead-letters show takes one <id>"};
+                        if (!env.args.empty())
+                          throw usage_error{
+                            "dead-letters list takes no arguments (see --help for its filters)"};
                         auto store = open(env.settings);
-                        auto d = persistence::dead_letters{*store}.find(env.args[0]);
-                        if (!d)
-                          throw std::runtime_error{"no dead letter " + env.args[0]};
-                        if (o->json)
-                          fmt::print("{}\n", to_json(*d));
-                        else
-                          print_whole(*d);
+                        auto found = persistence::dead_letters{*store}.list(o->filter({}));
+                        for (const auto& d : found) {
+                          if (o->json)
+                            fmt::print("{}\n", to_json(d));
+                          else
+                            print_line(d);
+                        }
+                        if (!o->json)
+                          fmt::print("{} dead letter(s)\n", found.size());
                         return exit_code::ok;
                       }});
+  commands.push_back(
+    {{"dead-letters", "show"},
+     "<id>",
+     "one dead letter with its reason, headers and body",
+     [o](command_options& opts) { opts.add(o->json, "json", "as one JSON object"); },
+     [o, open](command_env& env) {
+       if (env.args.size() != 1)
+         throw usage_error{"dead-letters show takes one <id>"};
+       auto store = open(env.settings);
+       auto d = persistence::dead_letters{*store}.find(env.args[0]);
+       if (!d)
+         throw std::runtime_error{"no dead letter " + env.args[0]};
+       if (o->json)
+         fmt::print("{}\n", to_json(*d));
+       else
+         print_whole(*d);
+       return exit_code::ok;
+     }});
   commands.push_back(
     {{"dead-letters", "replay"},
      "[<id>...]",
      "move dead letters back to their queues as first attempts (ids, filters, or --all), in one "
      "transaction",
-     [o](command_options& opts) {
-       o->add_filters(opts);
-       opts.add(o->all, "all", "every dead letter");
-     },
+     [o](command_options& opts) { o->add_selection(opts); },
      [o, open](command_env& env) {
        auto filter = o->chosen("replay", env.args);
        auto store = open(env.settings);
@@ -188,31 +193,28 @@ std::vector<command> dead_letter_commands(store_opener open) {
        fmt::print("replayed {} dead letter(s)\n", replayed.size());
        return exit_code::ok;
      }});
-  commands.push_back(
-    {{"dead-letters", "purge"},
-     "[<id>...]",
-     "delete dead letters for good (ids, filters, or --all)",
-     [o](command_options& opts) {
-       o->add_filters(opts);
-       opts.add(o->all, "all", "every dead letter");
-     },
-     [o, open](command_env& env) {
-       auto filter = o->chosen("purge", env.args);
-       auto store = open(env.settings);
-       persistence::unit_of_work uow{*store};
-       persistence::dead_letters dead{*store};
-       if (!filter.ids.empty()) {
-         std::vector<std::string> found;
-         for (const auto& d : dead.list(filter))
-           found.push_back(d.id);
-         if (auto missing = first_missing(filter.ids, found))
-           throw std::runtime_error{"no dead letter " + *missing + ": nothing purged"};
-       }
-       auto purged = dead.purge(filter);
-       uow.commit();
-       fmt::print("purged {} dead letter(s)\n", purged);
-       return exit_code::ok;
-     }});
+  commands.push_back({{"dead-letters", "purge"},
+                      "[<id>...]",
+                      "delete dead letters for good (ids, filters, or --all)",
+                      [o](command_options& opts) { o->add_selection(opts); },
+                      [o, open](command_env& env) {
+                        auto filter = o->chosen("purge", env.args);
+                        auto store = open(env.settings);
+                        persistence::unit_of_work uow{*store};
+                        persistence::dead_letters dead{*store};
+                        if (!filter.ids.empty()) {
+                          std::vector<std::string> found;
+                          for (const auto& d : dead.list(filter))
+                            found.push_back(d.id);
+                          if (auto missing = first_missing(filter.ids, found))
+                            throw std::runtime_error{"no dead letter " + *missing +
+                                                     ": nothing purged"};
+                        }
+                        auto purged = dead.purge(filter);
+                        uow.commit();
+                        fmt::print("purged {} dead letter(s)\n", purged);
+                        return exit_code::ok;
+                      }});
   return commands;
 }
 

@@ -17,8 +17,7 @@ public:
 };
 
 /// Opens the store of a command, provisioned.
-using store_opener =
-  std::function<std::unique_ptr<persistence::connection>(const node_settings&)>;
+using store_opener = std::function<std::unique_ptr<persistence::connection>(const node_settings&)>;
 
 /// The dead-letters commands, working on stores `open` gives.
 [[nodiscard]] std::vector<command> dead_letter_commands(store_opener open);

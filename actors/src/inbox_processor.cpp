@@ -17,16 +17,17 @@ using persistence::failure_kind;
 using persistence::unit_of_work;
 
 struct inbox_processor::outcome {
-  outgoing_envelopes sent;         ///< of the envelopes handled so far, and faults published
-  std::vector<envelope> put_back;  ///< retries for later, and envelopes requeued untouched
+  outgoing_envelopes sent;        ///< of the envelopes handled so far, and faults published
+  std::vector<envelope> put_back; ///< retries for later, and envelopes requeued untouched
   handling_counts counts;
   micros pause_until = 0; ///< an error policy paused the queue until then
   std::string pause_reason;
+  int failures = 0; ///< failed handlings the breaker counts (not bad input, not conflicts)
 };
 
 inbox_processor::inbox_processor(persistence::connection& conn, const routing& routes,
                                  const queue_definition& queue, const node_settings& settings,
-                                 int node_number, dispatch_sink& sink)
+                                 int node_number, dispatch_sink& sink, circuit_breaker* breaker)
   : conn_(conn)
   , inbox_(conn)
   , dead_letters_(conn)
@@ -36,34 +37,86 @@ inbox_processor::inbox_processor(persistence::connection& conn, const routing& r
   , node_number_(node_number)
   , sink_(sink)
   , handler_(queue.instantiate())
-  , default_policy_(default_error_policy(settings.failures)) {}
+  , fallback_(queue.instantiate_fallback())
+  , default_policy_(default_error_policy(settings.failures))
+  , breaker_(breaker) {}
 
 std::size_t inbox_processor::process_batch() {
+  using kind = circuit_breaker::permit::kind;
+  auto permit = kind::claim;
+  if (breaker_ != nullptr) {
+    std::optional<circuit_breaker::transition> moved;
+    permit = breaker_->take(now_micros(), moved).what;
+    if (moved)
+      breaker_moved(*moved);
+    if (permit == kind::none)
+      return 0; // open: the queue's envelopes wait, untouched
+  }
+  const bool fallback = permit == kind::fallback;
   std::vector<std::string> ids;
   {
     unit_of_work uow{conn_};
-    auto batch = inbox_.claim(queue_.name, settings_.batch_size);
-    if (batch.empty())
+    auto batch = inbox_.claim(queue_.name, permit == kind::probe ? 1 : settings_.batch_size);
+    if (batch.empty()) {
+      if (permit == kind::probe)
+        breaker_->give_back_probe();
       return 0;
-    if (handle(batch, uow, false))
+    }
+    if (handle(batch, uow, false, fallback))
       return batch.size();
     for (const auto& e : batch)
       ids.push_back(e.id);
   } // rolled back: the batch is ready again
   unit_of_work uow{conn_};
-  handle(inbox_.claim_again(ids), uow, true);
+  handle(inbox_.claim_again(ids), uow, true, fallback);
   return ids.size();
 }
 
-void inbox_processor::run_one(const envelope& e, outcome& out) {
+void inbox_processor::run_one(const envelope& e, outcome& out, bool fallback) {
   outgoing_envelopes sent; // kept only when the handler succeeds
   context ctx{e, &conn_.session(), routes_, settings_.service, sent, &conn_.handler_statements()};
-  routes_.run_pipeline(*handler_, e, ctx);
+  routes_.run_pipeline(fallback ? *fallback_ : *handler_, e, ctx);
   out.sent.append(std::move(sent));
   ++out.counts.handled;
 }
 
+void inbox_processor::report_to_breaker(const outcome& out) {
+  if (breaker_ == nullptr)
+    return;
+  if (auto moved =
+        breaker_->record(static_cast<int>(out.counts.handled), out.failures, now_micros()))
+    breaker_moved(*moved);
+}
+
+void inbox_processor::breaker_moved(const circuit_breaker::transition& t) {
+  if (t.to == circuit_breaker::state::open)
+    log(log_level::warning, "queue {}: circuit breaker open until {} ({}){}", queue_.name,
+        iso8601(t.until), t.reason, fallback_ ? ": running its fallbacks" : ": claiming nothing");
+  else
+    log(log_level::info, "queue {}: circuit breaker {} ({})", queue_.name, to_string(t.to),
+        t.reason);
+  try {
+    inbox_.record_breaker(queue_.name, node_number_, to_string(t.to), t.until, t.reason);
+  } catch (const db_error& e) {
+    // What operators see lags; the breaker itself decides in memory.
+    log(log_level::warning, "queue {}: could not record its breaker state: {}", queue_.name,
+        e.what());
+  }
+}
+
 namespace {
+
+// Bad input (an undecodable body, an unknown type, a validation error) says nothing about what
+// a handler depends on: the breaker does not count it.
+bool is_bad_input(const std::exception_ptr& error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const depot::error& e) {
+    return permanent_for_message(e.code());
+  } catch (...) {
+    return false;
+  }
+}
 
 // A handler failure is the handler's unless the connection died under it.
 void rethrow_if_connection_lost(persistence::connection& conn) {
@@ -73,8 +126,8 @@ void rethrow_if_connection_lost(persistence::connection& conn) {
 
 } // namespace
 
-bool inbox_processor::handle(const std::vector<envelope>& batch, unit_of_work& uow,
-                             bool isolate) {
+bool inbox_processor::handle(const std::vector<envelope>& batch, unit_of_work& uow, bool isolate,
+                             bool fallback) {
   outcome out;
   auto now = now_micros();
   for (auto i = batch.begin(); i != batch.end(); ++i) {
@@ -85,7 +138,7 @@ bool inbox_processor::handle(const std::vector<envelope>& batch, unit_of_work& u
     }
     if (!isolate) {
       try {
-        run_one(e, out);
+        run_one(e, out, fallback);
       } catch (...) {
         rethrow_if_connection_lost(conn_);
         return false;
@@ -99,7 +152,7 @@ bool inbox_processor::handle(const std::vector<envelope>& batch, unit_of_work& u
     uow.savepoint("depot_envelope");
     for (;;) {
       try {
-        run_one(current, out);
+        run_one(current, out, fallback);
         uow.release("depot_envelope");
         break;
       } catch (...) {
@@ -115,6 +168,8 @@ bool inbox_processor::handle(const std::vector<envelope>& batch, unit_of_work& u
           break;
         }
         auto d = decide_failure(current, error);
+        if (!fallback && !is_bad_input(error))
+          ++out.failures;
         if (d.what == failure_action::retry_inline) {
           ++out.counts.retried;
           log(log_level::warning, "{} {} on queue {} failed (attempt {}): {}: {}; retrying at once",
@@ -139,6 +194,8 @@ bool inbox_processor::handle(const std::vector<envelope>& batch, unit_of_work& u
     inbox_.pause_queue(queue_.name, out.pause_until, out.pause_reason);
   persistence::store_outgoing(conn_, out.sent, node_number_);
   uow.commit();
+  if (!fallback)
+    report_to_breaker(out);
   if (out.counts.expired > 0)
     log(log_level::info, "queue {}: {} envelope(s) expired unhandled (deliver-by passed)",
         queue_.name, out.counts.expired);
@@ -177,7 +234,8 @@ void inbox_processor::carry_out(const envelope& e, const failure_decision& d, ou
     case failure_action::pause_queue: {
       out.put_back.push_back(std::move(again)); // keeps its place
       ++out.counts.retried;
-      auto until = now_micros() + std::chrono::duration_cast<std::chrono::microseconds>(d.pause).count();
+      auto until =
+        now_micros() + std::chrono::duration_cast<std::chrono::microseconds>(d.pause).count();
       if (until > out.pause_until) {
         out.pause_until = until;
         out.pause_reason = fmt::format("{}: {}", d.exception_type, d.reason);
@@ -248,7 +306,7 @@ void inbox_processor::process_buffered(const envelope& incoming) {
     {
       unit_of_work uow{conn_};
       try {
-        run_one(e, out);
+        run_one(e, out, false);
         persistence::store_outgoing(conn_, out.sent, node_number_);
         uow.commit();
       } catch (const db_error&) {

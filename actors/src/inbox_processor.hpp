@@ -42,11 +42,13 @@ public:
 
 class inbox_processor {
 public:
+  /// `breaker` is the queue's circuit breaker on this node, shared by its workers (null: none).
   inbox_processor(persistence::connection& conn, const routing& routes,
-                  const queue_definition& queue, const node_settings& settings,
-                  int node_number, dispatch_sink& sink);
+                  const queue_definition& queue, const node_settings& settings, int node_number,
+                  dispatch_sink& sink, circuit_breaker* breaker = nullptr);
 
-  /// Claims one batch and handles it in one transaction. Returns how many envelopes it claimed.
+  /// Claims one batch and handles it in one transaction (one envelope when the breaker probes,
+  /// none while it is open without fallbacks). Returns how many envelopes it claimed.
   /// Throws db_error on a database failure: the transaction rolled back, nothing is held.
   std::size_t process_batch();
 
@@ -59,8 +61,12 @@ private:
   /// Handles the batch claimed in `uow` and commits. With `isolate`, each envelope runs under a
   /// savepoint and a failure is decided by policy; without, the first failure ends the attempt
   /// (returns false, nothing committed).
-  bool handle(const std::vector<envelope>& batch, persistence::unit_of_work& uow, bool isolate);
-  void run_one(const envelope& e, outcome& out);
+  bool handle(const std::vector<envelope>& batch, persistence::unit_of_work& uow, bool isolate,
+              bool fallback);
+  void run_one(const envelope& e, outcome& out, bool fallback);
+  /// Tells the breaker what a committed batch did; logs and records a change of its state.
+  void report_to_breaker(const outcome& out);
+  void breaker_moved(const circuit_breaker::transition& t);
   /// The decision of the error policy for `e`, which threw `error`.
   [[nodiscard]] failure_decision decide_failure(const envelope& e,
                                                 const std::exception_ptr& error) const;
@@ -84,7 +90,9 @@ private:
   int node_number_;
   dispatch_sink& sink_;
   std::unique_ptr<queue_handler> handler_;
-  error_policy default_policy_; ///< for failures no declared rule matches
+  std::unique_ptr<queue_handler> fallback_; ///< null when the queue has no fallbacks
+  error_policy default_policy_;             ///< for failures no declared rule matches
+  circuit_breaker* breaker_;
 };
 
 } // namespace depot

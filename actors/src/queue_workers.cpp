@@ -83,7 +83,7 @@ void connect(worker_actor* self, const worker_env& env) {
     if (!st.processor)
       st.processor =
         std::make_unique<inbox_processor>(*st.conn, env.node->app(), *slot->queue, settings,
-                                          env.node->number(), *env.sink);
+                                          env.node->number(), *env.sink, slot->breaker);
     if (!st.connected && st.backoff > min_backoff)
       log(log_level::info, "{}: database connection is back", slot->label);
     st.connected = true;
@@ -143,6 +143,7 @@ caf::actor queue_workers::slot::current() {
 void queue_workers::stopped() {
   by_queue_.clear();
   slots_.clear();
+  breakers_.clear();
 }
 
 void queue_workers::plan(const routing& app, const node_settings& s) {
@@ -160,10 +161,14 @@ void queue_workers::plan(const routing& app, const node_settings& s) {
           "queue {} has no worker on this node (concurrency 0): its "
           "envelopes wait for another node",
           q.name);
+    circuit_breaker* breaker = nullptr;
+    if (q.breaker && n > 0)
+      breaker = &breakers_.emplace_back(*q.breaker, !q.fallbacks.empty());
     for (int i = 1; i <= n; ++i) {
       auto& slot = slots_.emplace_back();
       slot.label = fmt::format("queue worker {}#{}", q.name, i);
       slot.queue = &q;
+      slot.breaker = breaker;
       by_queue_[q.name].push_back(&slot);
     }
   }

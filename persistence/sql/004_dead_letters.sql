@@ -1,4 +1,5 @@
--- depot schema, version 4: replayable dead letters, and queues paused by an error policy.
+-- depot schema, version 4: replayable dead letters, queues paused by an error policy, and the
+-- circuit breakers that are open.
 -- A replay moves a dead letter back to `incoming`; it keeps the envelope's message key (its
 -- place among the envelopes of the same key), tenant and priority.
 ALTER TABLE dead_letters
@@ -15,4 +16,16 @@ CREATE TABLE queue_states (
   paused_until timestamptz NOT NULL,
   reason       text        NOT NULL,
   changed_at   timestamptz NOT NULL DEFAULT now()
+);
+
+-- The circuit breakers that are not closed, per queue and node (a node's own breaker decides
+-- for its workers; this row is what operators see in `storage counts`).
+CREATE TABLE queue_breakers (
+  queue      text        NOT NULL,
+  node       integer     NOT NULL,
+  state      text        NOT NULL CHECK (state IN ('open', 'half-open')),
+  open_until timestamptz,
+  reason     text        NOT NULL,
+  changed_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (queue, node)
 );

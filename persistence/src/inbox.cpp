@@ -131,6 +131,22 @@ void inbox::pause_queue(std::string_view queue, micros until, std::string_view r
   });
 }
 
+void inbox::record_breaker(std::string_view queue, int node, std::string_view state, micros until,
+                           std::string_view reason) {
+  auto& sql = conn_.session();
+  guarded(sql, [&] {
+    std::string q{queue}, s{state};
+    if (s == "closed") {
+      sql << conn_.sql().close_breaker, soci::use(q, "q"), soci::use(node, "n");
+      return;
+    }
+    auto why = postgres_text(reason);
+    long long u = until;
+    sql << conn_.sql().set_breaker, soci::use(q, "q"), soci::use(node, "n"), soci::use(s, "s"),
+      soci::use(u, "u"), soci::use(why, "r");
+  });
+}
+
 std::vector<std::string> inbox::promote_due(int limit) {
   auto& sql = conn_.session();
   return guarded(sql, [&] {

@@ -1,7 +1,6 @@
 // Envelopes as SQL parameters and back; see row_codec.hpp.
 #include "row_codec.hpp"
 
-
 #include <fmt/format.h>
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>

@@ -45,6 +45,7 @@ statements::statements(std::string_view schema) {
   auto nodes = names::qualified(schema, t::nodes);
   auto received_ids = names::qualified(schema, t::received_ids);
   auto queue_states = names::qualified(schema, t::queue_states);
+  auto queue_breakers = names::qualified(schema, t::queue_breakers);
   auto versions = names::qualified(schema, t::schema_version);
 
   // -- schema ---------------------------------------------------------------------------------
@@ -108,13 +109,28 @@ statements::statements(std::string_view schema) {
     "UPDATE SKIP LOCKED) RETURNING {2}",
     incoming, ready, claimed_columns);
   pause_queue = fmt::format(
-    "INSERT INTO {} (queue, paused_until, reason) VALUES (:q, timestamptz 'epoch' + :u * interval '1 microsecond', :r) ON "
-    "CONFLICT (queue) DO UPDATE SET paused_until = greatest(excluded.paused_until, {}.paused_until), reason = "
+    "INSERT INTO {} (queue, paused_until, reason) VALUES (:q, timestamptz 'epoch' + :u * interval "
+    "'1 microsecond', :r) ON "
+    "CONFLICT (queue) DO UPDATE SET paused_until = greatest(excluded.paused_until, "
+    "{}.paused_until), reason = "
     "excluded.reason, changed_at = now()",
     queue_states, t::queue_states);
-  paused_queues = fmt::format(
-    "SELECT queue, {}, reason FROM {} WHERE paused_until > now() ORDER BY queue",
-    micros_of("paused_until"), queue_states);
+  paused_queues =
+    fmt::format("SELECT queue, {}, reason FROM {} WHERE paused_until > now() ORDER BY queue",
+                micros_of("paused_until"), queue_states);
+  set_breaker = fmt::format(
+    "INSERT INTO {} (queue, node, state, open_until, reason) VALUES (:q, :n, :s, CASE WHEN "
+    ":u::bigint = 0 THEN NULL ELSE timestamptz 'epoch' + :u::bigint * interval '1 microsecond' "
+    "END, :r) ON CONFLICT "
+    "(queue, node) DO UPDATE SET state = excluded.state, open_until = excluded.open_until, "
+    "reason = excluded.reason, changed_at = now()",
+    queue_breakers);
+  close_breaker = fmt::format("DELETE FROM {} WHERE queue = :q AND node = :n", queue_breakers);
+  // Only the breakers of nodes that are still registered.
+  open_breakers = fmt::format(
+    "SELECT b.queue, b.node, b.state, coalesce({}, 0), b.reason FROM {} b JOIN {} n ON n.number "
+    "= b.node ORDER BY b.queue, b.node",
+    micros_of("b.open_until"), queue_breakers, nodes);
   promote_due = fmt::format(
     "WITH due AS (UPDATE {0} SET status = '{1}' WHERE id IN (SELECT id FROM {0} WHERE status = "
     "'{2}' AND execution_time <= now() ORDER BY execution_time LIMIT :n FOR UPDATE SKIP LOCKED) "
@@ -175,9 +191,9 @@ statements::statements(std::string_view schema) {
     "priority, tenant, message_key FROM moved ORDER BY failed_at, id ON CONFLICT (id) DO NOTHING "
     "RETURNING id, queue) SELECT id::text, queue FROM back",
     dead_letters, dead_letter_filter, received_ids, incoming);
-  purge_dead_letters = fmt::format(
-    "WITH gone AS (DELETE FROM {} WHERE {} RETURNING 1) SELECT count(*) FROM gone", dead_letters,
-    dead_letter_filter);
+  purge_dead_letters =
+    fmt::format("WITH gone AS (DELETE FROM {} WHERE {} RETURNING 1) SELECT count(*) FROM gone",
+                dead_letters, dead_letter_filter);
 
   // -- nodes ----------------------------------------------------------------------------------
   lock_node = "SELECT pg_try_advisory_lock(:c, :n)::int";

@@ -14,8 +14,8 @@ struct statements {
   std::string schema_exists, schema_version, create_schema, create_version_table, record_version,
     search_path;
   // inbox
-  std::string insert_incoming, copy_incoming, notify, claim, claim_again, pause_queue, paused_queues, promote_due,
-    forget_received_ids;
+  std::string insert_incoming, copy_incoming, notify, claim, claim_again, pause_queue,
+    paused_queues, set_breaker, close_breaker, open_breakers, promote_due, forget_received_ids;
   // outbox
   std::string insert_outgoing, claim_outgoing, complete_outgoing, release_outgoing;
   // dead letters

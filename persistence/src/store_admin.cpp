@@ -29,6 +29,18 @@ std::vector<queue_pause> store_admin::paused_queues() {
   });
 }
 
+std::vector<breaker_row> store_admin::open_breakers() {
+  auto& sql = conn_.session();
+  return guarded(sql, [&] {
+    std::vector<breaker_row> result;
+    soci::rowset<soci::row> rows = sql.prepare << conn_.sql().open_breakers;
+    for (const auto& r : rows)
+      result.push_back({r.get<std::string>(0), r.get<int>(1), r.get<std::string>(2),
+                        r.get<long long>(3), r.get<std::string>(4)});
+    return result;
+  });
+}
+
 std::int64_t store_admin::pending() {
   auto& sql = conn_.session();
   return guarded(sql, [&] {

@@ -49,8 +49,9 @@ error_policy& error_policy::add(policy_step step) {
   if (!steps_.empty()) {
     auto last = steps_.back().action;
     if (last == failure_action::dead_letter || last == failure_action::discard)
-      throw std::logic_error{"an error policy ends with dead_letter() or discard(): nothing "
-                             "follows them"};
+      throw std::logic_error{
+        "an error policy ends with dead_letter() or discard(): nothing "
+        "follows them"};
   }
   steps_.push_back(std::move(step));
   return *this;
@@ -73,8 +74,9 @@ error_policy& error_policy::retry_with_backoff(int n, std::chrono::milliseconds 
                                                std::chrono::milliseconds cap, double factor) {
   require_times(n, "retry_with_backoff");
   if (factor < 1.0 || cap < first)
-    throw std::invalid_argument{"retry_with_backoff takes a factor of at least 1 and a cap not "
-                                "below the first cooldown"};
+    throw std::invalid_argument{
+      "retry_with_backoff takes a factor of at least 1 and a cap not "
+      "below the first cooldown"};
   auto s = step(failure_action::retry_later, n);
   s.first = first;
   s.cap = cap;
@@ -129,7 +131,9 @@ std::string error_policy::describe() const {
           parts.push_back(fmt::format("retry {} time(s) after {} x{} (at most {})", s.times,
                                       s.first, s.factor, s.cap));
         break;
-      case failure_action::requeue: parts.push_back(fmt::format("requeue {} time(s)", s.times)); break;
+      case failure_action::requeue:
+        parts.push_back(fmt::format("requeue {} time(s)", s.times));
+        break;
       case failure_action::pause_queue:
         parts.push_back(fmt::format("pause the queue for {} ({} time(s))", s.pause, s.times));
         break;

@@ -11,12 +11,14 @@ namespace {
 
 class dispatching_handler : public queue_handler {
 public:
-  dispatching_handler(const queue_definition& q, std::shared_ptr<void> state)
-    : queue_(q), state_(std::move(state)) {}
+  dispatching_handler(const queue_definition& q,
+                      const std::unordered_map<std::string, invoker>& handlers,
+                      std::shared_ptr<void> state)
+    : queue_(q), handlers_(handlers), state_(std::move(state)) {}
 
   void invoke(const envelope& e, context& ctx) override {
-    auto i = queue_.handlers.find(e.message_type);
-    if (i == queue_.handlers.end())
+    auto i = handlers_.find(e.message_type);
+    if (i == handlers_.end())
       throw unknown_message_type{fmt::format("queue '{}' has no handler for message type '{}'",
                                              queue_.name, e.message_type)};
     i->second(e, ctx, state_.get());
@@ -24,13 +26,39 @@ public:
 
 private:
   const queue_definition& queue_;
+  const std::unordered_map<std::string, invoker>& handlers_;
   std::shared_ptr<void> state_;
 };
 
 } // namespace
 
 std::unique_ptr<queue_handler> queue_definition::instantiate() const {
-  return std::make_unique<dispatching_handler>(*this, make_state ? make_state() : nullptr);
+  return std::make_unique<dispatching_handler>(*this, handlers,
+                                               make_state ? make_state() : nullptr);
+}
+
+std::unique_ptr<queue_handler> queue_definition::instantiate_fallback() const {
+  if (fallbacks.empty())
+    return nullptr;
+  return std::make_unique<dispatching_handler>(*this, fallbacks, nullptr);
+}
+
+queue_builder& queue_builder::circuit_breaker(breaker_settings settings) {
+  if (settings.minimum_handlings < 1 || settings.failure_ratio <= 0 || settings.failure_ratio > 1 ||
+      settings.window.count() <= 0 || settings.pause.count() <= 0)
+    throw std::invalid_argument{fmt::format(
+      "circuit breaker of {}: minimum handlings at least 1, a failure ratio in (0, 1], a window "
+      "and a pause above 0",
+      queue_)};
+  routing_.define_queue(queue_).breaker = settings;
+  return *this;
+}
+
+void queue_builder::add_fallback(const std::string& type, invoker call) {
+  auto& q = routing_.define_queue(queue_);
+  if (!q.fallbacks.emplace(type, std::move(call)).second)
+    throw std::logic_error{
+      fmt::format("message type '{}' already has a fallback on queue '{}'", type, queue_)};
 }
 
 queue_builder& queue_builder::on_queue(std::string name) {

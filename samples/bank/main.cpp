@@ -60,8 +60,8 @@ double percentile(std::vector<double> v, double p) {
 
 /// What show_failures did.
 struct failure_story {
-  std::int64_t refused = 0;     ///< invalid debits, kept as dead letters at the send
-  std::int64_t replayed = 0;    ///< debits of missing accounts replayed once the accounts exist
+  std::int64_t refused = 0;        ///< invalid debits, kept as dead letters at the send
+  std::int64_t replayed = 0;       ///< debits of missing accounts replayed once the accounts exist
   std::int64_t replayed_again = 0; ///< what a second replay found (nothing)
   bool ok = false;
 };

@@ -51,9 +51,10 @@ TEST_CASE("dead letters keep what a replay needs and are listed by filter, lates
   bury(store, a, "std::runtime_error");
   bury(store, b, "depot::validation_error");
   bury(store, c, "depot::validation_error");
-  s.exec(fmt::format("UPDATE dead_letters SET failed_at = now() - interval '2 hours' WHERE id = "
-                     "'{}'",
-                     a.id));
+  s.exec(
+    fmt::format("UPDATE dead_letters SET failed_at = now() - interval '2 hours' WHERE id = "
+                "'{}'",
+                a.id));
 
   auto all = store.dead_letters.list({});
   REQUIRE(all.size() == 3);

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <mutex>
 #include <stdexcept>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -31,9 +32,17 @@ struct ledger_unavailable : std::runtime_error {
 /// Records every attempt, and throws ledger_unavailable for the first `failures` of them.
 void flaky_handler(const job& m, depot::context& ctx, const std::string& effects) {
   if (ctx.incoming().attempts < m.failures)
-    throw ledger_unavailable{fmt::format("{} unavailable (attempt {})", m.tag,
-                                         ctx.incoming().attempts + 1)};
+    throw ledger_unavailable{
+      fmt::format("{} unavailable (attempt {})", m.tag, ctx.incoming().attempts + 1)};
   record_effect(ctx, effects, fmt::format("{}@{}", m.tag, ctx.incoming().attempts));
+}
+
+/// Registers flaky_handler for jobs, recording into `effects`; returns the handler's error
+/// policy for ledger_unavailable.
+depot::error_policy& handle_flaky_jobs(depot::routing& app, const std::string& effects) {
+  return app
+    .handle<job>([effects](const job& m, depot::context& ctx) { flaky_handler(m, ctx, effects); })
+    .on_exception<ledger_unavailable>();
 }
 
 } // namespace
@@ -42,11 +51,7 @@ TEST_CASE("retry_times reruns the handler at once, in the same transaction") {
   test_schema s;
   create_effects_table(s);
   depot::routing app;
-  app.handle<job>([e = s.table("effects")](const job& m, depot::context& ctx) {
-       flaky_handler(m, ctx, e);
-     })
-    .on_exception<ledger_unavailable>()
-    .retry_times(2);
+  handle_flaky_jobs(app, s.table("effects")).retry_times(2);
   auto config = s.node_config();
   config.failures.retry_delay = 10min; // the default policy would wait: the inline one does not
   config.failures.max_retry_delay = 10min;
@@ -80,8 +85,9 @@ TEST_CASE("retry_with_cooldown schedules each retry, persisted with its attempts
   node.send(job{"a", 2});
   // After the first failure the envelope waits, scheduled, with one attempt counted.
   REQUIRE(wait_until([&] {
-    return s.number("SELECT count(*) FROM incoming WHERE status = 'scheduled' AND attempts = 1 "
-                    "AND execution_time > now() + interval '100 ms'") == 1;
+    return s.number(
+             "SELECT count(*) FROM incoming WHERE status = 'scheduled' AND attempts = 1 "
+             "AND execution_time > now() + interval '100 ms'") == 1;
   }));
   REQUIRE(wait_until([&] { return node.stats().handled == 1; }));
   CHECK(s.text("SELECT string_agg(tag, ',') FROM effects") == "a@2");
@@ -93,12 +99,7 @@ TEST_CASE("requeue puts the envelope after what waits in its queue") {
   test_schema s;
   create_effects_table(s);
   depot::routing app;
-  app.handle<job>([e = s.table("effects")](const job& m, depot::context& ctx) {
-       flaky_handler(m, ctx, e);
-     })
-    .on_exception<ledger_unavailable>()
-    .requeue()
-    .then_dead_letter();
+  handle_flaky_jobs(app, s.table("effects")).requeue().then_dead_letter();
   auto config = s.node_config();
   config.concurrency = 1;
   depot::node node{app, config};
@@ -131,12 +132,7 @@ TEST_CASE("pause_queue stops every claim of the queue until the pause ends, then
   test_schema s;
   create_effects_table(s);
   depot::routing app;
-  app.handle<job>([e = s.table("effects")](const job& m, depot::context& ctx) {
-       flaky_handler(m, ctx, e);
-     })
-    .on_exception<ledger_unavailable>()
-    .pause_queue(700ms)
-    .then_dead_letter();
+  handle_flaky_jobs(app, s.table("effects")).pause_queue(700ms).then_dead_letter();
   auto config = s.node_config();
   config.concurrency = 1;
   depot::node node{app, config};
@@ -168,9 +164,8 @@ TEST_CASE("a dead letter and its depot.fault commit together") {
   depot::routing app;
   app.publish_faults<job>();
   app.on_exception<ledger_unavailable>().retry_times(1).then_dead_letter();
-  app.handle<job>([](const job& j, depot::context&) {
-    throw ledger_unavailable{j.tag + " unavailable"};
-  });
+  app.handle<job>(
+    [](const job& j, depot::context&) { throw ledger_unavailable{j.tag + " unavailable"}; });
   app.handle<depot::fault>([&](const depot::fault& f, depot::context&) {
     std::lock_guard guard{m};
     faults.push_back(f);
@@ -194,4 +189,72 @@ TEST_CASE("a dead letter and its depot.fault commit together") {
   CHECK(f.attempts == 2);
   CHECK(f.correlation_id == "corr-7");
   CHECK(f.action == "dead-letter");
+}
+
+TEST_CASE("a circuit breaker stops the queue's claims while open, then a probe closes it") {
+  test_schema s;
+  create_effects_table(s);
+  std::atomic<bool> down{true};
+  depot::routing app;
+  app.handle<job>([&, e = s.table("effects")](const job& m, depot::context& ctx) {
+    if (down)
+      throw ledger_unavailable{"ledger down"};
+    record_effect(ctx, e, m.tag);
+  });
+  app.queue("it.job")
+    .circuit_breaker({.minimum_handlings = 3, .failure_ratio = 0.5, .window = 10s, .pause = 600ms})
+    .on_exception<ledger_unavailable>()
+    .retry_with_cooldown(100ms, 100ms, 100ms, 100ms, 100ms, 100ms)
+    .then_dead_letter();
+  auto config = s.node_config();
+  config.concurrency = 1;
+  depot::node node{app, config};
+  node.start();
+
+  node.send_all(std::vector<job>{{"a", 0}, {"b", 0}, {"c", 0}});
+  REQUIRE(wait_until([&] { return s.number("SELECT count(*) FROM queue_breakers") == 1; }));
+  CHECK(s.text("SELECT state FROM queue_breakers") == "open");
+  CHECK(s.text("SELECT reason FROM queue_breakers") == "3 of 3 handlings failed within 10s");
+  test_store store{s.store_config()};
+  auto open = store.admin.open_breakers();
+  REQUIRE(open.size() == 1);
+  CHECK(open[0].queue == "it.job");
+  // While open, nothing is claimed: a new envelope waits although it is ready.
+  node.send(job{"d", 0});
+  std::this_thread::sleep_for(300ms);
+  CHECK(s.number("SELECT count(*) FROM incoming WHERE body LIKE '%\"d\"%'") == 1);
+  CHECK(s.number("SELECT count(*) FROM effects") == 0);
+
+  down = false; // the ledger is back: the probe succeeds and the breaker closes
+  REQUIRE(wait_until([&] { return s.number("SELECT count(*) FROM effects") == 4; }));
+  CHECK(wait_until([&] { return s.number("SELECT count(*) FROM queue_breakers") == 0; }));
+  CHECK(s.number("SELECT count(*) FROM dead_letters") == 0);
+}
+
+TEST_CASE("while its breaker is open a queue runs its fallback instead of the handler") {
+  test_schema s;
+  create_effects_table(s);
+  depot::routing app;
+  app.handle<job>([](const job&, depot::context&) -> void { throw ledger_unavailable{"down"}; });
+  app.queue("it.job")
+    .circuit_breaker({.minimum_handlings = 2, .failure_ratio = 1.0, .window = 10s, .pause = 1h})
+    .fallback<job>([e = s.table("effects")](const job& m, depot::context& ctx) {
+      record_effect(ctx, e, "fallback " + m.tag);
+    })
+    .on_exception<ledger_unavailable>()
+    .retry_with_cooldown(50ms, 50ms, 50ms)
+    .then_dead_letter();
+  auto config = s.node_config();
+  config.concurrency = 1;
+  depot::node node{app, config};
+  node.start();
+
+  node.send_all(std::vector<job>{{"a", 0}, {"b", 0}});
+  // Both fail once and open the breaker; their retries and a new job run the fallback.
+  REQUIRE(wait_until([&] { return s.number("SELECT count(*) FROM queue_breakers") == 1; }));
+  node.send(job{"c", 0});
+  REQUIRE(wait_until([&] { return s.number("SELECT count(*) FROM effects") == 3; }));
+  CHECK(s.text("SELECT string_agg(tag, ',' ORDER BY tag) FROM effects") ==
+        "fallback a,fallback b,fallback c");
+  CHECK(s.number("SELECT count(*) FROM dead_letters") == 0);
 }

@@ -157,8 +157,9 @@ TEST_CASE("a node restarted with the same node id at once handles what it held w
   auto config = s.node_config();
   config.node_id = 13;
   REQUIRE(wait_until([&] {
-    return s.number("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2 "
-                    "AND objid = 13") == 0;
+    return s.number(
+             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2 "
+             "AND objid = 13") == 0;
   }));
   depot::node node{app, config};
   node.start();

@@ -1,5 +1,6 @@
 // The message store on its own: schema and its migration, claim order, claims held by their
-// transaction, keys, dedup of remembered ids, counts. No node runs here; the store's statements are driven directly.
+// transaction, keys, dedup of remembered ids, counts. No node runs here; the store's statements are
+// driven directly.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -176,7 +177,8 @@ TEST_CASE("a copied-in envelope comes back exactly as sent: escapes, whitespace,
   test_schema s;
   test_store store{s.store_config()};
   provision(store);
-  auto e = make_envelope("it.copy", "it.copy", "{\"a\": \"back\\\\slash \\t tab\",\n\t\"b\":\r\n 1}");
+  auto e =
+    make_envelope("it.copy", "it.copy", "{\"a\": \"back\\\\slash \\t tab\",\n\t\"b\":\r\n 1}");
   e.headers["note"] = "tab\there, newline\nthere";
   e.deliver_by = depot::now_micros() + 3'600'000'123LL;
   e.priority = 3;

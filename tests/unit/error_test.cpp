@@ -172,7 +172,8 @@ TEST_CASE(
 TEST_CASE("the failure policy dead-letters at once any depot error whose code is permanent") {
   depot::failure_policy policy{.max_attempts = 5};
   depot::envelope first;
-  auto d = decide(depot::default_error_policy(policy), first, thrown(overdraft{"balance would wrap"}));
+  auto d =
+    decide(depot::default_error_policy(policy), first, thrown(overdraft{"balance would wrap"}));
   CHECK(d.what == depot::failure_action::dead_letter);
   CHECK(d.exception_type == "error_test::overdraft");
   CHECK(d.reason == "balance would wrap");
@@ -189,9 +190,11 @@ TEST_CASE(
                                                        "23505", "duplicate key"}));
   CHECK(db.what == depot::failure_action::retry_later);
   CHECK(db.exception_type == "depot::persistence::db_error");
-  auto unrouted = decide(depot::default_error_policy(policy), first, thrown(depot::error{errc::no_route, "no handler"}));
+  auto unrouted = decide(depot::default_error_policy(policy), first,
+                         thrown(depot::error{errc::no_route, "no handler"}));
   CHECK(unrouted.what == depot::failure_action::retry_later);
-  auto plain = decide(depot::default_error_policy(policy), first, thrown(std::runtime_error{"boom"}));
+  auto plain =
+    decide(depot::default_error_policy(policy), first, thrown(std::runtime_error{"boom"}));
   CHECK(plain.what == depot::failure_action::retry_later);
   CHECK(plain.exception_type == "std::runtime_error");
 }

@@ -25,14 +25,17 @@ depot::envelope after_attempts(int attempts) {
 TEST_CASE("a handler exception is retried later with growing delays until max attempts") {
   depot::failure_policy policy{.max_attempts = 3, .retry_delay = std::chrono::milliseconds{100}};
   auto now = depot::now_micros();
-  auto first = decide(depot::default_error_policy(policy), after_attempts(0), thrown(std::runtime_error{"boom"}));
+  auto first = decide(depot::default_error_policy(policy), after_attempts(0),
+                      thrown(std::runtime_error{"boom"}));
   CHECK(first.what == depot::failure_action::retry_later);
   CHECK(first.retry_at >= now + 100'000);
   CHECK(first.retry_at <= depot::now_micros() + 125'000);
-  auto second = decide(depot::default_error_policy(policy), after_attempts(1), thrown(std::runtime_error{"boom"}));
+  auto second = decide(depot::default_error_policy(policy), after_attempts(1),
+                       thrown(std::runtime_error{"boom"}));
   CHECK(second.what == depot::failure_action::retry_later);
   CHECK(second.retry_at >= now + 400'000);
-  auto last = decide(depot::default_error_policy(policy), after_attempts(2), thrown(std::runtime_error{"boom"}));
+  auto last = decide(depot::default_error_policy(policy), after_attempts(2),
+                     thrown(std::runtime_error{"boom"}));
   CHECK(last.what == depot::failure_action::dead_letter);
   CHECK(last.exception_type == "std::runtime_error");
   CHECK(last.reason == "boom");
@@ -42,21 +45,25 @@ TEST_CASE("retry delays never exceed the maximum") {
   depot::failure_policy policy{.max_attempts = 50,
                                .retry_delay = std::chrono::milliseconds{1000},
                                .max_retry_delay = std::chrono::milliseconds{5000}};
-  auto d = decide(depot::default_error_policy(policy), after_attempts(20), thrown(std::runtime_error{"x"}));
+  auto d = decide(depot::default_error_policy(policy), after_attempts(20),
+                  thrown(std::runtime_error{"x"}));
   CHECK(d.what == depot::failure_action::retry_later);
   CHECK(d.retry_at <= depot::now_micros() + 5'000'000 + 1'250'000);
 }
 
 TEST_CASE("undecodable bodies, unknown types and validation errors go to dead letters at once") {
   depot::failure_policy policy;
-  auto bad = decide(depot::default_error_policy(policy), after_attempts(0), thrown(depot::decode_error{"missing field 'x'"}));
+  auto bad = decide(depot::default_error_policy(policy), after_attempts(0),
+                    thrown(depot::decode_error{"missing field 'x'"}));
   CHECK(bad.what == depot::failure_action::dead_letter);
   CHECK(bad.exception_type == "depot::decode_error");
   CHECK(bad.reason == "missing field 'x'");
-  auto unknown = decide(depot::default_error_policy(policy), after_attempts(0), thrown(depot::unknown_message_type{"nope"}));
+  auto unknown = decide(depot::default_error_policy(policy), after_attempts(0),
+                        thrown(depot::unknown_message_type{"nope"}));
   CHECK(unknown.what == depot::failure_action::dead_letter);
   CHECK(unknown.exception_type == "depot::unknown_message_type");
-  auto invalid = decide(depot::default_error_policy(policy), after_attempts(0), thrown(depot::validation_error{"negative"}));
+  auto invalid = decide(depot::default_error_policy(policy), after_attempts(0),
+                        thrown(depot::validation_error{"negative"}));
   CHECK(invalid.what == depot::failure_action::dead_letter);
   CHECK(invalid.exception_type == "depot::validation_error");
   CHECK(invalid.reason == "negative");
@@ -64,7 +71,8 @@ TEST_CASE("undecodable bodies, unknown types and validation errors go to dead le
 
 TEST_CASE("a non-standard exception is named as such") {
   depot::failure_policy policy{.max_attempts = 1};
-  auto d = decide(depot::default_error_policy(policy), after_attempts(0), std::make_exception_ptr(42));
+  auto d =
+    decide(depot::default_error_policy(policy), after_attempts(0), std::make_exception_ptr(42));
   CHECK(d.what == depot::failure_action::dead_letter);
   CHECK(d.exception_type == "unknown");
 }
@@ -123,8 +131,7 @@ TEST_CASE("backoff grows by its factor up to its cap; a pause says how long") {
   chain.retry_with_backoff(4, 100ms, 300ms, 2.0).then_pause_queue(5s).then_dead_letter();
   auto now = depot::now_micros();
   auto delay_of = [&](int attempts) {
-    return decide(chain, after_attempts(attempts), thrown(ledger_unavailable{"x"})).retry_at -
-           now;
+    return decide(chain, after_attempts(attempts), thrown(ledger_unavailable{"x"})).retry_at - now;
   };
   CHECK(delay_of(0) >= 100'000);
   CHECK(delay_of(0) < 126'000 + 10'000);
@@ -155,7 +162,8 @@ TEST_CASE("permanent errors are dead-lettered at once whatever the chain says") 
 
 TEST_CASE("the handler's rule comes first, then the queue's, then the application's") {
   depot::routing app;
-  app.handle<ping>([](const ping&, depot::context&) {}).on_queue("unit.q")
+  app.handle<ping>([](const ping&, depot::context&) {})
+    .on_queue("unit.q")
     .on_exception<ledger_locked>()
     .requeue();
   app.queue("unit.q").on_exception<ledger_unavailable>().discard();
@@ -180,8 +188,9 @@ TEST_CASE("the handler's rule comes first, then the queue's, then the applicatio
   CHECK(chain("unit.q", "unit.ping", thrown(std::runtime_error{"x"})) == nullptr);
   auto lines = app.describe_error_policies();
   REQUIRE(lines.size() == 4);
-  CHECK(lines[0] == "handler of unit.ping: (anonymous namespace)::ledger_locked: requeue 1 "
-                    "time(s), then dead-letter");
+  CHECK(lines[0] ==
+        "handler of unit.ping: (anonymous namespace)::ledger_locked: requeue 1 "
+        "time(s), then dead-letter");
   CHECK(lines[1] == "queue unit.q: (anonymous namespace)::ledger_unavailable: discard");
 }
 

@@ -18,8 +18,8 @@ struct dead_letter {
   std::string id, queue, message_type, body;
   std::string headers; ///< a JSON object
   std::string exception_type, exception_message;
-  int attempts = 0;    ///< handlings that failed, the last one included
-  std::string source;  ///< the service that sent it ("" when unknown)
+  int attempts = 0;   ///< handlings that failed, the last one included
+  std::string source; ///< the service that sent it ("" when unknown)
   micros failed_at = 0;
   std::string message_key, tenant;
   int priority = 0;

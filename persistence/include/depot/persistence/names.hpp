@@ -16,6 +16,7 @@ inline constexpr std::string_view dead_letters = "dead_letters";
 inline constexpr std::string_view nodes = "nodes";
 inline constexpr std::string_view received_ids = "received_ids";
 inline constexpr std::string_view queue_states = "queue_states";
+inline constexpr std::string_view queue_breakers = "queue_breakers";
 /// The sequence of `incoming.seq`: claim order after priority.
 inline constexpr std::string_view incoming_seq = "incoming_seq";
 inline constexpr std::string_view schema_version = "schema_version";

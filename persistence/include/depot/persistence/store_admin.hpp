@@ -24,6 +24,15 @@ struct queue_pause {
   std::string reason;
 };
 
+/// A circuit breaker that is not closed, on one registered node.
+struct breaker_row {
+  std::string queue;
+  int node = 0;
+  std::string state; ///< "open" or "half-open"
+  micros open_until = 0;
+  std::string reason;
+};
+
 /// How many connections the server has left for this user.
 struct connection_budget {
   std::int64_t max = 0;  ///< max_connections
@@ -40,6 +49,8 @@ public:
   std::vector<queue_count> counts();
   /// The queues paused now, by name.
   std::vector<queue_pause> paused_queues();
+  /// The circuit breakers open or half-open on registered nodes.
+  std::vector<breaker_row> open_breakers();
   /// Envelopes ready now or overdue: incoming, plus scheduled ones whose time has come.
   [[nodiscard]] std::int64_t pending();
   /// Deletes every envelope and dead letter of `queues` (ready, scheduled, handled ids kept for

@@ -92,8 +92,7 @@ inline std::string key_text(const std::string& v) {
   return v;
 }
 template <class I>
-  requires std::is_integral_v<I>
-std::string key_text(I v) {
+requires std::is_integral_v<I> std::string key_text(I v) {
   return std::to_string(v);
 }
 
@@ -453,7 +452,7 @@ std::enable_if_t<Inspector::writes_state, typename Inspector::result_type> inspe
 /// are handled one at a time and in the order they were sent, on every node, while different
 /// keys run in parallel (transports use it as their partition key). Use it after DEPOT_MESSAGE.
 /// The field is a string or an integer.
-#define DEPOT_MESSAGE_KEY(type, member)                      \
-  inline std::string depot_message_key(const type& m) {     \
-    return ::depot::detail::key_text(m.member);              \
+#define DEPOT_MESSAGE_KEY(type, member)                 \
+  inline std::string depot_message_key(const type& m) { \
+    return ::depot::detail::key_text(m.member);         \
   }

@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -15,6 +16,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "depot/runtime/circuit_breaker.hpp"
 #include "depot/runtime/context.hpp"
 #include "depot/runtime/endpoint.hpp"
 #include "depot/runtime/error_policy.hpp"
@@ -57,8 +59,14 @@ struct queue_definition {
   std::unordered_map<std::string, invoker> handlers;
   /// Makes the state object of one worker (handler actors), or null for function handlers.
   std::function<std::shared_ptr<void>()> make_state;
+  /// The circuit breaker of this queue on each node, if it has one.
+  std::optional<breaker_settings> breaker;
+  /// message type → its fallback, run instead of its handler while the breaker is open
+  std::unordered_map<std::string, invoker> fallbacks;
 
   [[nodiscard]] std::unique_ptr<queue_handler> instantiate() const;
+  /// The fallback handlers as one queue_handler (null when there are none).
+  [[nodiscard]] std::unique_ptr<queue_handler> instantiate_fallback() const;
   /// This queue as an endpoint (transport "local").
   [[nodiscard]] endpoint target() const { return {std::string{local_transport}, name, mode}; }
 };
@@ -98,6 +106,18 @@ public:
   queue_builder& buffered();
   /// Workers per node for this queue.
   queue_builder& concurrency(int n);
+  /// A circuit breaker for this queue on each node (see circuit_breaker).
+  queue_builder& circuit_breaker(breaker_settings settings = {});
+  /// Runs `f` (like a handler of T) instead of T's handler while this queue's breaker is open.
+  template <message T, class F>
+  queue_builder& fallback(F f) {
+    add_fallback(std::string{type_name_of<T>()},
+                 [f](const envelope& e, context& ctx, void*) mutable {
+                   auto m = from_json<T>(e.body);
+                   detail::call_handler(f, m, ctx);
+                 });
+    return *this;
+  }
   /// The error policy of exceptions of type E, for this handler (or this queue): ends the
   /// chain of queue settings, starts the policy's.
   template <class E>
@@ -109,6 +129,7 @@ public:
 
 private:
   error_policies& policies();
+  void add_fallback(const std::string& type, invoker call);
 
   routing& routing_;
   std::string queue_;
@@ -244,7 +265,7 @@ private:
   std::set<std::string, std::less<>> fault_types_;
   std::map<std::string, error_policies, std::less<>> queue_policies_; // queue name → rules
   std::map<std::string, error_policies, std::less<>> type_policies_;  // message type → rules
-  std::unordered_map<std::string, std::vector<endpoint>> routes_; // message type → endpoints
+  std::unordered_map<std::string, std::vector<endpoint>> routes_;     // message type → endpoints
   /// message type → check of a body, returning its key
   std::unordered_map<std::string, std::function<std::string(std::string_view)>> validators_;
 };

@@ -21,8 +21,8 @@ struct node_settings {
   std::string db;                ///< libpq connection URI of the message store (required)
   std::string schema = "depot";  ///< Postgres schema holding depot's tables
   std::string service = "depot"; ///< service name: envelope source, consumer group
-  int node_id = 0;               ///< this node's number (its outbox claims carry it); 0 = pick a free one
-  int concurrency = 1;           ///< workers per durable queue on this node
+  int node_id = 0;     ///< this node's number (its outbox claims carry it); 0 = pick a free one
+  int concurrency = 1; ///< workers per durable queue on this node
   std::map<std::string, int> queue_concurrency; ///< per-queue override of concurrency
   int batch_size = 100;                         ///< envelopes claimed and handled per transaction
   std::chrono::milliseconds dedup_window{24 * 3600 * 1000}; ///< how long handled ids are kept
