@@ -106,18 +106,6 @@ void inbox_processor::breaker_moved(const circuit_breaker::transition& t) {
 
 namespace {
 
-// Bad input (an undecodable body, an unknown type, a validation error) says nothing about what
-// a handler depends on: the breaker does not count it.
-bool is_bad_input(const std::exception_ptr& error) {
-  try {
-    std::rethrow_exception(error);
-  } catch (const depot::error& e) {
-    return permanent_for_message(e.code());
-  } catch (...) {
-    return false;
-  }
-}
-
 // A handler failure is the handler's unless the connection died under it.
 void rethrow_if_connection_lost(persistence::connection& conn) {
   if (!conn.connected())
@@ -168,7 +156,7 @@ bool inbox_processor::handle(const std::vector<envelope>& batch, unit_of_work& u
           break;
         }
         auto d = decide_failure(current, error);
-        if (!fallback && !is_bad_input(error))
+        if (!fallback && !d.bad_input) // bad input says nothing about what the handler needs
           ++out.failures;
         if (d.what == failure_action::retry_inline) {
           ++out.counts.retried;

@@ -85,7 +85,8 @@ std::optional<circuit_breaker::transition> circuit_breaker::record(int succeeded
 
 std::optional<circuit_breaker::transition> circuit_breaker::open(micros now, std::string reason) {
   state_ = state::open;
-  open_until_ = now + std::chrono::duration_cast<std::chrono::microseconds>(settings_.pause).count();
+  open_until_ =
+    now + std::chrono::duration_cast<std::chrono::microseconds>(settings_.pause).count();
   probe_out_ = false;
   clear();
   return transition{state::open, open_until_, std::move(reason)};

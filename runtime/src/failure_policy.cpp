@@ -13,27 +13,26 @@ namespace depot {
 
 namespace {
 
-// What was thrown, as a dead-letter decision; `permanent` when retrying cannot help, which a
+// What was thrown, as a dead-letter decision; bad input when retrying cannot help, which a
 // depot::error says by its code (permanent_for_message).
-failure_decision what_was_thrown(const std::exception_ptr& thrown, bool& permanent) {
-  permanent = false;
+failure_decision what_was_thrown(const std::exception_ptr& thrown) {
   try {
     std::rethrow_exception(thrown);
   } catch (const depot::error& x) {
-    permanent = permanent_for_message(x.code());
-    return {failure_action::dead_letter, 0, {}, detail::demangle(typeid(x).name()), x.what()};
+    return {failure_action::dead_letter,        0,        {},
+            detail::demangle(typeid(x).name()), x.what(), permanent_for_message(x.code())};
   } catch (const std::exception& x) {
-    return {failure_action::dead_letter, 0, {}, detail::demangle(typeid(x).name()), x.what()};
+    return {failure_action::dead_letter,        0,        {},
+            detail::demangle(typeid(x).name()), x.what(), false};
   } catch (...) {
-    return {failure_action::dead_letter, 0, {}, "unknown", "a non-standard exception"};
+    return {failure_action::dead_letter, 0, {}, "unknown", "a non-standard exception", false};
   }
 }
 
 } // namespace
 
 std::string describe(const std::exception_ptr& error) {
-  bool permanent = false;
-  auto d = what_was_thrown(error, permanent);
+  auto d = what_was_thrown(error);
   return d.exception_type + ": " + d.reason;
 }
 
@@ -67,10 +66,9 @@ micros cooldown_of(const policy_step& step, int index) {
 
 failure_decision decide(const error_policy& chain, const envelope& e,
                         const std::exception_ptr& error) {
-  bool permanent = false;
-  auto d = what_was_thrown(error, permanent);
+  auto d = what_was_thrown(error);
   auto failure = e.attempts + 1;
-  const auto* step = permanent ? nullptr : chain.step_of(failure);
+  const auto* step = d.bad_input ? nullptr : chain.step_of(failure);
   if (step == nullptr)
     return d; // dead-letter
   d.what = step->action;

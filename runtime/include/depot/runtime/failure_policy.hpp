@@ -33,6 +33,9 @@ struct failure_decision {
   std::chrono::milliseconds pause{0}; ///< how long the queue pauses (pause_queue)
   std::string exception_type;         ///< demangled type of what was thrown
   std::string reason;                 ///< what() of what was thrown
+  /// The message itself is wrong (decode_error, unknown_message_type, validation_error): no
+  /// retry can help, and it says nothing about what the handler depends on.
+  bool bad_input = false;
 };
 
 /// Decides for `e`, whose handling threw `error`, by `chain`: this is failure e.attempts + 1.
