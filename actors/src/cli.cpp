@@ -291,8 +291,10 @@ int run_node(command_env& env) {
   n.stop();
   auto stats = n.stats();
   fmt::print(
-    "node {} stopped: handled {}, expired {}, retried {}, dead-lettered {}, discarded {}\n",
-    n.number(), stats.handled, stats.expired, stats.retried, stats.dead_lettered, stats.discarded);
+    "node {} stopped: handled {}, expired {}, retried {}, dead-lettered {}, discarded {}, "
+    "deferred {}\n",
+    n.number(), stats.handled, stats.expired, stats.retried, stats.dead_lettered, stats.discarded,
+    stats.deferred);
   return exit_code::ok;
 }
 
@@ -491,6 +493,9 @@ int cli::impl::describe(command_env& env) const {
     fmt::print("  {}\n", line);
   fmt::print("  default: {} (permanent errors: dead-letter at once)\n",
              default_error_policy(env.settings.failures).describe());
+  fmt::print("middleware (outermost first, with its position):\n");
+  for (const auto& line : app.describe_middleware())
+    fmt::print("  {}\n", line);
   fmt::print("configuration:\n");
   for (const auto& [k, v] : config->effective())
     fmt::print("  {:<20} {}\n", k, v);

@@ -5,6 +5,8 @@
 // rolls back alone and is decided by the failure policy in the same transaction.
 #include "inbox_processor.hpp"
 
+#include <thread>
+
 #include "depot/persistence/outgoing.hpp"
 #include "depot/persistence/unit_of_work.hpp"
 #include "depot/runtime/failure_policy.hpp"
@@ -36,8 +38,8 @@ inbox_processor::inbox_processor(persistence::connection& conn, const routing& r
   , settings_(settings)
   , node_number_(node_number)
   , sink_(sink)
-  , handler_(queue.instantiate())
-  , fallback_(queue.instantiate_fallback())
+  , handler_(routes.instantiate(queue))
+  , fallback_(routes.instantiate(queue, true))
   , default_policy_(default_error_policy(settings.failures))
   , breaker_(breaker) {}
 
@@ -75,7 +77,7 @@ std::size_t inbox_processor::process_batch() {
 void inbox_processor::run_one(const envelope& e, outcome& out, bool fallback) {
   outgoing_envelopes sent; // kept only when the handler succeeds
   context ctx{e, &conn_.session(), routes_, settings_.service, sent, &conn_.handler_statements()};
-  routes_.run_pipeline(fallback ? *fallback_ : *handler_, e, ctx);
+  (fallback ? fallback_ : handler_)->invoke(e, ctx);
   out.sent.append(std::move(sent));
   ++out.counts.handled;
 }
@@ -127,6 +129,8 @@ bool inbox_processor::handle(const std::vector<envelope>& batch, unit_of_work& u
     if (!isolate) {
       try {
         run_one(e, out, fallback);
+      } catch (const deferral& d) {
+        defer(e, d, out);
       } catch (...) {
         rethrow_if_connection_lost(conn_);
         return false;
@@ -142,6 +146,10 @@ bool inbox_processor::handle(const std::vector<envelope>& batch, unit_of_work& u
       try {
         run_one(current, out, fallback);
         uow.release("depot_envelope");
+        break;
+      } catch (const deferral& d) {
+        uow.rollback_to("depot_envelope");
+        defer(current, d, out);
         break;
       } catch (...) {
         auto error = std::current_exception();
@@ -247,6 +255,18 @@ void inbox_processor::carry_out(const envelope& e, const failure_decision& d, ou
   }
 }
 
+void inbox_processor::defer(const envelope& e, const deferral& d, outcome& out) {
+  auto later = e; // attempts unchanged: a deferral is no failure
+  later.status = envelope_status::scheduled;
+  later.execution_time = d.until;
+  for (const auto& [name, value] : d.headers)
+    later.headers.insert_or_assign(name, value);
+  out.put_back.push_back(std::move(later));
+  ++out.counts.deferred;
+  log(log_level::debug, "{} {} on queue {} deferred until {} ({})", e.message_type, e.id,
+      e.queue, iso8601(d.until), d.reason);
+}
+
 void inbox_processor::publish_fault(const envelope& e, const failure_decision& d, outcome& out) {
   if (!routes_.publishes_faults_of(e.message_type))
     return;
@@ -299,6 +319,13 @@ void inbox_processor::process_buffered(const envelope& incoming) {
         uow.commit();
       } catch (const db_error&) {
         throw;
+      } catch (const deferral& d) {
+        // No row to schedule: this worker waits for the time it was given (buffered queues
+        // are for memory-only work that may block its worker).
+        for (const auto& [name, value] : d.headers)
+          e.headers.insert_or_assign(name, value);
+        std::this_thread::sleep_for(std::chrono::microseconds{d.until - now_micros()});
+        continue;
       } catch (...) {
         error = std::current_exception();
         rethrow_if_connection_lost(conn_);

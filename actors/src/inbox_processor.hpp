@@ -24,6 +24,7 @@ struct handling_counts {
   std::size_t retried = 0;   ///< failures that a retry, requeue or pause followed
   std::size_t dead = 0;      ///< moved to dead letters
   std::size_t discarded = 0; ///< dropped by an error policy
+  std::size_t deferred = 0;  ///< put back for later by middleware (a rate limit)
 };
 
 /// What happens after a handling transaction committed: the node's side.
@@ -72,6 +73,8 @@ private:
                                                 const std::exception_ptr& error) const;
   /// Carries out a decision other than an inline retry, in the handling transaction.
   void carry_out(const envelope& e, const failure_decision& d, outcome& out);
+  /// Puts `e` back for the time middleware deferred it to, its attempts unchanged.
+  void defer(const envelope& e, const deferral& d, outcome& out);
   /// Publishes a depot.fault for `e` when the application asked for faults of its type.
   void publish_fault(const envelope& e, const failure_decision& d, outcome& out);
   /// Puts the envelopes of [first, last) back untouched.

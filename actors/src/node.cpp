@@ -61,7 +61,7 @@ struct node::impl final : dispatch_sink, node_context {
   std::mutex replies_mutex;
   std::unordered_map<std::string, std::promise<reply_message>> waiting;
 
-  std::atomic<std::uint64_t> handled{0}, expired{0}, retried{0}, dead{0}, discarded{0};
+  std::atomic<std::uint64_t> handled{0}, expired{0}, retried{0}, dead{0}, discarded{0}, deferred{0};
 
   [[nodiscard]] std::string address() const { return fmt::format("node:{}", self.number); }
 
@@ -114,6 +114,7 @@ struct node::impl final : dispatch_sink, node_context {
     retried += c.retried;
     dead += c.dead;
     discarded += c.discarded;
+    deferred += c.deferred;
   }
 
   // -- connections for callers' sends ---------------------------------------------------------
@@ -170,7 +171,7 @@ const node_settings& node::settings() const {
 
 node_stats node::stats() const {
   return {impl_->handled.load(), impl_->expired.load(), impl_->retried.load(), impl_->dead.load(),
-          impl_->discarded.load()};
+          impl_->discarded.load(), impl_->deferred.load()};
 }
 
 node_health node::health() const {

@@ -41,6 +41,7 @@ void context::enqueue(std::string_view type, std::string body, send_options opti
     e.message_type = std::string{type};
     e.body = body;
     e.headers = options.headers;
+    e.headers.insert(propagated_.begin(), propagated_.end()); // keeps what options gave
     e.headers[header::source] = source_;
     if (!incoming_.id.empty()) {
       e.headers[header::causation_id] = incoming_.id;
@@ -55,6 +56,10 @@ void context::enqueue(std::string_view type, std::string body, send_options opti
     e.key = key;
     out_.add(to, std::move(e));
   }
+}
+
+void context::propagate(std::string name, std::string value) {
+  propagated_.insert_or_assign(std::move(name), std::move(value));
 }
 
 void context::set_reply(std::string_view type, std::string body) {

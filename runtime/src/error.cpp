@@ -18,6 +18,7 @@ const char* to_string(errc code) {
     case errc::db_connection_lost: return "db_connection_lost";
     case errc::db_outcome_unknown: return "db_outcome_unknown";
     case errc::db_permanent: return "db_permanent";
+    case errc::unauthorized: return "unauthorized";
   }
   return "unknown";
 }
@@ -29,7 +30,7 @@ bool retryable(errc code) {
 
 bool permanent_for_message(errc code) {
   return code == errc::decode_error || code == errc::validation_error ||
-         code == errc::unknown_message_type;
+         code == errc::unknown_message_type || code == errc::unauthorized;
 }
 
 error::error(errc code, const std::string& what) : std::runtime_error(what), code_(code) {}

@@ -1,7 +1,8 @@
-// Routes and handler registration; the middleware pipeline.
+// Routes and handler registration; the middleware chain of each handler.
 #include "depot/runtime/routing.hpp"
 
 #include <algorithm>
+#include <functional>
 
 #include <fmt/format.h>
 
@@ -9,38 +10,127 @@ namespace depot {
 
 namespace {
 
+/// One step of a handler's chain, and through operator() the next: chain[i], or the handler
+/// itself past the end. Passed to middleware by reference, so running a chain allocates nothing.
+struct chain_cursor {
+  const std::vector<const middleware*>& chain;
+  std::size_t i;
+  const envelope& e;
+  context& ctx;
+  const invoker& handler;
+  void* state;
+
+  void operator()() const {
+    if (i == chain.size())
+      return handler(e, ctx, state);
+    chain_cursor next{chain, i + 1, e, ctx, handler, state};
+    chain[i]->call(e, ctx, next_step{std::cref(next)});
+  }
+};
+
 class dispatching_handler : public queue_handler {
 public:
-  dispatching_handler(const queue_definition& q,
+  dispatching_handler(const routing& routes, const queue_definition& q,
                       const std::unordered_map<std::string, invoker>& handlers,
                       std::shared_ptr<void> state)
-    : queue_(q), handlers_(handlers), state_(std::move(state)) {}
+    : queue_(q), state_(std::move(state)) {
+    for (const auto& [type, call] : handlers)
+      handlers_.emplace(type, entry{&call, routes.chain_of(q.name, type)});
+  }
 
   void invoke(const envelope& e, context& ctx) override {
     auto i = handlers_.find(e.message_type);
     if (i == handlers_.end())
       throw unknown_message_type{fmt::format("queue '{}' has no handler for message type '{}'",
                                              queue_.name, e.message_type)};
-    i->second(e, ctx, state_.get());
+    chain_cursor{i->second.chain, 0, e, ctx, *i->second.call, state_.get()}();
   }
 
 private:
+  struct entry {
+    const invoker* call;
+    std::vector<const middleware*> chain;
+  };
   const queue_definition& queue_;
-  const std::unordered_map<std::string, invoker>& handlers_;
+  std::unordered_map<std::string, entry> handlers_;
   std::shared_ptr<void> state_;
 };
 
 } // namespace
 
-std::unique_ptr<queue_handler> queue_definition::instantiate() const {
-  return std::make_unique<dispatching_handler>(*this, handlers,
-                                               make_state ? make_state() : nullptr);
+std::unique_ptr<queue_handler> routing::instantiate(const queue_definition& q,
+                                                    bool fallbacks) const {
+  if (fallbacks)
+    return q.fallbacks.empty()
+             ? nullptr
+             : std::make_unique<dispatching_handler>(*this, q, q.fallbacks, nullptr);
+  return std::make_unique<dispatching_handler>(*this, q, q.handlers,
+                                               q.make_state ? q.make_state() : nullptr);
 }
 
-std::unique_ptr<queue_handler> queue_definition::instantiate_fallback() const {
-  if (fallbacks.empty())
-    return nullptr;
-  return std::make_unique<dispatching_handler>(*this, fallbacks, nullptr);
+std::vector<const middleware*> routing::chain_of(std::string_view queue,
+                                                 std::string_view type) const {
+  struct ranked {
+    const middleware* m;
+    scope where;
+  };
+  std::vector<ranked> found;
+  for (const auto& s : middleware_)
+    if (s.where == scope::application || (s.where == scope::queue && s.name == queue) ||
+        (s.where == scope::handler && s.name == type))
+      found.push_back({&s.m, s.where});
+  if (auto v = validation_.find(std::string{type}); v != validation_.end())
+    found.push_back({&v->second, scope::handler});
+  // By position; at one position the application's, then the queue's, then the handler's, each
+  // in the order declared.
+  std::stable_sort(found.begin(), found.end(), [](const ranked& a, const ranked& b) {
+    return a.m->position != b.m->position ? a.m->position < b.m->position : a.where < b.where;
+  });
+  std::vector<const middleware*> chain;
+  for (const auto& r : found)
+    chain.push_back(r.m);
+  return chain;
+}
+
+std::vector<std::string> routing::describe_middleware() const {
+  std::vector<std::string> lines;
+  for (const auto& q : queues_) {
+    std::vector<std::string> types;
+    for (const auto& [t, h] : q.handlers)
+      types.push_back(t);
+    std::sort(types.begin(), types.end());
+    for (const auto& t : types) {
+      std::vector<std::string> steps;
+      for (const auto* m : chain_of(q.name, t))
+        steps.push_back(fmt::format("{} ({})", m->name, m->position));
+      steps.emplace_back("handler");
+      lines.push_back(fmt::format("{} / {}: {}", q.name, t, fmt::join(steps, " > ")));
+    }
+  }
+  return lines;
+}
+
+void routing::add_middleware(scope where, std::string name, middleware m) {
+  if (!m.call)
+    throw std::logic_error{fmt::format("middleware '{}' has nothing to call", m.name)};
+  middleware_.push_back({where, std::move(name), std::move(m)});
+}
+
+void routing::add_validator(const std::string& type, std::function<void(std::string_view)> check) {
+  auto& checks = field_validators_[type];
+  checks.push_back(std::move(check));
+  validation_[type] = before("validation", [checks](const envelope& e, context&) {
+                        for (const auto& c : checks)
+                          c(e.body);
+                      }).at(stage::validation);
+}
+
+queue_builder& queue_builder::use(middleware m) {
+  if (type_.empty())
+    routing_.add_middleware(routing::scope::queue, queue_, std::move(m));
+  else
+    routing_.add_middleware(routing::scope::handler, type_, std::move(m));
+  return *this;
 }
 
 queue_builder& queue_builder::circuit_breaker(breaker_settings settings) {
@@ -149,16 +239,6 @@ void routing::move_handlers(const std::string& from, const std::string& to) {
                              [&](const queue_definition& q) { return q.name == from; }));
 }
 
-void routing::run_pipeline(queue_handler& handler, const envelope& e, context& ctx) const {
-  std::function<void(std::size_t)> step = [&](std::size_t i) {
-    if (i == middleware_.size())
-      handler.invoke(e, ctx);
-    else
-      middleware_[i](e, ctx, [&step, i] { step(i + 1); });
-  };
-  step(0);
-}
-
 void routing::add_route(const std::string& type, endpoint to) {
   if (to.name.empty())
     throw std::logic_error{fmt::format("a route of '{}' names no endpoint", type)};
@@ -212,10 +292,15 @@ std::vector<const queue_definition*> routing::subscribers_of(std::string_view ty
 
 std::string routing::validate(std::string_view type, std::string_view body) const {
   auto i = validators_.find(std::string{type});
-  if (i != validators_.end())
-    return i->second(body);
-  check_json_object(body);
-  return {};
+  if (i == validators_.end()) {
+    check_json_object(body);
+    return {};
+  }
+  auto key = i->second(body);
+  if (auto v = field_validators_.find(std::string{type}); v != field_validators_.end())
+    for (const auto& check : v->second)
+      check(body);
+  return key;
 }
 
 std::vector<std::string> routing::message_types() const {

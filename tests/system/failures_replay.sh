@@ -121,7 +121,7 @@ sleep 1
 [[ $(q "SELECT count(*) FROM account_events WHERE account_id = 'acct-7'") == 1 ]] ||
   bad "acct-7 has $(q "SELECT count(*) FROM account_events WHERE account_id = 'acct-7'") account events, expected 1"
 sys_stop_node "$node"
-has "$SYS_WORK/node1.out" "node stop line" '^node 1 stopped: handled [0-9]+, expired 0, retried 2, dead-lettered [0-9]+, discarded 0$'
+has "$SYS_WORK/node1.out" "node stop line" '^node 1 stopped: handled [0-9]+, expired 0, retried 2, dead-lettered [0-9]+, discarded 0, deferred 0$'
 
 # -- purge ----------------------------------------------------------------------------------------
 run 0 "dead-letters purge --exception depot::validation_error" "$BANK" dead-letters purge \

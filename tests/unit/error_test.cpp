@@ -75,7 +75,7 @@ using namespace error_test;
 
 TEST_CASE("every error code has a distinct, non-empty snake_case name") {
   auto codes = all_codes();
-  CHECK(codes.size() == 12);
+  CHECK(codes.size() == 13);
   std::set<std::string> names;
   for (auto code : codes) {
     std::string name = to_string(code);
@@ -109,8 +109,9 @@ TEST_CASE("only database failures that may succeed when done again are retryable
   }
 }
 
-TEST_CASE("only undecodable, invalid and unhandled messages are permanent for a message") {
-  std::set<errc> expected{errc::decode_error, errc::validation_error, errc::unknown_message_type};
+TEST_CASE("only undecodable, invalid, unhandled and unauthorized messages are permanent for a message") {
+  std::set<errc> expected{errc::decode_error, errc::validation_error, errc::unknown_message_type,
+                          errc::unauthorized};
   for (auto code : all_codes()) {
     CAPTURE(to_string(code));
     CHECK(depot::permanent_for_message(code) == expected.contains(code));

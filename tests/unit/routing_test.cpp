@@ -176,10 +176,10 @@ TEST_CASE("the pipeline runs middleware outermost first, then the handler") {
     next();
   });
   auto e = envelope_of("shop.order-placed", R"({"order_id":"o-1","total":1})");
-  auto handler = app.route_of(e.message_type).instantiate();
+  auto handler = app.instantiate(app.route_of(e.message_type));
   depot::outgoing_envelopes out;
   depot::context ctx{e, nullptr, app, "shop", out};
-  app.run_pipeline(*handler, e, ctx);
+  handler->invoke(e, ctx);
   CHECK(trace == std::vector<std::string>{"outer in", "inner", "handler o-1", "outer out"});
 }
 
@@ -189,17 +189,17 @@ TEST_CASE("middleware that does not call next stops the handler") {
   app.handle<order_placed>([&](const order_placed&, depot::context&) { ran = true; });
   app.use([](const depot::envelope&, depot::context&, const depot::next_step&) {});
   auto e = envelope_of("shop.order-placed", R"({"order_id":"o-1","total":1})");
-  auto handler = app.route_of(e.message_type).instantiate();
+  auto handler = app.instantiate(app.route_of(e.message_type));
   depot::outgoing_envelopes out;
   depot::context ctx{e, nullptr, app, "shop", out};
-  app.run_pipeline(*handler, e, ctx);
+  handler->invoke(e, ctx);
   CHECK_FALSE(ran);
 }
 
 TEST_CASE("a queue rejects a body it cannot decode and a type it does not handle") {
   depot::routing app;
   app.handle<order_placed>([](const order_placed&, depot::context&) {});
-  auto handler = app.route_of("shop.order-placed").instantiate();
+  auto handler = app.instantiate(app.route_of("shop.order-placed"));
   auto bad = envelope_of("shop.order-placed", R"({"order_id":"o-1"})");
   depot::outgoing_envelopes out;
   depot::context c1{bad, nullptr, app, "shop", out};
@@ -221,13 +221,13 @@ TEST_CASE("a handler actor keeps its state across messages, one state per worker
     h.invoke(placed, ctx);
     return out.replies.at(0).body;
   };
-  auto worker = app.find_queue("counting")->instantiate();
+  auto worker = app.instantiate(*app.find_queue("counting"));
   CHECK(seen_after_placed(*worker) == R"({"cents":1})");
   depot::outgoing_envelopes out;
   depot::context c2{shipped, nullptr, app, "shop", out};
   worker->invoke(shipped, c2);
   CHECK(seen_after_placed(*worker) == R"({"cents":12})");
-  auto second = app.find_queue("counting")->instantiate();
+  auto second = app.instantiate(*app.find_queue("counting"));
   CHECK(seen_after_placed(*second) == R"({"cents":1})");
 }
 

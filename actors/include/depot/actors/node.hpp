@@ -45,6 +45,7 @@ struct node_stats {
   std::uint64_t retried = 0;
   std::uint64_t dead_lettered = 0;
   std::uint64_t discarded = 0; ///< dropped by an error policy
+  std::uint64_t deferred = 0;  ///< put back for later by middleware (a rate limit)
 };
 
 /// Whether a node's actors keep running. A failed actor is restarted; one that fails again

@@ -111,6 +111,9 @@ public:
                dispatch how, std::string key = {});
   /// Answers the request being handled with a JSON body of `type`.
   void set_reply(std::string_view type, std::string body);
+  /// Adds header `name` to every envelope this handling sends from now on (middleware
+  /// propagates a trace or a tenant this way); a header given in send_options wins.
+  void propagate(std::string name, std::string value);
 
 private:
   statement_cache& statements();
@@ -121,6 +124,7 @@ private:
   std::string source_;
   outgoing_envelopes& out_;
   statement_cache* statements_;
+  std::map<std::string, std::string> propagated_;
 };
 
 } // namespace depot

@@ -28,6 +28,8 @@ inline constexpr const char* correlation_id = "correlation-id";
 inline constexpr const char* causation_id = "causation-id";
 inline constexpr const char* reply_to = "reply-to";
 inline constexpr const char* traceparent = "traceparent";
+/// Who sent the message, for authorization checks.
+inline constexpr const char* principal = "principal";
 } // namespace header
 
 /// Where an envelope waits before it is handled (once handled, it is gone from the inbox).

@@ -54,6 +54,9 @@ enum class errc : std::uint8_t {
   /// The statement cannot succeed on this data or this schema (a constraint, a syntax error, a
   /// missing table, a bad connection string): retrying will not help. Fix the cause.
   db_permanent,
+  /// An authorization check of the handler's middleware refused the message (its principal may
+  /// not do this). Dead-lettered at once, never retried; replay it once access is granted.
+  unauthorized,
 };
 
 /// The stable snake_case name of `code`, as spelled in the enum ("db_transient"); "unknown" for
@@ -65,7 +68,7 @@ enum class errc : std::uint8_t {
 [[nodiscard]] bool retryable(errc code);
 
 /// True when handling the same message again can never succeed, whatever the attempt:
-/// decode_error, validation_error and unknown_message_type. The failure policy dead-letters an
+/// decode_error, validation_error, unknown_message_type and unauthorized. The failure policy dead-letters an
 /// envelope whose handling threw such an error at the first attempt.
 [[nodiscard]] bool permanent_for_message(errc code);
 

@@ -16,6 +16,7 @@
 #include <string_view>
 #include <tuple>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "depot/runtime/error.hpp"
@@ -115,11 +116,44 @@ public:
 /// Thrown when a message breaks a rule of its type, or a handler finds that it cannot be carried
 /// out as asked (a debit that would overflow a balance). Like decode_error it is never retried:
 /// the envelope goes to dead letters with what() as the reason. A message type states its rules
-/// in a member `void validate() const` that throws it; from_json calls it after decoding, so a
-/// send refuses such a body and a stored one is dead-lettered. Code errc::validation_error.
+/// in a member `void validate() const` that throws it, or `void validate(field_errors&) const`
+/// that lists every error; from_json calls it after decoding, so a send refuses such a body
+/// and a stored one is dead-lettered. Code errc::validation_error.
 class validation_error : public error {
 public:
   explicit validation_error(const std::string& what) : error(errc::validation_error, what) {}
+};
+
+/// Every rule a message breaks, field by field. A message type may state its rules as
+/// `void validate(depot::field_errors&) const` (or register a validator with
+/// routing::validate<T>); every error is reported, not only the first.
+class field_errors {
+public:
+  /// Records that `field` breaks a rule: `problem` says which ("must be at least 1, not 0").
+  void add(std::string field, std::string problem) {
+    errors_.emplace_back(std::move(field), std::move(problem));
+  }
+  [[nodiscard]] bool empty() const { return errors_.empty(); }
+  [[nodiscard]] const std::vector<std::pair<std::string, std::string>>& list() const {
+    return errors_;
+  }
+  /// Throws validation_error "<type> is invalid: field: problem; field: problem" when there
+  /// are any.
+  void throw_if_any(std::string_view type) const {
+    if (errors_.empty())
+      return;
+    std::string what{type};
+    what += " is invalid: ";
+    for (std::size_t i = 0; i < errors_.size(); ++i) {
+      if (i > 0)
+        what += "; ";
+      what += errors_[i].first + ": " + errors_[i].second;
+    }
+    throw validation_error{what};
+  }
+
+private:
+  std::vector<std::pair<std::string, std::string>> errors_;
 };
 
 /// The registered type name of `T`, e.g. "bank.debit-account".
@@ -303,8 +337,13 @@ void read_message(const json_value& v, T& x) {
       (read_field(f.name, x.*(f.member)), ...);
     },
     descriptor.fields);
-  if constexpr (requires(const T& m) { m.validate(); })
+  if constexpr (requires(const T& m) { m.validate(); }) {
     x.validate();
+  } else if constexpr (requires(const T& m, field_errors& errors) { m.validate(errors); }) {
+    field_errors errors;
+    x.validate(errors);
+    errors.throw_if_any(descriptor.name);
+  }
 }
 
 template <class T>

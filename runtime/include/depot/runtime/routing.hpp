@@ -22,6 +22,7 @@
 #include "depot/runtime/error_policy.hpp"
 #include "depot/runtime/fault.hpp"
 #include "depot/runtime/message.hpp"
+#include "depot/runtime/middleware.hpp"
 
 namespace depot {
 
@@ -64,17 +65,9 @@ struct queue_definition {
   /// message type → its fallback, run instead of its handler while the breaker is open
   std::unordered_map<std::string, invoker> fallbacks;
 
-  [[nodiscard]] std::unique_ptr<queue_handler> instantiate() const;
-  /// The fallback handlers as one queue_handler (null when there are none).
-  [[nodiscard]] std::unique_ptr<queue_handler> instantiate_fallback() const;
   /// This queue as an endpoint (transport "local").
   [[nodiscard]] endpoint target() const { return {std::string{local_transport}, name, mode}; }
 };
-
-/// The next step of the handling pipeline.
-using next_step = std::function<void()>;
-/// Middleware wraps every handler invocation: call `next()` to continue, throw to fail.
-using middleware = std::function<void(const envelope&, context&, const next_step& next)>;
 
 namespace detail {
 
@@ -126,6 +119,8 @@ public:
   }
   /// The error policy of any exception without a rule of its own here.
   error_policy& on_any_exception() { return policies().on_any_exception(); }
+  /// Adds middleware around this handler (or every handler of this queue).
+  queue_builder& use(middleware m);
 
 private:
   error_policies& policies();
@@ -139,6 +134,7 @@ private:
 /// The application: message types, handlers, queues, middleware.
 class routing {
 public:
+
   /// Registers a function handler `void f(const T&, context&)` (or one returning a reply
   /// message). By default its queue is named after the message type.
   template <message T, class F>
@@ -229,11 +225,34 @@ public:
   /// a failing fault handler must not feed itself).
   [[nodiscard]] bool publishes_faults_of(std::string_view type) const;
 
-  /// Adds middleware; the first added runs outermost.
-  void use(middleware m) { middleware_.push_back(std::move(m)); }
+  /// Adds middleware around every handler, at its position (see middleware.hpp).
+  void use(middleware m) { add_middleware(scope::application, {}, std::move(m)); }
+  /// Adds a function as middleware of shape around, named "middleware", at stage::user.
+  void use(around_call f) { use(around("middleware", std::move(f))); }
 
-  /// Runs the middleware chain and then `handler.invoke`.
-  void run_pipeline(queue_handler& handler, const envelope& e, context& ctx) const;
+  /// Validates every message of type T, wherever it comes from, by `f(const T&, field_errors&)`,
+  /// which records each rule the message breaks: a send refuses it, a stored envelope is
+  /// dead-lettered with every field error (the validation middleware, at stage::validation).
+  template <message T, class F>
+  void validate(F f) {
+    add_type<T>();
+    auto type = std::string{type_name_of<T>()};
+    add_validator(type, [f, type](std::string_view body) mutable {
+      field_errors errors;
+      f(from_json<T>(body), errors);
+      errors.throw_if_any(type);
+    });
+  }
+
+  /// The handlers of `q` (or its fallbacks) for one worker, each behind its middleware chain.
+  /// Null for fallbacks when the queue has none.
+  [[nodiscard]] std::unique_ptr<queue_handler> instantiate(const queue_definition& q,
+                                                           bool fallbacks = false) const;
+  /// The middleware chain of the handler of `type` on `queue`, outermost first.
+  [[nodiscard]] std::vector<const middleware*> chain_of(std::string_view queue,
+                                                        std::string_view type) const;
+  /// One line per handler: "queue / type: outermost > ... > handler", for describe.
+  [[nodiscard]] std::vector<std::string> describe_middleware() const;
 
   // -- lookups --------------------------------------------------------------------------------
 
@@ -253,13 +272,27 @@ public:
   void move_handlers(const std::string& from, const std::string& to);
   error_policies& handler_policies(const std::string& type) { return type_policies_[type]; }
   error_policies& queue_policies(const std::string& queue) { return queue_policies_[queue]; }
+  /// Where middleware applies: every handler, the handlers of a queue, the handler of a type.
+  enum class scope { application, queue, handler };
+  void add_middleware(scope where, std::string name, middleware m);
 
 private:
   void add_handler(const std::string& queue, const std::string& type, invoker call);
   void add_route(const std::string& type, endpoint to);
+  void add_validator(const std::string& type, std::function<void(std::string_view)> check);
+
+  struct scoped_middleware {
+    scope where;
+    std::string name; ///< of the queue or message type; empty for the application
+    middleware m;
+  };
 
   std::deque<queue_definition> queues_; // deque: definitions keep their address
-  std::vector<middleware> middleware_;
+  std::deque<scoped_middleware> middleware_; // deque: chains point into it
+  /// message type → its validators (routing::validate), and the middleware that runs them
+  std::unordered_map<std::string, std::vector<std::function<void(std::string_view)>>>
+    field_validators_;
+  std::unordered_map<std::string, middleware> validation_;
   error_policies app_policies_;
   bool all_faults_ = false;
   std::set<std::string, std::less<>> fault_types_;
