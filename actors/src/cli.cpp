@@ -53,6 +53,22 @@ std::string quote_for_caf(std::string_view value) {
   return result + '"';
 }
 
+/// The headers of `send --headers name=value,name=value`.
+std::map<std::string, std::string> header_list(std::string_view text) {
+  std::map<std::string, std::string> headers;
+  while (!text.empty()) {
+    auto comma = text.find(',');
+    auto item = text.substr(0, comma);
+    auto equals = item.find('=');
+    if (equals == std::string_view::npos || equals == 0)
+      throw usage_error{fmt::format("--headers: '{}' is not name=value", item)};
+    headers.insert_or_assign(std::string{item.substr(0, equals)},
+                             std::string{item.substr(equals + 1)});
+    text = comma == std::string_view::npos ? std::string_view{} : text.substr(comma + 1);
+  }
+  return headers;
+}
+
 } // namespace
 
 /// The names of the commands' options that take a value.
@@ -342,22 +358,27 @@ void cli::impl::add_builtins() {
                       "message types, queues, routes, configuration",
                       {},
                       [this](command_env& env) { return describe(env); }});
+  auto headers = std::make_shared<std::string>();
   commands.push_back(
     {{"send"},
      "<type> <json|->",
      "durably enqueue a message; '-' reads one JSON body per line from stdin. A body that is "
      "not a valid <type> is kept as a dead letter, and the command exits 1",
-     [](command_options&) {},
-     [this](command_env& env) {
+     [headers](command_options& o) {
+       o.add(*headers, "headers",
+             "headers of every message sent, as name=value,name=value (e.g. principal=teller)");
+     },
+     [this, headers](command_env& env) {
        if (env.args.size() != 2)
          throw usage_error{"send takes <type> and <json> (or - for JSON lines on stdin)"};
        const auto& type = env.args[0];
        const bool one = env.args[1] != "-";
+       send_options options{.headers = header_list(*headers)};
        auto store = open_provisioned_store(env.settings);
        std::size_t total = 0;
        auto flush = [&](std::vector<std::string>& bodies) {
-         auto sent =
-           send_durably(*store, app, env.settings.service, 0, type, bodies, {}, 0, dispatch::send);
+         auto sent = send_durably(*store, app, env.settings.service, 0, type, bodies, options, 0,
+                                  dispatch::send);
          if (!sent.memory.empty())
            throw usage_error{
              fmt::format("{} goes to a buffered queue: only a running node "
@@ -413,8 +434,10 @@ void cli::impl::add_builtins() {
        if (!breakers.empty())
          fmt::print("circuit breakers:\n");
        for (const auto& b : breakers)
-         fmt::print("  {:<38} node {}: {}{} ({})\n", b.queue, b.node, b.state,
-                    b.open_until == 0 ? "" : " until " + iso8601(b.open_until), b.reason);
+         fmt::print(
+           "  {:<38} node {}: {}{} ({})\n",
+           b.message_type.empty() ? b.queue : fmt::format("{} / {}", b.queue, b.message_type),
+           b.node, b.state, b.open_until == 0 ? "" : " until " + iso8601(b.open_until), b.reason);
        return exit_code::ok;
      }});
   commands.push_back(
@@ -473,20 +496,31 @@ int cli::impl::describe(command_env& env) const {
                names.empty() ? std::string{"(none)"} : fmt::format("{}", fmt::join(names, ", ")));
   }
   fmt::print("circuit breakers:\n");
-  for (const auto& q : app.queues()) {
-    if (!q.breaker)
-      continue;
-    std::vector<std::string> fallbacks;
-    for (const auto& [t, f] : q.fallbacks)
-      fallbacks.push_back(t);
-    std::sort(fallbacks.begin(), fallbacks.end());
-    const auto& b = *q.breaker;
+  auto print_breaker = [](const std::string& whose, const breaker_settings& b,
+                          const std::string& while_open) {
     fmt::print(
       "  {:<36} opens when {:.0f}% of at least {} handlings within {}ms fail; pauses "
       "{}ms, then probes; {}\n",
-      q.name, b.failure_ratio * 100, b.minimum_handlings, b.window.count(), b.pause.count(),
-      fallbacks.empty() ? std::string{"claims nothing while open"}
-                        : fmt::format("fallbacks while open: {}", fmt::join(fallbacks, ", ")));
+      whose, b.failure_ratio * 100, b.minimum_handlings, b.window.count(), b.pause.count(),
+      while_open);
+  };
+  for (const auto& q : app.queues()) {
+    if (q.breaker) {
+      std::vector<std::string> fallbacks;
+      for (const auto& [t, f] : q.fallbacks)
+        fallbacks.push_back(t);
+      std::sort(fallbacks.begin(), fallbacks.end());
+      print_breaker(q.name, *q.breaker,
+                    fallbacks.empty()
+                      ? std::string{"claims nothing while open"}
+                      : fmt::format("fallbacks while open: {}", fmt::join(fallbacks, ", ")));
+    }
+    std::map<std::string, breaker_settings> by_type{q.handler_breakers.begin(),
+                                                    q.handler_breakers.end()};
+    for (const auto& [type, b] : by_type)
+      print_breaker(fmt::format("{} / {}", q.name, type), b,
+                    q.fallbacks.contains(type) ? "runs its fallback while open"
+                                               : "defers its envelopes while open");
   }
   fmt::print("error policies (handler, then queue, then application, then the default):\n");
   for (const auto& line : app.describe_error_policies())

@@ -25,11 +25,25 @@ struct inbox_processor::outcome {
   micros pause_until = 0; ///< an error policy paused the queue until then
   std::string pause_reason;
   int failures = 0; ///< failed handlings the breaker counts (not bad input, not conflicts)
+  /// message type → handlings (succeeded, failed) that its handler's breaker counts
+  std::unordered_map<std::string, std::pair<int, int>> handler_results;
+  /// probes of handler breakers taken for this batch; those not reported go back at the end
+  std::vector<circuit_breaker*> probes;
+  /// changes of handler breakers seen while handling: logged and recorded after the commit
+  std::vector<std::pair<circuit_breaker::transition, std::string>> moved;
+
+  outcome() = default;
+  outcome(const outcome&) = delete;
+  outcome& operator=(const outcome&) = delete;
+  ~outcome() {
+    for (auto* b : probes)
+      b->give_back_probe();
+  }
 };
 
 inbox_processor::inbox_processor(persistence::connection& conn, const routing& routes,
                                  const queue_definition& queue, const node_settings& settings,
-                                 int node_number, dispatch_sink& sink, circuit_breaker* breaker)
+                                 int node_number, dispatch_sink& sink, queue_breakers breakers)
   : conn_(conn)
   , inbox_(conn)
   , dead_letters_(conn)
@@ -41,7 +55,8 @@ inbox_processor::inbox_processor(persistence::connection& conn, const routing& r
   , handler_(routes.instantiate(queue))
   , fallback_(routes.instantiate(queue, true))
   , default_policy_(default_error_policy(settings.failures))
-  , breaker_(breaker) {}
+  , breaker_(breakers.queue)
+  , handler_breakers_(std::move(breakers.handlers)) {}
 
 std::size_t inbox_processor::process_batch() {
   using kind = circuit_breaker::permit::kind;
@@ -82,6 +97,41 @@ void inbox_processor::run_one(const envelope& e, outcome& out, bool fallback) {
   ++out.counts.handled;
 }
 
+void inbox_processor::report_to_handler_breakers(outcome& out) {
+  for (const auto& [t, type] : out.moved)
+    breaker_moved(t, type);
+  auto now = now_micros();
+  for (const auto& [type, result] : out.handler_results) {
+    auto* b = handler_breakers_.at(type);
+    if (auto moved = b->record(result.first, result.second, now))
+      breaker_moved(*moved, type);
+    std::erase(out.probes, b);
+  }
+}
+
+inbox_processor::gate inbox_processor::pass_handler_breaker(const envelope& e, outcome& out) {
+  auto i = handler_breakers_.find(e.message_type);
+  if (i == handler_breakers_.end())
+    return gate::run;
+  auto* b = i->second;
+  std::optional<circuit_breaker::transition> moved;
+  using kind = circuit_breaker::permit::kind;
+  auto permit = b->take(now_micros(), moved).what;
+  if (moved)
+    out.moved.emplace_back(std::move(*moved), e.message_type);
+  switch (permit) {
+    case kind::claim: return gate::run;
+    case kind::probe: out.probes.push_back(b); return gate::run;
+    case kind::fallback: return gate::fallback;
+    case kind::none: break;
+  }
+  // Open, or its probe is out: the envelope waits for the pause to end, attempts unchanged.
+  defer(
+    e, {std::max(b->open_until(), now_micros() + 100'000), "its handler's circuit breaker is open"},
+    out);
+  return gate::deferred;
+}
+
 void inbox_processor::report_to_breaker(const outcome& out) {
   if (breaker_ == nullptr)
     return;
@@ -90,19 +140,22 @@ void inbox_processor::report_to_breaker(const outcome& out) {
     breaker_moved(*moved);
 }
 
-void inbox_processor::breaker_moved(const circuit_breaker::transition& t) {
+void inbox_processor::breaker_moved(const circuit_breaker::transition& t, const std::string& type) {
+  auto whose = type.empty() ? fmt::format("queue {}", queue_.name)
+                            : fmt::format("handler of {} on queue {}", type, queue_.name);
   if (t.to == circuit_breaker::state::open)
-    log(log_level::warning, "queue {}: circuit breaker open until {} ({}){}", queue_.name,
-        iso8601(t.until), t.reason, fallback_ ? ": running its fallbacks" : ": claiming nothing");
+    log(log_level::warning, "{}: circuit breaker open until {} ({}){}", whose, iso8601(t.until),
+        t.reason,
+        type.empty() ? (fallback_ ? ": running its fallbacks" : ": claiming nothing")
+        : queue_.fallbacks.contains(type) ? ": running its fallback"
+                                          : ": deferring its envelopes");
   else
-    log(log_level::info, "queue {}: circuit breaker {} ({})", queue_.name, to_string(t.to),
-        t.reason);
+    log(log_level::info, "{}: circuit breaker {} ({})", whose, to_string(t.to), t.reason);
   try {
-    inbox_.record_breaker(queue_.name, node_number_, to_string(t.to), t.until, t.reason);
+    inbox_.record_breaker(queue_.name, type, node_number_, to_string(t.to), t.until, t.reason);
   } catch (const db_error& e) {
     // What operators see lags; the breaker itself decides in memory.
-    log(log_level::warning, "queue {}: could not record its breaker state: {}", queue_.name,
-        e.what());
+    log(log_level::warning, "{}: could not record its breaker state: {}", whose, e.what());
   }
 }
 
@@ -126,9 +179,21 @@ bool inbox_processor::handle(const std::vector<envelope>& batch, unit_of_work& u
       ++out.counts.expired; // the claim deleted it: discarded unhandled
       continue;
     }
+    auto passed = pass_handler_breaker(e, out);
+    if (passed == gate::deferred)
+      continue;
+    const bool use_fallback = fallback || passed == gate::fallback;
+    // What the handler's breaker counts: handlings of the handler, not of its fallback.
+    auto count_for_handler = [&](bool ok) {
+      if (!use_fallback && handler_breakers_.contains(e.message_type)) {
+        auto& r = out.handler_results[e.message_type];
+        ++(ok ? r.first : r.second);
+      }
+    };
     if (!isolate) {
       try {
-        run_one(e, out, fallback);
+        run_one(e, out, use_fallback);
+        count_for_handler(true);
       } catch (const deferral& d) {
         defer(e, d, out);
       } catch (...) {
@@ -144,8 +209,9 @@ bool inbox_processor::handle(const std::vector<envelope>& batch, unit_of_work& u
     uow.savepoint("depot_envelope");
     for (;;) {
       try {
-        run_one(current, out, fallback);
+        run_one(current, out, use_fallback);
         uow.release("depot_envelope");
+        count_for_handler(true);
         break;
       } catch (const deferral& d) {
         uow.rollback_to("depot_envelope");
@@ -164,8 +230,11 @@ bool inbox_processor::handle(const std::vector<envelope>& batch, unit_of_work& u
           break;
         }
         auto d = decide_failure(current, error);
-        if (!fallback && !d.bad_input) // bad input says nothing about what the handler needs
-          ++out.failures;
+        if (!d.bad_input) { // bad input says nothing about what the handler needs
+          if (!fallback)
+            ++out.failures;
+          count_for_handler(false);
+        }
         if (d.what == failure_action::retry_inline) {
           ++out.counts.retried;
           log(log_level::warning, "{} {} on queue {} failed (attempt {}): {}: {}; retrying at once",
@@ -192,6 +261,7 @@ bool inbox_processor::handle(const std::vector<envelope>& batch, unit_of_work& u
   uow.commit();
   if (!fallback)
     report_to_breaker(out);
+  report_to_handler_breakers(out);
   if (out.counts.expired > 0)
     log(log_level::info, "queue {}: {} envelope(s) expired unhandled (deliver-by passed)",
         queue_.name, out.counts.expired);
@@ -263,8 +333,8 @@ void inbox_processor::defer(const envelope& e, const deferral& d, outcome& out) 
     later.headers.insert_or_assign(name, value);
   out.put_back.push_back(std::move(later));
   ++out.counts.deferred;
-  log(log_level::debug, "{} {} on queue {} deferred until {} ({})", e.message_type, e.id,
-      e.queue, iso8601(d.until), d.reason);
+  log(log_level::debug, "{} {} on queue {} deferred until {} ({})", e.message_type, e.id, e.queue,
+      iso8601(d.until), d.reason);
 }
 
 void inbox_processor::publish_fault(const envelope& e, const failure_decision& d, outcome& out) {

@@ -6,6 +6,7 @@
 #include <exception>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "depot/persistence/connection.hpp"
@@ -27,6 +28,13 @@ struct handling_counts {
   std::size_t deferred = 0;  ///< put back for later by middleware (a rate limit)
 };
 
+/// The circuit breakers of one queue on a node, shared by its workers.
+struct queue_breakers {
+  circuit_breaker* queue = nullptr; ///< the queue's, or null
+  /// message type → the breaker of its handler
+  std::unordered_map<std::string, circuit_breaker*> handlers;
+};
+
 /// What happens after a handling transaction committed: the node's side.
 class dispatch_sink {
 public:
@@ -43,10 +51,10 @@ public:
 
 class inbox_processor {
 public:
-  /// `breaker` is the queue's circuit breaker on this node, shared by its workers (null: none).
+  /// `breakers` are the queue's circuit breakers on this node, shared by its workers.
   inbox_processor(persistence::connection& conn, const routing& routes,
                   const queue_definition& queue, const node_settings& settings, int node_number,
-                  dispatch_sink& sink, circuit_breaker* breaker = nullptr);
+                  dispatch_sink& sink, queue_breakers breakers = {});
 
   /// Claims one batch and handles it in one transaction (one envelope when the breaker probes,
   /// none while it is open without fallbacks). Returns how many envelopes it claimed.
@@ -67,7 +75,13 @@ private:
   void run_one(const envelope& e, outcome& out, bool fallback);
   /// Tells the breaker what a committed batch did; logs and records a change of its state.
   void report_to_breaker(const outcome& out);
-  void breaker_moved(const circuit_breaker::transition& t);
+  /// Tells the breakers of handlers what their envelopes did in a committed batch.
+  void report_to_handler_breakers(outcome& out);
+  /// Logs and records a change of the queue's breaker, or of the handler of `type`'s.
+  void breaker_moved(const circuit_breaker::transition& t, const std::string& type = {});
+  /// What the breaker of e's handler lets it do: run, run the fallback, or wait (deferred).
+  enum class gate { run, fallback, deferred };
+  gate pass_handler_breaker(const envelope& e, outcome& out);
   /// The decision of the error policy for `e`, which threw `error`.
   [[nodiscard]] failure_decision decide_failure(const envelope& e,
                                                 const std::exception_ptr& error) const;
@@ -96,6 +110,7 @@ private:
   std::unique_ptr<queue_handler> fallback_; ///< null when the queue has no fallbacks
   error_policy default_policy_;             ///< for failures no declared rule matches
   circuit_breaker* breaker_;
+  std::unordered_map<std::string, circuit_breaker*> handler_breakers_;
 };
 
 } // namespace depot

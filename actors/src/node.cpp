@@ -170,8 +170,8 @@ const node_settings& node::settings() const {
 }
 
 node_stats node::stats() const {
-  return {impl_->handled.load(), impl_->expired.load(), impl_->retried.load(), impl_->dead.load(),
-          impl_->discarded.load(), impl_->deferred.load()};
+  return {impl_->handled.load(), impl_->expired.load(),   impl_->retried.load(),
+          impl_->dead.load(),    impl_->discarded.load(), impl_->deferred.load()};
 }
 
 node_health node::health() const {

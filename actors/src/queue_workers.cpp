@@ -83,7 +83,7 @@ void connect(worker_actor* self, const worker_env& env) {
     if (!st.processor)
       st.processor =
         std::make_unique<inbox_processor>(*st.conn, env.node->app(), *slot->queue, settings,
-                                          env.node->number(), *env.sink, slot->breaker);
+                                          env.node->number(), *env.sink, slot->breakers);
     if (!st.connected && st.backoff > min_backoff)
       log(log_level::info, "{}: database connection is back", slot->label);
     st.connected = true;
@@ -161,14 +161,17 @@ void queue_workers::plan(const routing& app, const node_settings& s) {
           "queue {} has no worker on this node (concurrency 0): its "
           "envelopes wait for another node",
           q.name);
-    circuit_breaker* breaker = nullptr;
+    queue_breakers breakers;
     if (q.breaker && n > 0)
-      breaker = &breakers_.emplace_back(*q.breaker, !q.fallbacks.empty());
+      breakers.queue = &breakers_.emplace_back(*q.breaker, !q.fallbacks.empty());
+    for (const auto& [type, settings] : q.handler_breakers)
+      if (n > 0)
+        breakers.handlers[type] = &breakers_.emplace_back(settings, q.fallbacks.contains(type));
     for (int i = 1; i <= n; ++i) {
       auto& slot = slots_.emplace_back();
       slot.label = fmt::format("queue worker {}#{}", q.name, i);
       slot.queue = &q;
-      slot.breaker = breaker;
+      slot.breakers = breakers;
       by_queue_[q.name].push_back(&slot);
     }
   }

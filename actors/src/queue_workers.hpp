@@ -41,9 +41,9 @@ public:
   struct slot {
     std::string label;
     const queue_definition* queue = nullptr;
-    std::atomic<bool> pending{false};   // a wake-up is on its way: coalesce
-    circuit_breaker* breaker = nullptr; // the queue's on this node, shared by its slots
-    std::mutex mutex;                   // guards actor: the supervisor replaces it
+    std::atomic<bool> pending{false}; // a wake-up is on its way: coalesce
+    queue_breakers breakers;          // the queue's on this node, shared by its slots
+    std::mutex mutex;                 // guards actor: the supervisor replaces it
     caf::actor actor;
     /// The connection the first incarnation starts with; later ones open their own.
     std::unique_ptr<persistence::connection> first_connection;
@@ -55,7 +55,7 @@ private:
   dispatch_sink& sink_;
   std::deque<slot> slots_; // fixed after plan(): slots keep their address
   std::unordered_map<std::string, std::vector<slot*>> by_queue_;
-  std::deque<circuit_breaker> breakers_; // one per queue that has one; fixed after plan()
+  std::deque<circuit_breaker> breakers_; // of queues and handlers; fixed after plan()
   std::atomic<std::size_t> round_robin_{0};
 };
 

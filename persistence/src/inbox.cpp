@@ -131,19 +131,19 @@ void inbox::pause_queue(std::string_view queue, micros until, std::string_view r
   });
 }
 
-void inbox::record_breaker(std::string_view queue, int node, std::string_view state, micros until,
-                           std::string_view reason) {
+void inbox::record_breaker(std::string_view queue, std::string_view message_type, int node,
+                           std::string_view state, micros until, std::string_view reason) {
   auto& sql = conn_.session();
   guarded(sql, [&] {
-    std::string q{queue}, s{state};
+    std::string q{queue}, t{message_type}, s{state};
     if (s == "closed") {
-      sql << conn_.sql().close_breaker, soci::use(q, "q"), soci::use(node, "n");
+      sql << conn_.sql().close_breaker, soci::use(q, "q"), soci::use(node, "n"), soci::use(t, "t");
       return;
     }
     auto why = postgres_text(reason);
     long long u = until;
-    sql << conn_.sql().set_breaker, soci::use(q, "q"), soci::use(node, "n"), soci::use(s, "s"),
-      soci::use(u, "u"), soci::use(why, "r");
+    sql << conn_.sql().set_breaker, soci::use(q, "q"), soci::use(node, "n"), soci::use(t, "t"),
+      soci::use(s, "s"), soci::use(u, "u"), soci::use(why, "r");
   });
 }
 

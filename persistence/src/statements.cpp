@@ -119,17 +119,18 @@ statements::statements(std::string_view schema) {
     fmt::format("SELECT queue, {}, reason FROM {} WHERE paused_until > now() ORDER BY queue",
                 micros_of("paused_until"), queue_states);
   set_breaker = fmt::format(
-    "INSERT INTO {} (queue, node, state, open_until, reason) VALUES (:q, :n, :s, CASE WHEN "
-    ":u::bigint = 0 THEN NULL ELSE timestamptz 'epoch' + :u::bigint * interval '1 microsecond' "
-    "END, :r) ON CONFLICT "
-    "(queue, node) DO UPDATE SET state = excluded.state, open_until = excluded.open_until, "
-    "reason = excluded.reason, changed_at = now()",
+    "INSERT INTO {} (queue, node, message_type, state, open_until, reason) VALUES (:q, :n, :t, "
+    ":s, CASE WHEN :u::bigint = 0 THEN NULL ELSE timestamptz 'epoch' + :u::bigint * interval "
+    "'1 microsecond' END, :r) ON CONFLICT (queue, node, message_type) DO UPDATE SET state = "
+    "excluded.state, open_until = excluded.open_until, reason = excluded.reason, changed_at = "
+    "now()",
     queue_breakers);
-  close_breaker = fmt::format("DELETE FROM {} WHERE queue = :q AND node = :n", queue_breakers);
+  close_breaker = fmt::format("DELETE FROM {} WHERE queue = :q AND node = :n AND message_type = :t",
+                              queue_breakers);
   // Only the breakers of nodes that are still registered.
   open_breakers = fmt::format(
-    "SELECT b.queue, b.node, b.state, coalesce({}, 0), b.reason FROM {} b JOIN {} n ON n.number "
-    "= b.node ORDER BY b.queue, b.node",
+    "SELECT b.queue, b.node, b.state, coalesce({}, 0), b.reason, b.message_type FROM {} b JOIN "
+    "{} n ON n.number = b.node ORDER BY b.queue, b.message_type, b.node",
     micros_of("b.open_until"), queue_breakers, nodes);
   promote_due = fmt::format(
     "WITH due AS (UPDATE {0} SET status = '{1}' WHERE id IN (SELECT id FROM {0} WHERE status = "

@@ -36,7 +36,7 @@ std::vector<breaker_row> store_admin::open_breakers() {
     soci::rowset<soci::row> rows = sql.prepare << conn_.sql().open_breakers;
     for (const auto& r : rows)
       result.push_back({r.get<std::string>(0), r.get<int>(1), r.get<std::string>(2),
-                        r.get<long long>(3), r.get<std::string>(4)});
+                        r.get<long long>(3), r.get<std::string>(4), r.get<std::string>(5)});
     return result;
   });
 }

@@ -39,9 +39,9 @@ middleware authorization(std::function<access(const envelope&)> check) {
                 [check = std::move(check)](const envelope& e, context&) {
                   auto answer = check(e);
                   if (!answer.granted)
-                    throw not_authorized{fmt::format("{} {} refused: {}", e.message_type, e.id,
-                                                     answer.reason.empty() ? "access denied"
-                                                                           : answer.reason)};
+                    throw not_authorized{
+                      fmt::format("{} {} refused: {}", e.message_type, e.id,
+                                  answer.reason.empty() ? "access denied" : answer.reason)};
                 })
     .at(stage::authorization);
 }
@@ -166,8 +166,8 @@ constexpr const char* rate_slot_header = "depot-rate-slot";
 class token_buckets {
 public:
   token_buckets(int n, std::chrono::milliseconds per, bool per_key)
-    : interval_(std::max<micros>(
-        1, std::chrono::duration_cast<std::chrono::microseconds>(per).count() / n))
+    : interval_(
+        std::max<micros>(1, std::chrono::duration_cast<std::chrono::microseconds>(per).count() / n))
     , tolerance_(std::chrono::duration_cast<std::chrono::microseconds>(per).count() - interval_)
     , per_key_(per_key) {}
 
@@ -217,15 +217,17 @@ middleware limit(int n, std::chrono::milliseconds per, bool per_key) {
                   auto until = buckets->admit(e, now_micros());
                   if (until == 0)
                     return next();
-                  throw deferral{until, name, {{rate_slot_header,
-                                                fmt::format("{}/{}", e.attempts, until)}}};
+                  throw deferral{
+                    until, name, {{rate_slot_header, fmt::format("{}/{}", e.attempts, until)}}};
                 })
     .at(stage::rate_limit);
 }
 
 } // namespace
 
-middleware rate_limit(int n, std::chrono::milliseconds per) { return limit(n, per, false); }
+middleware rate_limit(int n, std::chrono::milliseconds per) {
+  return limit(n, per, false);
+}
 
 middleware rate_limit_per_key(int n, std::chrono::milliseconds per) {
   return limit(n, per, true);

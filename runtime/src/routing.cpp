@@ -140,7 +140,11 @@ queue_builder& queue_builder::circuit_breaker(breaker_settings settings) {
       "circuit breaker of {}: minimum handlings at least 1, a failure ratio in (0, 1], a window "
       "and a pause above 0",
       queue_)};
-  routing_.define_queue(queue_).breaker = settings;
+  auto& q = routing_.define_queue(queue_);
+  if (type_.empty())
+    q.breaker = settings;
+  else
+    q.handler_breakers.insert_or_assign(type_, settings);
   return *this;
 }
 
@@ -235,6 +239,8 @@ void routing::move_handlers(const std::string& from, const std::string& to) {
         fmt::format("message type '{}' already has a handler on queue '{}'", type, to)};
   if (!target.make_state)
     target.make_state = source.make_state;
+  target.handler_breakers.insert(source.handler_breakers.begin(), source.handler_breakers.end());
+  target.fallbacks.insert(source.fallbacks.begin(), source.fallbacks.end());
   queues_.erase(std::find_if(queues_.begin(), queues_.end(),
                              [&](const queue_definition& q) { return q.name == from; }));
 }

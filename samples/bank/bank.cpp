@@ -71,12 +71,11 @@ void handle(const debit_account& cmd, depot::context& ctx) {
 
 } // namespace
 
-void debit_account::validate() const {
+void debit_account::validate(depot::field_errors& errors) const {
   if (account_id.empty())
-    throw depot::validation_error{"a debit needs an account_id"};
+    errors.add("account_id", "must name an account");
   if (amount < 1)
-    throw depot::validation_error{"a debit takes an amount of at least 1, not " +
-                                  std::to_string(amount)};
+    errors.add("amount", "must be at least 1, not " + std::to_string(amount));
 }
 
 void create_tables(soci::session& db) {
@@ -96,6 +95,8 @@ void seed(soci::session& db, std::int64_t n, std::int64_t balance, std::int64_t 
 }
 
 void register_bank(depot::routing& app) {
+  // Every debit and its cascades share one trace (spans logged at debug: DEPOT_LOG=debug).
+  app.use(depot::tracing(depot::log_level::debug));
   // An account may be opened a moment after its first debit: try again twice, then keep the
   // debit as a dead letter to replay once the account exists.
   app.handle<debit_account>(handle)

@@ -15,7 +15,7 @@ struct debit_account {
   std::string account_id;
   std::int64_t amount = 0;
   /// A debit takes a positive amount from a named account; anything else cannot be one.
-  void validate() const;
+  void validate(depot::field_errors& errors) const;
 };
 DEPOT_MESSAGE(debit_account, "bank.debit-account", account_id, amount)
 // Debits of one account are handled one at a time, in order: they never contend for its row.

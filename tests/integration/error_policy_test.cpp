@@ -25,6 +25,11 @@ struct job {
 };
 DEPOT_MESSAGE(job, "it.job", tag, failures)
 
+struct ping {
+  std::string tag;
+};
+DEPOT_MESSAGE(ping, "it.breaker-ping", tag)
+
 struct ledger_unavailable : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
@@ -256,5 +261,56 @@ TEST_CASE("while its breaker is open a queue runs its fallback instead of the ha
   REQUIRE(wait_until([&] { return s.number("SELECT count(*) FROM effects") == 3; }));
   CHECK(s.text("SELECT string_agg(tag, ',' ORDER BY tag) FROM effects") ==
         "fallback a,fallback b,fallback c");
+  CHECK(s.number("SELECT count(*) FROM dead_letters") == 0);
+}
+
+TEST_CASE("a handler's breaker defers its envelopes while open; the queue's other types go on") {
+  test_schema s;
+  create_effects_table(s);
+  std::atomic<bool> down{true};
+  depot::routing app;
+  const auto effects = s.table("effects");
+  app
+    .handle<job>([&, effects](const job& m, depot::context& ctx) {
+      if (down)
+        throw ledger_unavailable{"ledger down"};
+      record_effect(ctx, effects, m.tag);
+    })
+    .on_queue("it.mixed")
+    .circuit_breaker({.minimum_handlings = 3, .failure_ratio = 1.0, .window = 10s, .pause = 2s})
+    .on_exception<ledger_unavailable>()
+    .retry_with_cooldown(20ms, 20ms, 20ms, 20ms, 20ms, 20ms, 20ms, 20ms)
+    .then_dead_letter();
+  app
+    .handle<ping>([effects](const ping& p, depot::context& ctx) {
+      record_effect(ctx, effects, "ping " + p.tag);
+    })
+    .on_queue("it.mixed");
+  auto config = s.node_config();
+  config.concurrency = 1;
+  depot::node node{app, config};
+  node.start();
+
+  node.send_all(std::vector<job>{{"a", 0}, {"b", 0}, {"c", 0}});
+  REQUIRE(wait_until([&] { return s.number("SELECT count(*) FROM queue_breakers") == 1; }));
+  CHECK(s.text("SELECT queue || ' / ' || message_type || ': ' || state FROM queue_breakers") ==
+        "it.mixed / it.job: open");
+  test_store store{s.store_config()};
+  auto open = store.admin.open_breakers();
+  REQUIRE(open.size() == 1);
+  CHECK(open[0].message_type == "it.job");
+  // The queue goes on claiming: another type is handled at once, and the jobs' retries wait,
+  // deferred, without counting attempts.
+  node.send(ping{"p"});
+  REQUIRE(wait_until([&] { return s.number("SELECT count(*) FROM effects") == 1; }));
+  CHECK(s.text("SELECT tag FROM effects") == "ping p");
+  CHECK(wait_until([&] { return node.stats().deferred >= 3; }));
+  CHECK(node.stats().retried == 3);
+  CHECK(s.number("SELECT max(attempts) FROM incoming WHERE message_type = 'it.job'") == 1);
+
+  down = false; // the probe succeeds after the pause and the breaker closes
+  REQUIRE(wait_until([&] { return s.number("SELECT count(*) FROM effects") == 4; }));
+  CHECK(wait_until([&] { return s.number("SELECT count(*) FROM queue_breakers") == 0; }));
+  CHECK(s.text("SELECT string_agg(tag, ',' ORDER BY tag) FROM effects") == "a,b,c,ping p");
   CHECK(s.number("SELECT count(*) FROM dead_letters") == 0);
 }

@@ -69,7 +69,7 @@ step "the debit of acct-7 failed 3 times and is a dead letter; the debit of 0 wa
 # -- list, show ---------------------------------------------------------------------------------
 run 0 "dead-letters list" "$BANK" dead-letters list &&
   has "$OUT" "dead-letters list" 'bank::no_account: no account acct-7' \
-    'depot::validation_error: a debit takes an amount of at least 1' '^2 dead letter\(s\)$'
+    'depot::validation_error: bank.debit-account is invalid: amount: must be at least 1, not 0' '^2 dead letter\(s\)$'
 run 0 "dead-letters list --json --exception bank::no_account" "$BANK" dead-letters list --json \
   --exception bank::no_account
 if [[ $(wc -l <"$OUT") == 1 ]]; then

@@ -109,7 +109,8 @@ TEST_CASE("only database failures that may succeed when done again are retryable
   }
 }
 
-TEST_CASE("only undecodable, invalid, unhandled and unauthorized messages are permanent for a message") {
+TEST_CASE(
+  "only undecodable, invalid, unhandled and unauthorized messages are permanent for a message") {
   std::set<errc> expected{errc::decode_error, errc::validation_error, errc::unknown_message_type,
                           errc::unauthorized};
   for (auto code : all_codes()) {

@@ -68,9 +68,8 @@ TEST_CASE("the chain is ordered by position, then application, queue and handler
   depot::routing app;
   std::vector<std::string> trace;
   auto mark = [&](std::string name) {
-    return depot::before(name, [&trace, name](const depot::envelope&, depot::context&) {
-      trace.push_back(name);
-    });
+    return depot::before(
+      name, [&trace, name](const depot::envelope&, depot::context&) { trace.push_back(name); });
   };
   app.handle<transfer>([&](const transfer&, depot::context&) { trace.push_back("handler"); })
     .use(mark("handler's").at(depot::stage::logging));
@@ -87,10 +86,12 @@ TEST_CASE("the chain is ordered by position, then application, queue and handler
                                           "handler's", "application's", "handler"});
   auto lines = app.describe_middleware();
   REQUIRE(lines.size() == 2);
-  CHECK(lines[0] == "mw.transfer / mw.transfer: outermost (100) > application's early (200) > "
-                    "queue's (200) > handler's (200) > application's (1000) > handler");
-  CHECK(lines[1] == "mw.receipt / mw.receipt: outermost (100) > application's early (200) > "
-                    "application's (1000) > receipt queue's (1000) > receipt's (1000) > handler");
+  CHECK(lines[0] ==
+        "mw.transfer / mw.transfer: outermost (100) > application's early (200) > "
+        "queue's (200) > handler's (200) > application's (1000) > handler");
+  CHECK(lines[1] ==
+        "mw.receipt / mw.receipt: outermost (100) > application's early (200) > "
+        "application's (1000) > receipt queue's (1000) > receipt's (1000) > handler");
 }
 
 TEST_CASE("before runs ahead of the handler, after only when the handler returned") {
@@ -102,12 +103,10 @@ TEST_CASE("before runs ahead of the handler, after only when the handler returne
     if (fail)
       throw std::runtime_error{"ledger down"};
   });
-  app.use(depot::before("check", [&](const depot::envelope&, depot::context&) {
-    trace.push_back("before");
-  }));
-  app.use(depot::after("audit", [&](const depot::envelope&, depot::context&) {
-    trace.push_back("after");
-  }));
+  app.use(depot::before(
+    "check", [&](const depot::envelope&, depot::context&) { trace.push_back("before"); }));
+  app.use(depot::after("audit",
+                       [&](const depot::envelope&, depot::context&) { trace.push_back("after"); }));
   run(app, envelope_of("mw.transfer", transfer_body));
   CHECK(trace == std::vector<std::string>{"before", "handler", "after"});
   trace.clear();
@@ -212,8 +211,7 @@ TEST_CASE("tracing continues the incoming trace and propagates a span of its own
   app.handle<receipt>([](const receipt&, depot::context&) {});
 
   auto e = envelope_of("mw.transfer", transfer_body);
-  e.headers[depot::header::traceparent] =
-    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+  e.headers[depot::header::traceparent] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
   auto out = run(app, e);
   REQUIRE(out.inbox.size() == 1);
   auto sent = depot::trace_context::parse(out.inbox[0].header_value(depot::header::traceparent));

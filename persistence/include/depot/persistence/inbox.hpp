@@ -48,10 +48,11 @@ public:
   /// `reason`: no claim takes its envelopes meanwhile. Inside the caller's transaction.
   void pause_queue(std::string_view queue, micros until, std::string_view reason);
 
-  /// Records the state of `queue`'s circuit breaker on node `node` for operators: "open" or
-  /// "half-open" (with `until`, 0 for none, and the reason); "closed" removes the record.
-  void record_breaker(std::string_view queue, int node, std::string_view state, micros until,
-                      std::string_view reason);
+  /// Records the state of a circuit breaker on node `node` for operators: `queue`'s, or with a
+  /// `message_type` the breaker of that handler on the queue; "open" or "half-open" (with
+  /// `until`, 0 for none, and the reason); "closed" removes the record.
+  void record_breaker(std::string_view queue, std::string_view message_type, int node,
+                      std::string_view state, micros until, std::string_view reason);
 
   /// Makes due scheduled envelopes ready. Returns the queues that got work.
   std::vector<std::string> promote_due(int limit = 10000);

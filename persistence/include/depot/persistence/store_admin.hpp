@@ -31,6 +31,7 @@ struct breaker_row {
   std::string state; ///< "open" or "half-open"
   micros open_until = 0;
   std::string reason;
+  std::string message_type; ///< of the handler it guards; "" for the queue's breaker
 };
 
 /// How many connections the server has left for this user.

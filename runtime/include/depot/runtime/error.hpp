@@ -68,8 +68,8 @@ enum class errc : std::uint8_t {
 [[nodiscard]] bool retryable(errc code);
 
 /// True when handling the same message again can never succeed, whatever the attempt:
-/// decode_error, validation_error, unknown_message_type and unauthorized. The failure policy dead-letters an
-/// envelope whose handling threw such an error at the first attempt.
+/// decode_error, validation_error, unknown_message_type and unauthorized. The failure policy
+/// dead-letters an envelope whose handling threw such an error at the first attempt.
 [[nodiscard]] bool permanent_for_message(errc code);
 
 /// The base of every exception depot throws: what() is the reason, naming the fix where there

@@ -62,6 +62,8 @@ struct queue_definition {
   std::function<std::shared_ptr<void>()> make_state;
   /// The circuit breaker of this queue on each node, if it has one.
   std::optional<breaker_settings> breaker;
+  /// message type → the circuit breaker of its handler on each node
+  std::unordered_map<std::string, breaker_settings> handler_breakers;
   /// message type → its fallback, run instead of its handler while the breaker is open
   std::unordered_map<std::string, invoker> fallbacks;
 
@@ -99,7 +101,8 @@ public:
   queue_builder& buffered();
   /// Workers per node for this queue.
   queue_builder& concurrency(int n);
-  /// A circuit breaker for this queue on each node (see circuit_breaker).
+  /// A circuit breaker on each node for this handler (its envelopes are deferred while it is
+  /// open, the queue's other types go on), or for this queue (claims nothing while open).
   queue_builder& circuit_breaker(breaker_settings settings = {});
   /// Runs `f` (like a handler of T) instead of T's handler while this queue's breaker is open.
   template <message T, class F>
@@ -134,7 +137,6 @@ private:
 /// The application: message types, handlers, queues, middleware.
 class routing {
 public:
-
   /// Registers a function handler `void f(const T&, context&)` (or one returning a reply
   /// message). By default its queue is named after the message type.
   template <message T, class F>
@@ -287,7 +289,7 @@ private:
     middleware m;
   };
 
-  std::deque<queue_definition> queues_; // deque: definitions keep their address
+  std::deque<queue_definition> queues_;      // deque: definitions keep their address
   std::deque<scoped_middleware> middleware_; // deque: chains point into it
   /// message type → its validators (routing::validate), and the middleware that runs them
   std::unordered_map<std::string, std::vector<std::function<void(std::string_view)>>>
