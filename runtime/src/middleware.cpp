@@ -186,8 +186,9 @@ public:
   }
 
 private:
-  // Came back at the slot it reserved, and not much later (a restart or an outage makes the
-  // reservation stale: then it takes a token like any other).
+  // Came back at the slot it reserved, and not much later: promotion of scheduled envelopes lags
+  // by up to heartbeat-interval, a busy queue by its backlog; a reservation older than
+  // max(per, 30 s) is stale (an outage, a node down) and takes a token like any other envelope.
   bool holds_its_slot(const envelope& e, micros now) const {
     const auto& h = e.header_value(rate_slot_header);
     auto slash = h.find('/');
@@ -197,7 +198,9 @@ private:
     micros slot = 0;
     std::from_chars(h.data(), h.data() + slash, attempts);
     std::from_chars(h.data() + slash + 1, h.data() + h.size(), slot);
-    return attempts == e.attempts && now + 1'000 >= slot && now <= slot + tolerance_ + interval_;
+    constexpr micros stale_after = 30'000'000;
+    return attempts == e.attempts && now + 1'000 >= slot &&
+           now <= slot + std::max(tolerance_ + interval_, stale_after);
   }
 
   micros interval_;

@@ -78,8 +78,9 @@ TEST_CASE("a validator's field errors refuse a send and dead-letter a stored env
   depot::node node{app, s.node_config()};
   node.start();
 
-  const auto expected = "it.payment is invalid: amount: must be positive; account: must not be "
-                        "empty";
+  const auto expected =
+    "it.payment is invalid: amount: must be positive; account: must not be "
+    "empty";
   try {
     node.send(payment{"", 0, "sent"});
     FAIL("the send was not refused");
@@ -87,8 +88,9 @@ TEST_CASE("a validator's field errors refuse a send and dead-letter a stored env
     CHECK(std::string_view{e.what()}.starts_with(expected));
   }
   // One stored by a producer that skipped the check reaches the validation middleware.
-  s.exec("INSERT INTO incoming (id, queue, message_type, body) VALUES (gen_random_uuid(), "
-         "'it.payment', 'it.payment', '{\"account\":\"\",\"amount\":0,\"tag\":\"stored\"}')");
+  s.exec(
+    "INSERT INTO incoming (id, queue, message_type, body) VALUES (gen_random_uuid(), "
+    "'it.payment', 'it.payment', '{\"account\":\"\",\"amount\":0,\"tag\":\"stored\"}')");
   REQUIRE(wait_until([&] { return node.stats().dead_lettered == 1; }));
   CHECK(s.number("SELECT count(*) FROM dead_letters WHERE exception_type = "
                  "'depot::validation_error' AND exception_message = '" +
@@ -137,9 +139,8 @@ TEST_CASE("tracing carries one trace id through stored envelopes, a new span per
     record(ctx, "payment");
     ctx.publish(payment_made{p.tag});
   });
-  app.handle<payment_made>([record](const payment_made&, depot::context& ctx) {
-    record(ctx, "payment-made");
-  });
+  app.handle<payment_made>(
+    [record](const payment_made&, depot::context& ctx) { record(ctx, "payment-made"); });
   depot::node node{app, s.node_config()};
   node.start();
 
@@ -148,8 +149,8 @@ TEST_CASE("tracing carries one trace id through stored envelopes, a new span per
             {.headers = {{std::string{depot::header::traceparent}, origin}}});
   REQUIRE(wait_until([&] { return node.stats().handled == 2; }));
   CHECK(s.text("SELECT traceparent FROM spans WHERE tag = 'payment'") == origin);
-  auto next = depot::trace_context::parse(
-    s.text("SELECT traceparent FROM spans WHERE tag = 'payment-made'"));
+  auto next =
+    depot::trace_context::parse(s.text("SELECT traceparent FROM spans WHERE tag = 'payment-made'"));
   REQUIRE(next);
   CHECK(next->trace_id == "0af7651916cd43dd8448eb211c80319c");
   CHECK(next->span_id != "b7ad6b7169203331");
@@ -160,9 +161,10 @@ TEST_CASE("a rate limit per key defers the excess; every envelope is handled exa
   create_effects_table(s);
   depot::routing app;
   const auto effects = s.table("effects");
-  app.handle<payment>([effects](const payment& p, depot::context& ctx) {
-       record_effect(ctx, effects, p.account + " " + p.tag);
-     })
+  app
+    .handle<payment>([effects](const payment& p, depot::context& ctx) {
+      record_effect(ctx, effects, p.account + " " + p.tag);
+    })
     .use(depot::rate_limit_per_key(4, 1s)); // bursts of 4, then one every 250 ms
   depot::node node{app, s.node_config()};
   node.start();

@@ -277,6 +277,13 @@ TEST_CASE("a rate limit passes a burst, then defers each excess envelope to its 
   a[4].headers["depot-rate-slot"] = fmt::format("0/{}", depot::now_micros());
   CHECK(deferred_until(app, a[4]) == 0);
   CHECK(handled == 5);
+  // A reservation long past (an outage) is stale: it takes a token like any other envelope.
+  a[5].headers["depot-rate-slot"] = fmt::format("0/{}", depot::now_micros() - 60'000'000);
+  CHECK(deferred_until(app, a[5]) != 0);
+  // Nor does a reservation made for another attempt count.
+  a[2].headers["depot-rate-slot"] = fmt::format("1/{}", depot::now_micros());
+  CHECK(deferred_until(app, a[2]) != 0);
+  CHECK(handled == 5);
   CHECK(app.describe_middleware().at(0).find("rate limit 3 per 3000ms per key (500)") !=
         std::string::npos);
 }
