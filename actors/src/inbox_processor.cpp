@@ -342,6 +342,9 @@ void inbox_processor::publish_fault(const envelope& e, const failure_decision& d
     return;
   outgoing_envelopes sent;
   context ctx{e, &conn_.session(), routes_, settings_.service, sent};
+  // A subscriber of faults joins the trace of the failed envelope.
+  if (const auto& trace = e.header_value(header::traceparent); !trace.empty())
+    ctx.propagate(header::traceparent, trace);
   ctx.publish(fault{e.id, e.message_type, e.queue, d.exception_type, d.reason, e.attempts + 1,
                     iso8601(now_micros()), e.header_value(header::correlation_id),
                     to_string(d.what)});

@@ -166,19 +166,22 @@ TEST_CASE("a dead letter and its depot.fault commit together") {
   test_schema s;
   std::mutex m;
   std::vector<depot::fault> faults;
+  std::string fault_traceparent;
   depot::routing app;
   app.publish_faults<job>();
   app.on_exception<ledger_unavailable>().retry_times(1).then_dead_letter();
   app.handle<job>(
     [](const job& j, depot::context&) { throw ledger_unavailable{j.tag + " unavailable"}; });
-  app.handle<depot::fault>([&](const depot::fault& f, depot::context&) {
+  app.handle<depot::fault>([&](const depot::fault& f, depot::context& ctx) {
     std::lock_guard guard{m};
     faults.push_back(f);
+    fault_traceparent = ctx.incoming().header_value(depot::header::traceparent);
   });
   depot::node node{app, s.node_config()};
   node.start();
 
-  node.send(job{"a", 0}, {.headers = {{"correlation-id", "corr-7"}}});
+  const std::string trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+  node.send(job{"a", 0}, {.headers = {{"correlation-id", "corr-7"}, {"traceparent", trace}}});
   REQUIRE(wait_until([&] {
     std::lock_guard guard{m};
     return !faults.empty();
@@ -194,6 +197,7 @@ TEST_CASE("a dead letter and its depot.fault commit together") {
   CHECK(f.attempts == 2);
   CHECK(f.correlation_id == "corr-7");
   CHECK(f.action == "dead-letter");
+  CHECK(fault_traceparent == trace); // the fault joins the trace of the failed envelope
 }
 
 TEST_CASE("a circuit breaker stops the queue's claims while open, then a probe closes it") {
