@@ -110,6 +110,8 @@ void inbox_processor::report_to_handler_breakers(outcome& out) {
 }
 
 inbox_processor::gate inbox_processor::pass_handler_breaker(const envelope& e, outcome& out) {
+  if (handler_breakers_.empty()) // most queues: no hashing per envelope
+    return gate::run;
   auto i = handler_breakers_.find(e.message_type);
   if (i == handler_breakers_.end())
     return gate::run;
@@ -185,7 +187,8 @@ bool inbox_processor::handle(const std::vector<envelope>& batch, unit_of_work& u
     const bool use_fallback = fallback || passed == gate::fallback;
     // What the handler's breaker counts: handlings of the handler, not of its fallback.
     auto count_for_handler = [&](bool ok) {
-      if (!use_fallback && handler_breakers_.contains(e.message_type)) {
+      if (!use_fallback && !handler_breakers_.empty() &&
+          handler_breakers_.contains(e.message_type)) {
         auto& r = out.handler_results[e.message_type];
         ++(ok ? r.first : r.second);
       }
@@ -329,8 +332,7 @@ void inbox_processor::defer(const envelope& e, const deferral& d, outcome& out) 
   auto later = e; // attempts unchanged: a deferral is no failure
   later.status = envelope_status::scheduled;
   later.execution_time = d.until;
-  for (const auto& [name, value] : d.headers)
-    later.headers.insert_or_assign(name, value);
+  d.mark(later);
   out.put_back.push_back(std::move(later));
   ++out.counts.deferred;
   log(log_level::debug, "{} {} on queue {} deferred until {} ({})", e.message_type, e.id, e.queue,
@@ -395,8 +397,7 @@ void inbox_processor::process_buffered(const envelope& incoming) {
       } catch (const deferral& d) {
         // No row to schedule: this worker waits for the time it was given (buffered queues
         // are for memory-only work that may block its worker).
-        for (const auto& [name, value] : d.headers)
-          e.headers.insert_or_assign(name, value);
+        d.mark(e);
         std::this_thread::sleep_for(std::chrono::microseconds{d.until - now_micros()});
         continue;
       } catch (...) {

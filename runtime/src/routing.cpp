@@ -297,13 +297,14 @@ std::vector<const queue_definition*> routing::subscribers_of(std::string_view ty
 }
 
 std::string routing::validate(std::string_view type, std::string_view body) const {
-  auto i = validators_.find(std::string{type});
+  std::string name{type};
+  auto i = validators_.find(name);
   if (i == validators_.end()) {
     check_json_object(body);
     return {};
   }
   auto key = i->second(body);
-  if (auto v = field_validators_.find(std::string{type}); v != field_validators_.end())
+  if (auto v = field_validators_.find(name); v != field_validators_.end())
     for (const auto& check : v->second)
       check(body);
   return key;

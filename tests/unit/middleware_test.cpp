@@ -239,8 +239,7 @@ depot::micros deferred_until(const depot::routing& app, depot::envelope& e) {
     run(app, e);
     return 0;
   } catch (const depot::deferral& d) {
-    for (const auto& [name, value] : d.headers)
-      e.headers[name] = value;
+    d.mark(e);
     return d.until;
   }
 }

@@ -128,6 +128,12 @@ struct deferral {
   micros until = 0;
   std::string reason;
   std::map<std::string, std::string> headers{}; ///< set on the envelope as it goes back
+
+  /// Sets `headers` on the deferred envelope.
+  void mark(envelope& e) const {
+    for (const auto& [name, value] : headers)
+      e.headers.insert_or_assign(name, value);
+  }
 };
 
 /// At most `n` handlings per `per` of each queue it applies to, on each node (a token bucket of
