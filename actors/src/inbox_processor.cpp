@@ -365,10 +365,11 @@ void inbox_processor::requeue_rest(std::vector<envelope>::const_iterator first,
 }
 
 void inbox_processor::dispatch(outcome& out) {
-  std::vector<std::string> woken;
-  for (const auto& e : out.sent.inbox)
-    if (e.status == envelope_status::incoming)
-      woken.push_back(e.queue);
+  std::vector<std::string> woken; // queues, and outbox destinations for their relays
+  for (const auto* stored : {&out.sent.inbox, &out.sent.outbox})
+    for (const auto& e : *stored)
+      if (e.status == envelope_status::incoming)
+        woken.push_back(e.queue);
   for (const auto& e : out.put_back)
     if (e.status == envelope_status::incoming)
       woken.push_back(e.queue);

@@ -6,7 +6,9 @@
 
 #include <atomic>
 #include <future>
+#include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <unordered_map>
 
@@ -17,6 +19,7 @@
 #include "depot/persistence/retry.hpp"
 #include "depot/persistence/schema.hpp"
 #include "depot/runtime/log.hpp"
+#include "depot/transports/kafka.hpp"
 #include "depot/transports/local.hpp"
 #include "durability_agent.hpp"
 #include "heartbeat.hpp"
@@ -51,9 +54,12 @@ struct node::impl final : dispatch_sink, node_context {
   durability_agent agent;
   wake_listener listener;
   std::vector<std::unique_ptr<service>> services; // the application's
+  /// transport → its relay's wake-up; set while services make their actors, read-only after
+  std::map<std::string, std::function<void()>, std::less<>> outbox_wakers;
   caf::actor supervisor;
   std::shared_ptr<failure_record> failures;
   bool running = false;
+  bool kafka_added = false; // the Kafka transport is among services
 
   std::mutex pool_mutex;
   std::vector<std::unique_ptr<connection>> pool; // connections for callers' sends
@@ -84,7 +90,24 @@ struct node::impl final : dispatch_sink, node_context {
   [[nodiscard]] std::unique_ptr<connection> connect() const override {
     return std::make_unique<connection>(persistence::store_settings_of(settings_));
   }
-  void wake(const std::vector<std::string>& queues) override { workers.wake(queues); }
+  void wake(const std::vector<std::string>& queues) override {
+    std::vector<std::string> local;
+    std::set<std::string_view> transports;
+    for (const auto& q : queues) {
+      if (auto scheme = q.find("://"); scheme != std::string::npos)
+        transports.insert(std::string_view{q}.substr(0, scheme));
+      else
+        local.push_back(q);
+    }
+    if (!local.empty())
+      workers.wake(local);
+    for (auto t : transports)
+      if (auto i = outbox_wakers.find(t); i != outbox_wakers.end())
+        i->second();
+  }
+  void on_outbox(std::string transport, std::function<void()> wake) override {
+    outbox_wakers[std::move(transport)] = std::move(wake);
+  }
   [[nodiscard]] node_health health() const override {
     return failures ? failures->health() : node_health{};
   }
@@ -224,6 +247,18 @@ void node::start() {
   } catch (const invalid_setting& e) {
     throw startup_error{e.what()};
   }
+  if (d.app_.uses_kafka() && !d.kafka_added) {
+    if (s.kafka.empty())
+      throw startup_error{
+        "the application routes messages to Kafka or listens to Kafka topics, but no Kafka is "
+        "configured: set --kafka (DEPOT_KAFKA) to the brokers (host:port,...) or to 'embedded'"};
+    try {
+      d.services.push_back(make_kafka_transport(d.app_, s));
+    } catch (const error& e) {
+      throw startup_error{e.what()};
+    }
+    d.kafka_added = true;
+  }
   auto all = d.all_services();
   bool registered = false;
   // Undoes a start that failed half-way: no node row and no connections are left behind.
@@ -314,14 +349,14 @@ std::vector<std::string> node::send_bodies(std::string_view type, std::vector<st
                         how);
   });
   std::vector<std::string> ids, ready;
-  for (const auto& e : sent.inbox) {
-    ids.push_back(e.id);
-    if (e.status == envelope_status::incoming)
-      ready.push_back(e.queue);
-  }
-  for (const auto* more : {&sent.outbox, &sent.memory})
-    for (const auto& e : *more)
+  for (const auto* stored : {&sent.inbox, &sent.outbox})
+    for (const auto& e : *stored) {
       ids.push_back(e.id);
+      if (e.status == envelope_status::incoming)
+        ready.push_back(e.queue);
+    }
+  for (const auto& e : sent.memory)
+    ids.push_back(e.id);
   d.wake(ready);
   d.deliver_buffered(std::move(sent.memory));
   return ids;

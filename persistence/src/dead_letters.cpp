@@ -66,7 +66,7 @@ void prepare(soci::statement& st, const std::string& text) {
 } // namespace
 
 void dead_letters::add(const envelope& e, std::string_view exception_type,
-                       std::string_view exception_message) {
+                       std::string_view exception_message, bool replayable) {
   auto& sql = conn_.session();
   guarded(sql, [&] {
     auto headers = headers_json(e.headers);
@@ -74,11 +74,12 @@ void dead_letters::add(const envelope& e, std::string_view exception_type,
     auto message = postgres_text(exception_message);
     auto attempts = e.attempts + 1;
     auto source = e.header_value(header::source);
+    int r = replayable ? 1 : 0;
     sql << conn_.sql().insert_dead_letter, soci::use(e.id, "id"), soci::use(e.queue, "q"),
       soci::use(e.message_type, "t"), soci::use(e.body, "b"), soci::use(headers, "h"),
       soci::use(type, "et"), soci::use(message, "em"), soci::use(attempts, "a"),
       soci::use(source, "s"), soci::use(e.key, "k"), soci::use(e.tenant, "tn"),
-      soci::use(e.priority, "p");
+      soci::use(e.priority, "p"), soci::use(r, "r");
   });
 }
 

@@ -45,7 +45,8 @@ std::size_t copy_in(soci::session& sql, const std::string& command, const std::s
 
 } // namespace
 
-std::size_t inbox::insert(const std::vector<envelope>& envelopes, int sender_node) {
+std::size_t inbox::insert(const std::vector<envelope>& envelopes, int sender_node,
+                          const std::set<std::string>& also_notify) {
   if (envelopes.empty())
     return 0;
   auto& sql = conn_.session();
@@ -64,11 +65,12 @@ std::size_t inbox::insert(const std::vector<envelope>& envelopes, int sender_nod
       inserted = static_cast<std::size_t>(st.inserted);
     }
     std::set<std::string> ready;
-    for (const auto& e : envelopes)
-      if (e.status == envelope_status::incoming)
-        ready.insert(e.queue);
     if (inserted > 0)
-      notify_ready(ready, sender_node);
+      for (const auto& e : envelopes)
+        if (e.status == envelope_status::incoming)
+          ready.insert(e.queue);
+    ready.insert(also_notify.begin(), also_notify.end());
+    notify_ready(ready, sender_node);
     return inserted;
   });
 }

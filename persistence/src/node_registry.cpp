@@ -3,25 +3,18 @@
 
 #include <fmt/format.h>
 
+#include "depot/persistence/names.hpp"
 #include "pg_native.hpp"
 #include "row_codec.hpp"
 #include "statements.hpp"
 
 namespace depot::persistence {
 
-int node_registry::lock_class() const {
-  // FNV-1a of the schema name: the first key of every node lock of this store.
-  std::uint32_t h = 2166136261u;
-  for (char c : conn_.settings().schema)
-    h = (h ^ static_cast<unsigned char>(c)) * 16777619u;
-  return static_cast<int>(h & 0x7fffffff);
-}
-
 bool node_registry::lock_number(int number) {
   auto& sql = conn_.session();
   return guarded(sql, [&] {
     int locked = 0;
-    auto cls = lock_class();
+    auto cls = names::lock_class(conn_.settings().schema);
     sql << conn_.sql().lock_node, soci::use(cls, "c"), soci::use(number, "n"), soci::into(locked);
     return locked != 0;
   });
@@ -45,15 +38,11 @@ node_registration node_registry::register_node(int number, std::string_view uri,
                                  "--node-id (DEPOT_NODE_ID)",
                                  self.number)};
     soci::statement previous = (sql.prepare << text.delete_node_number, soci::use(self.number));
-    previous.execute(true);
-    bool crashed = previous.get_affected_rows() > 0; // it did not deregister
+    previous.execute(true); // the row of an earlier incarnation that did not deregister
     auto u = std::string{uri};
     auto v = std::string{version};
     sql << text.insert_node, soci::use(self.id, "id"), soci::use(self.number, "n"),
       soci::use(u, "u"), soci::use(v, "v");
-    // What an earlier incarnation with this number claimed from the outbox is unfinished.
-    if (crashed)
-      release_owned_by({self.number});
     tr.commit();
     return self;
   });
@@ -101,27 +90,19 @@ void node_registry::deregister(const node_registration& self) {
   guarded(sql, [&] {
     soci::transaction tr{sql};
     sql << conn_.sql().delete_node, soci::use(self.id);
-    release_owned_by({self.number}); // outbox claims not completed
     tr.commit();
   });
-}
-
-void node_registry::release_owned_by(const std::vector<int>& numbers) {
-  auto owners = int_array(numbers);
-  conn_.session() << conn_.sql().release_outgoing_of, soci::use(owners);
 }
 
 std::vector<int> node_registry::recover_stale(micros stale_after) {
   auto& sql = conn_.session();
   return guarded(sql, [&] {
     auto stale = static_cast<long long>(stale_after);
-    auto cls = lock_class();
+    auto cls = names::lock_class(conn_.settings().schema);
     soci::transaction tr{sql};
     soci::rowset<int> rows =
       (sql.prepare << conn_.sql().delete_dead_nodes, soci::use(stale, "s"), soci::use(cls, "c"));
     std::vector<int> dead(rows.begin(), rows.end());
-    if (!dead.empty())
-      release_owned_by(dead);
     tr.commit();
     return dead;
   });

@@ -1,8 +1,7 @@
 // The outbox's statements.
 #include "depot/persistence/outbox.hpp"
 
-#include <algorithm>
-
+#include "depot/persistence/names.hpp"
 #include "pg_native.hpp"
 #include "row_codec.hpp"
 #include "statements.hpp"
@@ -19,15 +18,22 @@ void outbox::insert(const std::vector<envelope>& envelopes) {
   });
 }
 
-std::vector<envelope> outbox::claim(std::string_view destination, int owner, int limit) {
+bool outbox::lock_relay() {
   auto& sql = conn_.session();
   return guarded(sql, [&] {
-    auto d = std::string{destination};
-    soci::transaction tr{sql};
-    sql << "SET LOCAL synchronous_commit = off"; // as inbox::claim: a lost claim is harmless
+    int locked = 0;
+    auto cls = names::lock_class(conn_.settings().schema);
+    sql << conn_.sql().lock_relay, soci::use(cls, "c"), soci::into(locked);
+    return locked != 0;
+  });
+}
+
+std::vector<envelope> outbox::pending(const std::vector<std::string>& destinations, int limit) {
+  auto& sql = conn_.session();
+  return guarded(sql, [&] {
+    auto d = text_array(destinations);
     soci::rowset<soci::row> rows =
-      (sql.prepare << conn_.sql().claim_outgoing, soci::use(owner, "owner"), soci::use(d, "d"),
-       soci::use(limit, "n"));
+      (sql.prepare << conn_.sql().pending_outgoing, soci::use(d, "d"), soci::use(limit, "n"));
     std::vector<envelope> result;
     for (const auto& r : rows) {
       auto& e = result.emplace_back();
@@ -36,38 +42,45 @@ std::vector<envelope> outbox::claim(std::string_view destination, int owner, int
       e.message_type = r.get<std::string>(2);
       e.body = r.get<std::string>(3);
       e.headers = parse_headers(r.get<std::string>(4));
-      e.deliver_by = r.get<long long>(5);
-      e.attempts = r.get<int>(6);
+      e.attempts = r.get<int>(5);
+      e.key = r.get<std::string>(6);
       e.received_at = r.get<long long>(7);
+      e.seq = r.get<long long>(8);
     }
-    tr.commit();
-    std::stable_sort(result.begin(), result.end(), [](const envelope& a, const envelope& b) {
-      return a.received_at < b.received_at;
-    });
     return result;
   });
 }
 
-std::size_t outbox::complete(const std::vector<std::string>& ids, int owner) {
+std::size_t outbox::remove(const std::vector<std::string>& ids) {
   if (ids.empty())
     return 0;
   auto& sql = conn_.session();
   return guarded(sql, [&] {
     auto id_array = uuid_array(ids);
     long long deleted = 0;
-    sql << conn_.sql().complete_outgoing, soci::use(id_array, "ids"), soci::use(owner, "o"),
-      soci::into(deleted);
+    sql << conn_.sql().delete_outgoing, soci::use(id_array, "ids"), soci::into(deleted);
     return static_cast<std::size_t>(deleted);
   });
 }
 
-void outbox::release(const std::vector<std::string>& ids, int owner) {
+void outbox::count_attempt(const std::vector<std::string>& ids) {
   if (ids.empty())
     return;
   auto& sql = conn_.session();
   guarded(sql, [&] {
     auto id_array = uuid_array(ids);
-    sql << conn_.sql().release_outgoing, soci::use(id_array, "ids"), soci::use(owner, "o");
+    sql << conn_.sql().count_outgoing_attempt, soci::use(id_array, "ids");
+  });
+}
+
+std::vector<outbox_backlog> outbox::backlog() {
+  auto& sql = conn_.session();
+  return guarded(sql, [&] {
+    soci::rowset<soci::row> rows = sql.prepare << conn_.sql().outgoing_backlog;
+    std::vector<outbox_backlog> result;
+    for (const auto& r : rows)
+      result.push_back({r.get<std::string>(0), r.get<long long>(1), r.get<long long>(2)});
+    return result;
   });
 }
 

@@ -1,6 +1,8 @@
 // Envelopes as SQL parameters and back; see row_codec.hpp.
 #include "row_codec.hpp"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
@@ -37,8 +39,14 @@ std::string headers_json(const std::map<std::string, std::string>& headers) {
   rapidjson::Writer<rapidjson::StringBuffer> w{out};
   w.StartObject();
   for (const auto& [k, v] : headers) {
-    w.Key(k.data(), static_cast<rapidjson::SizeType>(k.size()));
-    w.String(v.data(), static_cast<rapidjson::SizeType>(v.size()));
+    // Headers may come from outside (a Kafka record): made valid text, jsonb takes them. Plain
+    // ASCII, what depot's own headers are, needs nothing.
+    auto plain = [](const std::string& t) {
+      return std::all_of(t.begin(), t.end(), [](char c) { return c > 0; }); // signed: < 0x80
+    };
+    auto key = plain(k) ? k : postgres_text(k), value = plain(v) ? v : postgres_text(v);
+    w.Key(key.data(), static_cast<rapidjson::SizeType>(key.size()));
+    w.String(value.data(), static_cast<rapidjson::SizeType>(value.size()));
   }
   w.EndObject();
   return out.GetString();

@@ -19,7 +19,7 @@ namespace depot::persistence {
 [[nodiscard]] std::string text_array(const std::vector<std::string>& values);
 /// A Postgres array literal of integers.
 [[nodiscard]] std::string int_array(const std::vector<int>& values);
-/// Headers as one JSON object.
+/// Headers as one JSON object, keys and values made valid text (see postgres_text).
 [[nodiscard]] std::string headers_json(const std::map<std::string, std::string>& headers);
 /// The string members of a JSON object; anything unparsable is no headers.
 [[nodiscard]] std::map<std::string, std::string> parse_headers(const std::string& text);

@@ -27,13 +27,6 @@ std::string timestamp_or_null(std::string_view column) {
     column);
 }
 
-// The condition of a claim for node `:owner`: only a registered node claims, and its row stays
-// while the claim commits (KEY SHARE keeps recovery from deleting it), so a node declared dead
-// cannot leave claims nobody recovers.
-std::string owner_registered(std::string_view nodes) {
-  return fmt::format("EXISTS (SELECT 1 FROM {} WHERE number = :owner FOR KEY SHARE)", nodes);
-}
-
 } // namespace
 
 statements::statements(std::string_view schema) {
@@ -144,30 +137,47 @@ statements::statements(std::string_view schema) {
 
   // -- outbox ---------------------------------------------------------------------------------
   insert_outgoing = fmt::format(
-    "INSERT INTO {} (id, destination, message_type, body, headers, deliver_by, attempts) SELECT "
-    "r.id, r.queue, r.message_type, r.body, r.headers::jsonb, {}, r.attempts FROM "
-    "json_to_recordset(:rows::json) AS r(id uuid, queue text, message_type text, body text, "
-    "headers text, deliver_by bigint, attempts integer) ON CONFLICT (id) DO NOTHING",
-    outgoing, timestamp_or_null("r.deliver_by"));
-  claim_outgoing = fmt::format(
-    "UPDATE {0} SET owner = :owner WHERE id IN (SELECT id FROM {0} WHERE destination = :d AND "
-    "owner = 0 ORDER BY created_at LIMIT :n FOR UPDATE SKIP LOCKED) AND {1} RETURNING id::text, "
-    "destination, message_type, body, headers::text, coalesce({2}, 0), attempts, {3}",
-    outgoing, owner_registered(nodes), micros_of("deliver_by"), micros_of("created_at"));
-  complete_outgoing = fmt::format(
-    "WITH sent AS (DELETE FROM {} WHERE id = ANY(:ids::uuid[]) AND "
-    "owner = :o RETURNING 1) SELECT count(*) FROM sent",
+    "INSERT INTO {} (id, destination, message_type, body, headers, deliver_by, attempts, "
+    "message_key, not_before) SELECT r.id, r.queue, r.message_type, r.body, r.headers::jsonb, {}, "
+    "r.attempts, nullif(r.message_key, ''), {} FROM json_to_recordset(:rows::json) AS r(id uuid, "
+    "queue text, message_type text, body text, headers text, deliver_by bigint, attempts integer, "
+    "message_key text, execution_time bigint) ON CONFLICT (id) DO NOTHING",
+    outgoing, timestamp_or_null("r.deliver_by"), timestamp_or_null("r.execution_time"));
+  // The relay's lock: the node's own lock key space (class of the schema), key -1, which no
+  // node number takes.
+  lock_relay = "SELECT pg_try_advisory_lock(:c, -1)::int";
+  pending_outgoing = fmt::format(
+    "SELECT id::text, destination, message_type, body, headers::text, attempts, "
+    "coalesce(message_key, ''), {}, seq FROM {} WHERE destination = ANY(:d::text[]) AND "
+    "(not_before IS NULL OR not_before <= now()) ORDER BY seq LIMIT :n",
+    micros_of("created_at"), outgoing);
+  delete_outgoing = fmt::format(
+    "WITH sent AS (DELETE FROM {} WHERE id = ANY(:ids::uuid[]) RETURNING 1) SELECT count(*) FROM "
+    "sent",
     outgoing);
-  release_outgoing = fmt::format(
-    "UPDATE {} SET owner = 0, attempts = attempts + 1 WHERE id = "
-    "ANY(:ids::uuid[]) AND owner = :o",
-    outgoing);
+  count_outgoing_attempt =
+    fmt::format("UPDATE {} SET attempts = attempts + 1 WHERE id = ANY(:ids::uuid[])", outgoing);
+  outgoing_backlog = fmt::format(
+    "SELECT destination, count(*), {} FROM {} GROUP BY destination ORDER BY destination",
+    micros_of("min(created_at)"), outgoing);
+
+  // -- Kafka listener offsets -----------------------------------------------------------------
+  save_kafka_offsets = fmt::format(
+    "INSERT INTO {} (consumer_group, topic, partition, next_offset) SELECT :g, r.topic, "
+    "r.partition, r.next FROM json_to_recordset(:rows::json) AS r(topic text, partition integer, "
+    "next bigint) ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET next_offset = "
+    "excluded.next_offset, updated_at = now()",
+    names::qualified(schema, t::kafka_offsets));
+  load_kafka_offsets = fmt::format(
+    "SELECT topic, partition, next_offset FROM {} WHERE consumer_group = :g",
+    names::qualified(schema, t::kafka_offsets));
 
   // -- dead letters ---------------------------------------------------------------------------
   insert_dead_letter = fmt::format(
     "INSERT INTO {} (id, queue, message_type, body, headers, exception_type, exception_message, "
-    "attempts, source, message_key, tenant, priority) VALUES (:id::uuid, :q, :t, :b, :h::jsonb, "
-    ":et, :em, :a, nullif(:s, ''), nullif(:k, ''), nullif(:tn, ''), :p) ON CONFLICT (id) DO "
+    "attempts, source, message_key, tenant, priority, replayable) VALUES (:id::uuid, :q, :t, :b, "
+    ":h::jsonb, :et, :em, :a, nullif(:s, ''), nullif(:k, ''), nullif(:tn, ''), :p, :r <> 0) ON "
+    "CONFLICT (id) DO "
     "UPDATE SET exception_type = excluded.exception_type, exception_message = "
     "excluded.exception_message, attempts = excluded.attempts, failed_at = now()",
     dead_letters);
@@ -186,7 +196,7 @@ statements::statements(std::string_view schema) {
   // Back to the inbox in the order they failed, after what waits (a new seq), as first attempts;
   // their dedup records go, so that the inbox takes them again.
   replay_dead_letters = fmt::format(
-    "WITH moved AS (DELETE FROM {0} WHERE {1} RETURNING *), forgotten AS (DELETE FROM {2} WHERE "
+    "WITH moved AS (DELETE FROM {0} WHERE replayable AND {1} RETURNING *), forgotten AS (DELETE FROM {2} WHERE "
     "id IN (SELECT id FROM moved)), back AS (INSERT INTO {3} (id, queue, message_type, body, "
     "headers, priority, tenant, message_key) SELECT id, queue, message_type, body, headers, "
     "priority, tenant, message_key FROM moved ORDER BY failed_at, id ON CONFLICT (id) DO NOTHING "
@@ -216,10 +226,6 @@ statements::statements(std::string_view schema) {
   node_statuses = fmt::format("SELECT number, health, health_reason, {} FROM {} ORDER BY number",
                               micros_of("(now() - heartbeat)"), nodes);
   delete_node = fmt::format("DELETE FROM {} WHERE id = :id::uuid", nodes);
-  // No index covers owner (claims stay cheap): this scans, and runs only when a node died or
-  // stops.
-  release_outgoing_of =
-    fmt::format("UPDATE {} SET owner = 0 WHERE owner = ANY(:o::int[])", outgoing);
   // Dead: silent for too long, or its advisory lock is gone with its connection. A dead node's
   // row held by a claim in flight (KEY SHARE) is skipped until a later tick, never waited for: a
   // claim hung in a frozen process must not stall the agent. Once this transaction holds a row,
@@ -237,6 +243,10 @@ statements::statements(std::string_view schema) {
     "SELECT count(*) FROM {} WHERE status = '{}' OR (status = '{}' AND "
     "execution_time <= now())",
     incoming, st::incoming, st::scheduled);
+  ready_capped = fmt::format(
+    "SELECT count(*) FROM (SELECT 1 FROM {} WHERE queue = ANY(:q::text[]) AND status = '{}' "
+    "LIMIT :n) AS r",
+    incoming, st::incoming);
   counts = fmt::format(
     "SELECT queue, status, count(*) FROM {} GROUP BY 1, 2 UNION ALL SELECT "
     "queue, '{}', count(*) FROM {} GROUP BY 1 ORDER BY 1, 2",

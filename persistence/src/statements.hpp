@@ -17,14 +17,17 @@ struct statements {
   std::string insert_incoming, copy_incoming, notify, claim, claim_again, pause_queue,
     paused_queues, set_breaker, close_breaker, open_breakers, promote_due, forget_received_ids;
   // outbox
-  std::string insert_outgoing, claim_outgoing, complete_outgoing, release_outgoing;
+  std::string insert_outgoing, lock_relay, pending_outgoing, delete_outgoing,
+    count_outgoing_attempt, outgoing_backlog;
+  // Kafka listener offsets
+  std::string save_kafka_offsets, load_kafka_offsets;
   // dead letters
   std::string insert_dead_letter, list_dead_letters, replay_dead_letters, purge_dead_letters;
   // nodes
   std::string lock_node, lock_nodes_table, next_node_number, delete_node_number, insert_node,
-    heartbeat, reinsert_node, node_statuses, delete_node, release_outgoing_of, delete_dead_nodes;
+    heartbeat, reinsert_node, node_statuses, delete_node, delete_dead_nodes;
   // admin
-  std::string pending, counts, purge, free_connections;
+  std::string pending, ready_capped, counts, purge, free_connections;
 };
 
 /// The statements of `schema`, built on first use and kept for the life of the process.

@@ -41,6 +41,16 @@ std::vector<breaker_row> store_admin::open_breakers() {
   });
 }
 
+std::int64_t store_admin::ready(const std::vector<std::string>& queues, std::int64_t cap) {
+  auto& sql = conn_.session();
+  return guarded(sql, [&] {
+    auto q = text_array(queues);
+    long long n = cap, count = 0;
+    sql << conn_.sql().ready_capped, soci::use(q, "q"), soci::use(n, "n"), soci::into(count);
+    return static_cast<std::int64_t>(count);
+  });
+}
+
 std::int64_t store_admin::pending() {
   auto& sql = conn_.session();
   return guarded(sql, [&] {

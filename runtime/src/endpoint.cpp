@@ -1,12 +1,22 @@
 // Endpoints and the sorting of outgoing envelopes by where they are stored.
 #include "depot/runtime/endpoint.hpp"
 
+#include "depot/runtime/kafka.hpp"
+
 #include <iterator>
 
 namespace depot {
 
 const char* to_string(endpoint_mode mode) {
   return mode == endpoint_mode::durable ? "durable" : "buffered";
+}
+
+const char* to_string(cloudevents_mode mode) {
+  return mode == cloudevents_mode::binary ? "binary" : "structured";
+}
+
+const char* to_string(offset_store store) {
+  return store == offset_store::kafka ? "kafka" : "postgres";
 }
 
 void outgoing_envelopes::add(const endpoint& to, envelope e) {

@@ -16,9 +16,10 @@ namespace depot::detail {
 namespace {
 
 // Full precision so that a double survives to_json and from_json unchanged; iterative, so that
-// nesting costs heap, never stack.
-constexpr unsigned parse_flags =
-  rapidjson::kParseFullPrecisionFlag | rapidjson::kParseIterativeFlag;
+// nesting costs heap, never stack; validating UTF-8, since Postgres text refuses anything else.
+constexpr unsigned parse_flags = rapidjson::kParseFullPrecisionFlag |
+                                 rapidjson::kParseIterativeFlag |
+                                 rapidjson::kParseValidateEncodingFlag;
 
 constexpr std::size_t no_index = static_cast<std::size_t>(-1);
 

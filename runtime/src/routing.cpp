@@ -256,6 +256,51 @@ void routing::add_route(const std::string& type, endpoint to) {
   routes_[type].push_back(std::move(to));
 }
 
+void routing::add_kafka_route(const std::string& type, std::string topic, cloudevents_mode mode) {
+  if (topic.empty())
+    topic = type.substr(0, type.find('.')) + ".events";
+  auto at = std::lower_bound(
+    topics_.begin(), topics_.end(), topic,
+    [](const kafka_topic_settings& t, const std::string& name) { return t.name < name; });
+  if (at != topics_.end() && at->name == topic) {
+    if (at->mode != mode)
+      throw std::logic_error{fmt::format("Kafka topic '{}' is routed to in {} and in {} mode", topic,
+                                         to_string(at->mode), to_string(mode))};
+  } else {
+    topics_.insert(at, {topic, mode});
+  }
+  add_route(type, kafka_topic(std::move(topic)));
+}
+
+kafka_listener& routing::listen_to_kafka(std::vector<std::string> topics) {
+  if (topics.empty() || std::any_of(topics.begin(), topics.end(),
+                                    [](const std::string& t) { return t.empty(); }))
+    throw std::logic_error{"a Kafka listener needs at least one topic, none of them empty"};
+  auto& l = listeners_.emplace_back();
+  l.topics = std::move(topics);
+  return l;
+}
+
+std::vector<std::pair<std::string, endpoint>> routing::routes() const {
+  std::vector<std::pair<std::string, endpoint>> all;
+  for (const auto& [type, endpoints] : routes_)
+    for (const auto& e : endpoints)
+      all.emplace_back(type, e);
+  std::stable_sort(all.begin(), all.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  return all;
+}
+
+publish_builder& publish_builder::to(endpoint to) {
+  routing_.add_route(type_, std::move(to));
+  return *this;
+}
+
+publish_builder& publish_builder::to_kafka(std::string topic, cloudevents_mode mode) {
+  routing_.add_kafka_route(type_, std::move(topic), mode);
+  return *this;
+}
+
 std::vector<endpoint> routing::targets_of(std::string_view type, dispatch how) const {
   // Runs for every send of every handler: one key, one pass over the queues.
   std::string key{type};

@@ -38,6 +38,24 @@ void check_service(const std::string& value) {
     throw invalid_setting{"--service must not be empty"};
 }
 
+std::vector<std::pair<std::string, std::string>> parse_properties(std::string_view text) {
+  std::vector<std::pair<std::string, std::string>> result;
+  while (!text.empty()) {
+    auto comma = text.find(',');
+    auto item = text.substr(0, comma);
+    text = comma == std::string_view::npos ? std::string_view{} : text.substr(comma + 1);
+    auto eq = item.find('=');
+    if (eq == std::string_view::npos || eq == 0)
+      throw invalid_setting{fmt::format("--kafka-property: '{}' is not NAME=VALUE", item)};
+    result.emplace_back(item.substr(0, eq), item.substr(eq + 1));
+  }
+  return result;
+}
+
+void check_kafka_properties(const std::string& value) {
+  (void)parse_properties(value);
+}
+
 // Where each option lives: captureless lambdas, so the table stays plain data.
 #define DEPOT_FIELD(type, expr) [](node_settings& s) -> type& { return expr; }
 
@@ -82,6 +100,16 @@ const std::vector<node_option>& node_options() {
      integer{DEPOT_FIELD(int, s.max_restarts), 0, 1000}},
     {"restart-window", "the window max-restarts counts failures in",
      duration{DEPOT_FIELD(milliseconds, s.restart_window), 1s, 24h}},
+    {"kafka", "Kafka bootstrap brokers host:port,...; 'embedded' runs a mock cluster in the node; "
+              "unset: no Kafka",
+     text{DEPOT_FIELD(std::string, s.kafka)}},
+    {"kafka-property", "librdkafka properties for every Kafka client: NAME=VALUE,NAME=VALUE",
+     text{DEPOT_FIELD(std::string, s.kafka_properties), check_kafka_properties}},
+    {"service-uri", "CloudEvents source of the events this service publishes; unset: "
+                    "urn:depot:SERVICE",
+     text{DEPOT_FIELD(std::string, s.service_uri)}},
+    {"kafka-max-backlog", "a Kafka listener pauses while its queues hold more ready envelopes",
+     integer{DEPOT_FIELD(int, s.kafka_max_backlog), 1, 100'000'000}},
   };
   return all;
 }
@@ -183,6 +211,10 @@ void check(const node_settings& settings) {
     throw invalid_setting{fmt::format("--max-retry-delay {} is below --retry-delay {}",
                                       show_duration(s.failures.max_retry_delay),
                                       show_duration(s.failures.retry_delay))};
+}
+
+std::vector<std::pair<std::string, std::string>> kafka_properties_of(const node_settings& s) {
+  return parse_properties(s.kafka_properties);
 }
 
 void check_schema_name(const std::string& name) {

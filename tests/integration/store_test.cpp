@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 #include <soci/soci.h>
 
+#include "depot/persistence/kafka_offsets.hpp"
 #include "depot/persistence/retry.hpp"
 #include "depot/persistence/unit_of_work.hpp"
 #include "fixture.hpp"
@@ -100,7 +101,7 @@ TEST_CASE("db apply migrates a version-2 schema without losing its envelopes") {
     "('00000000-0000-7000-8000-000000000004', 'it.q', 'it.t', '{}', 'handled', 4, now(), "
     "now() + interval '1 day', now())");
 
-  REQUIRE(store.apply_schema() == std::vector<int>{3, 4, 5});
+  REQUIRE(store.apply_schema() == std::vector<int>{3, 4, 5, 6});
   CHECK(s.number("SELECT count(*) FROM incoming") == 3);
   // The handled id is still a duplicate for the rest of its window.
   CHECK(s.number("SELECT count(*) FROM received_ids") == 1);
@@ -353,21 +354,25 @@ TEST_CASE("counts() reports per queue and status, including dead letters as stat
 }
 
 TEST_CASE(
-  "the outbox: stored with the transaction, claimed per destination oldest first, "
-  "completed once") {
+  "the outbox: stored with the transaction, read in the order stored, due ones only, removed "
+  "once") {
   test_schema s;
   test_store store{s.store_config()};
   provision(store);
   auto outgoing = [](std::string destination) {
     return make_envelope(std::move(destination), "it.event", R"({"n": 1})");
   };
-  auto first = outgoing("kafka.orders");
-  auto second = outgoing("kafka.orders");
-  auto third = outgoing("kafka.orders");
-  auto audit = outgoing("kafka.audit");
+  auto first = outgoing("kafka://orders");
+  auto second = outgoing("kafka://orders");
+  auto third = outgoing("kafka://orders");
+  auto audit = outgoing("kafka://audit");
+  auto later = outgoing("kafka://orders");
+  later.status = depot::envelope_status::scheduled;
+  later.execution_time = depot::now_micros() + 3'600'000'000;
+  second.key = "acct-2";
   {
     unit_of_work rolled_back{store.conn};
-    store.outbox.insert({outgoing("kafka.orders")});
+    store.outbox.insert({outgoing("kafka://orders")});
   }
   {
     unit_of_work uow{store.conn};
@@ -376,53 +381,68 @@ TEST_CASE(
   }
   {
     unit_of_work uow{store.conn};
-    store.outbox.insert({second, third, audit, first}); // first again: skipped
+    store.outbox.insert({third, second, audit, later, first}); // first again: skipped
     uow.commit();
   }
-  REQUIRE(s.number("SELECT count(*) FROM outgoing") == 4);
+  REQUIRE(s.number("SELECT count(*) FROM outgoing") == 5);
 
-  auto batch = store.outbox.claim("kafka.orders", 1, 2);
-  REQUIRE(batch.size() == 2);
-  CHECK(batch[0].id == first.id); // an earlier transaction: stored first
-  CHECK(batch[0].queue == "kafka.orders");
+  auto batch = store.outbox.pending({"kafka://orders"}, 2);
+  REQUIRE(ids_of(batch) == std::vector<std::string>{first.id, third.id}); // as stored
+  CHECK(batch[0].queue == "kafka://orders");
   CHECK(batch[0].body == R"({"n": 1})");
-  auto rest = store.outbox.claim("kafka.orders", 1, 10);
-  REQUIRE(rest.size() == 1);
-  CHECK(store.outbox.claim("kafka.orders", 1, 10).empty());
-  CHECK(ids_of(store.outbox.claim("kafka.audit", 1, 10)) == std::vector<std::string>{audit.id});
+  auto all = store.outbox.pending({"kafka://orders", "kafka://audit"}, 10);
+  CHECK(ids_of(all) == std::vector<std::string>{first.id, third.id, second.id, audit.id});
+  CHECK(all[2].key == "acct-2");
 
-  CHECK(store.outbox.complete(ids_of(batch), 2) == 0); // not node 2's
-  CHECK(store.outbox.complete(ids_of(batch), 1) == 2);
-  CHECK(store.outbox.complete(ids_of(batch), 1) == 0);
-
-  store.outbox.release(ids_of(rest), 1); // delivery failed: back to the destination
-  auto again = store.outbox.claim("kafka.orders", 1, 10);
-  REQUIRE(ids_of(again) == ids_of(rest));
-  CHECK(again[0].attempts == 1);
-  CHECK(s.number("SELECT count(*) FROM outgoing") == 2);
+  CHECK(store.outbox.remove(ids_of(batch)) == 2);
+  CHECK(store.outbox.remove(ids_of(batch)) == 0);
+  store.outbox.count_attempt({second.id});
+  auto rest = store.outbox.pending({"kafka://orders"}, 10);
+  REQUIRE(ids_of(rest) == std::vector<std::string>{second.id}); // `later` is not due
+  CHECK(rest[0].attempts == 1);
+  auto backlog = store.outbox.backlog();
+  REQUIRE(backlog.size() == 2);
+  CHECK(backlog[0].destination == "kafka://audit");
+  CHECK(backlog[1].count == 2);
 }
 
-TEST_CASE("outgoing envelopes claimed by a dead node go back to their destination") {
+TEST_CASE("one connection at a time holds the relay lock; it passes on when that one closes") {
   test_schema s;
   test_store store{s.store_config()};
   store.apply_schema();
-  auto e = make_envelope("kafka.orders", "it.event", "{}");
+  {
+    test_store first{s.store_config()};
+    REQUIRE(first.outbox.lock_relay());
+    CHECK(first.outbox.lock_relay()); // held: taking it again is fine
+    CHECK_FALSE(store.outbox.lock_relay());
+  }
+  CHECK(wait_until([&] { return store.outbox.lock_relay(); }));
+}
+
+TEST_CASE("Kafka listener offsets kept in Postgres: saved per group, the latest wins") {
+  test_schema s;
+  test_store store{s.store_config()};
+  store.apply_schema();
+  depot::persistence::kafka_offsets offsets{store.conn};
   {
     unit_of_work uow{store.conn};
-    store.outbox.insert({e});
+    offsets.save("bank", {{"bank.commands", 0, 10}, {"bank.commands", 1, 4}});
+    offsets.save("audit", {{"bank.commands", 0, 2}});
     uow.commit();
   }
   {
-    test_store dying{s.store_config()};
-    dying.nodes.register_node(8, "", "test");
-    REQUIRE(dying.outbox.claim("kafka.orders", 8, 10).size() == 1);
+    unit_of_work uow{store.conn};
+    offsets.save("bank", {{"bank.commands", 0, 12}});
+    uow.commit();
   }
-  REQUIRE(wait_until([&] {
-    (void)store.nodes.recover_stale(1'000'000);
-    return s.number("SELECT owner FROM outgoing") == 0;
-  }));
-  store.nodes.register_node(9, "", "test");
-  CHECK(ids_of(store.outbox.claim("kafka.orders", 9, 10)) == std::vector<std::string>{e.id});
+  auto bank = offsets.load("bank");
+  std::sort(bank.begin(), bank.end(),
+            [](const auto& a, const auto& b) { return a.partition < b.partition; });
+  REQUIRE(bank.size() == 2);
+  CHECK(bank[0].next == 12);
+  CHECK(bank[1].next == 4);
+  CHECK(offsets.load("audit").size() == 1);
+  CHECK(offsets.load("none").empty());
 }
 
 TEST_CASE(

@@ -53,8 +53,13 @@ public:
   [[nodiscard]] virtual const routing& app() const = 0;
   /// A new connection to the node's store (blocks; throws db_error).
   [[nodiscard]] virtual std::unique_ptr<persistence::connection> connect() const = 0;
-  /// Tells this node's workers of `queues` that envelopes are ready (after a commit).
+  /// Tells this node's workers of `queues` that envelopes are ready (after a commit); a name
+  /// "transport://address" wakes that transport's relay (see on_outbox).
   virtual void wake(const std::vector<std::string>& queues) = 0;
+  /// Calls `wake` whenever envelopes for endpoints of `transport` were committed to the outbox
+  /// (by this node, or by another process that notified): how a relay learns of work without
+  /// polling. Register from service::actors(); `wake` must be cheap and thread-safe.
+  virtual void on_outbox(std::string transport, std::function<void()> wake) = 0;
   /// Healthy, unhealthy or failed, with the reason.
   [[nodiscard]] virtual node_health health() const = 0;
 };

@@ -46,13 +46,16 @@ public:
 
   /// Inside the caller's transaction: records `e` with the exception's type and message (made
   /// valid text whatever bytes they hold); a second failure of the same id replaces the reason.
-  void add(const envelope& e, std::string_view exception_type, std::string_view exception_message);
+  /// One that is not `replayable` (a Kafka record that never became an envelope: it has no
+  /// queue to go back to) is kept for operators to read, never replayed.
+  void add(const envelope& e, std::string_view exception_type, std::string_view exception_message,
+           bool replayable = true);
 
   /// The dead letters `filter` takes, the latest first; at most `limit` (0: all).
   [[nodiscard]] std::vector<dead_letter> list(const dead_letter_filter& filter, int limit = 0);
   /// The dead letter `id`, if there is one.
   [[nodiscard]] std::optional<dead_letter> find(const std::string& id);
-  /// Moves the dead letters `filter` takes back to the inbox as new attempts (attempts 0, ready
+  /// Moves the replayable dead letters `filter` takes back to the inbox as new attempts (attempts 0, ready
   /// now, after what waits in their queue), forgets their ids' dedup records so that they are
   /// handled again, and wakes their queues, all in the caller's transaction. Returns the ids
   /// moved: a dead letter is replayed once, a second replay finds nothing.

@@ -25,7 +25,9 @@ public:
   /// waiting already, except in a batch of plain new envelopes (ready now, not deduplicated):
   /// those are copied in, and an id of theirs that exists is an error. Notifies listeners once
   /// for the ready queues, naming `sender_node`. Returns how many rows were new.
-  std::size_t insert(const std::vector<envelope>& envelopes, int sender_node = 0);
+  /// `also_notify` joins the notification (outbox destinations stored in the same transaction).
+  std::size_t insert(const std::vector<envelope>& envelopes, int sender_node = 0,
+                     const std::set<std::string>& also_notify = {});
 
   /// Inside the handling transaction: takes up to `limit` ready envelopes of `queue`, best
   /// priority first, then in seq order, skipping rows and keys that other transactions hold,

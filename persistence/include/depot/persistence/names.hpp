@@ -17,6 +17,7 @@ inline constexpr std::string_view nodes = "nodes";
 inline constexpr std::string_view received_ids = "received_ids";
 inline constexpr std::string_view queue_states = "queue_states";
 inline constexpr std::string_view queue_breakers = "queue_breakers";
+inline constexpr std::string_view kafka_offsets = "kafka_offsets";
 /// The sequence of `incoming.seq`: claim order after priority.
 inline constexpr std::string_view incoming_seq = "incoming_seq";
 inline constexpr std::string_view schema_version = "schema_version";
@@ -41,6 +42,15 @@ inline constexpr std::string_view dead = "dead";
 /// The LISTEN/NOTIFY channel of a schema's wake-ups.
 [[nodiscard]] inline std::string notify_channel(std::string_view schema) {
   return "depot_" + std::string{schema};
+}
+
+/// The first key of every session advisory lock of a schema (a node's, with its number as the
+/// second; the outbox relay's, with -1): FNV-1a of the schema name.
+[[nodiscard]] inline int lock_class(std::string_view schema) {
+  unsigned h = 2166136261u;
+  for (char c : schema)
+    h = (h ^ static_cast<unsigned char>(c)) * 16777619u;
+  return static_cast<int>(h & 0x7fffffff);
 }
 
 /// The key of the transaction lock that serialises schema migrations of one schema.

@@ -1,6 +1,6 @@
 // The node registry: the rows of live nodes, their advisory locks, heartbeats and health, and
-// recovery of the outbox rows dead nodes held (incoming envelopes need none: a node's claims
-// die with its transactions). A view over one connection; the connection that registers a
+// the removal of dead nodes (what they held needs no recovery: a node's claims die with its
+// transactions, and the outbox relay's lock with its connection). A view over one connection; the connection that registers a
 // node holds its advisory lock and must stay open while the node lives. Blocks on Postgres.
 #pragma once
 
@@ -15,7 +15,7 @@ namespace depot::persistence {
 /// The node row a process holds while it runs.
 struct node_registration {
   std::string id; ///< uuid of this incarnation
-  int number = 0; ///< the owner id its outbox claims carry
+  int number = 0; ///< its number among the live nodes
 };
 
 /// What a node's row says of its health.
@@ -36,8 +36,7 @@ public:
   explicit node_registry(connection& conn) : conn_(conn) {}
 
   /// Registers a node and takes its number's advisory lock on this connection. `number` 0 picks
-  /// a free number. Refuses a number another live node holds. Releases outbox rows an earlier
-  /// incarnation of that number still owned.
+  /// a free number. Refuses a number another live node holds.
   node_registration register_node(int number, std::string_view uri, std::string_view version);
   /// Takes the advisory lock that marks node `number` alive (again, after a reconnect).
   bool lock_number(int number);
@@ -47,19 +46,13 @@ public:
                  const node_health_row& health = {});
   /// Every registered node, by number.
   [[nodiscard]] std::vector<node_status> statuses();
-  /// Removes the node row and releases what it still owns (clean shutdown).
+  /// Removes the node row (clean shutdown).
   void deregister(const node_registration& self);
-  /// Gives outbox rows owned by dead nodes back to owner 0 and removes those nodes. A node is
-  /// dead when its heartbeat is older than `stale_after` or its advisory lock is not held.
+  /// Removes the rows of dead nodes. A node is dead when its heartbeat is older than `stale_after` or its advisory lock is not held.
   /// Returns the numbers of the nodes it removed.
   std::vector<int> recover_stale(micros stale_after);
 
 private:
-  /// The first key of every node lock of this store's schema.
-  [[nodiscard]] int lock_class() const;
-  /// Inside a transaction: gives the outbox rows node `numbers` claimed back to owner 0.
-  void release_owned_by(const std::vector<int>& numbers);
-
   connection& conn_;
 };
 

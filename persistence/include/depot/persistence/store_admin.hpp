@@ -54,6 +54,9 @@ public:
   std::vector<breaker_row> open_breakers();
   /// Envelopes ready now or overdue: incoming, plus scheduled ones whose time has come.
   [[nodiscard]] std::int64_t pending();
+  /// Ready envelopes of `queues`, counted up to `cap` (a bound is all a back-pressure check
+  /// needs: counting stops there).
+  [[nodiscard]] std::int64_t ready(const std::vector<std::string>& queues, std::int64_t cap);
   /// Deletes every envelope and dead letter of `queues` (ready, scheduled, handled ids kept for
   /// dedup): a reset for tests and samples. Claimed envelopes are deleted too, so never purge a
   /// queue that a running node is handling. Returns how many rows went.

@@ -21,6 +21,7 @@
 #include "depot/runtime/endpoint.hpp"
 #include "depot/runtime/error_policy.hpp"
 #include "depot/runtime/fault.hpp"
+#include "depot/runtime/kafka.hpp"
 #include "depot/runtime/message.hpp"
 #include "depot/runtime/middleware.hpp"
 
@@ -134,7 +135,23 @@ private:
   std::string type_; ///< the handler's message type; empty for a queue's builder
 };
 
-/// The application: message types, handlers, queues, middleware.
+/// Chains the endpoints a message type is routed to: `app.publish<T>().to_kafka("bank.events")`.
+class publish_builder {
+public:
+  publish_builder(routing& r, std::string type) : routing_(r), type_(std::move(type)) {}
+  /// Routes the type to `to` as well (see routing::route).
+  publish_builder& to(endpoint to);
+  /// Routes the type to Kafka topic `topic`, whose events travel in `mode`. Without a topic:
+  /// the convention "<prefix>.events", the prefix being the type name up to its first '.'
+  /// (bank.account-updated goes to bank.events).
+  publish_builder& to_kafka(std::string topic = {}, cloudevents_mode mode = cloudevents_mode::binary);
+
+private:
+  routing& routing_;
+  std::string type_;
+};
+
+/// The application: message types, handlers, queues, middleware, routes and Kafka listeners.
 class routing {
 public:
   /// Registers a function handler `void f(const T&, context&)` (or one returning a reply
@@ -177,6 +194,24 @@ public:
     add_type<T>();
     add_route(std::string{type_name_of<T>()}, std::move(to));
   }
+
+  /// Starts the routes of message type T to other endpoints: `.to_kafka("bank.events")`.
+  template <message T>
+  publish_builder publish() {
+    add_type<T>();
+    return publish_builder{*this, std::string{type_name_of<T>()}};
+  }
+
+  /// Feeds Kafka `topics` into the durable inbox: each record, a CloudEvent, becomes an
+  /// envelope of its type sent to the queue that handles it. Returns the listener's settings.
+  kafka_listener& listen_to_kafka(std::vector<std::string> topics);
+  [[nodiscard]] const std::deque<kafka_listener>& kafka_listeners() const { return listeners_; }
+  /// The topics routes go to, each with its mode, sorted by name.
+  [[nodiscard]] const std::vector<kafka_topic_settings>& kafka_topics() const { return topics_; }
+  /// Whether the application declared a Kafka route or listener (the node then needs --kafka).
+  [[nodiscard]] bool uses_kafka() const { return !topics_.empty() || !listeners_.empty(); }
+  /// Every route of a message type to an endpoint: (type, endpoint), sorted by type.
+  [[nodiscard]] std::vector<std::pair<std::string, endpoint>> routes() const;
 
   /// Registers message type T so that bodies sent to it are checked before they are stored.
   template <message T>
@@ -269,9 +304,11 @@ public:
   [[nodiscard]] const queue_definition* find_queue(std::string_view name) const;
   [[nodiscard]] const std::deque<queue_definition>& queues() const { return queues_; }
 
-  // -- used by queue_builder ------------------------------------------------------------------
+  // -- used by the builders -------------------------------------------------------------------
   queue_definition& define_queue(const std::string& name);
   void move_handlers(const std::string& from, const std::string& to);
+  void add_route(const std::string& type, endpoint to);
+  void add_kafka_route(const std::string& type, std::string topic, cloudevents_mode mode);
   error_policies& handler_policies(const std::string& type) { return type_policies_[type]; }
   error_policies& queue_policies(const std::string& queue) { return queue_policies_[queue]; }
   /// Where middleware applies: every handler, the handlers of a queue, the handler of a type.
@@ -280,7 +317,6 @@ public:
 
 private:
   void add_handler(const std::string& queue, const std::string& type, invoker call);
-  void add_route(const std::string& type, endpoint to);
   void add_validator(const std::string& type, std::function<void(std::string_view)> check);
 
   struct scoped_middleware {
@@ -301,6 +337,8 @@ private:
   std::map<std::string, error_policies, std::less<>> queue_policies_; // queue name → rules
   std::map<std::string, error_policies, std::less<>> type_policies_;  // message type → rules
   std::unordered_map<std::string, std::vector<endpoint>> routes_;     // message type → endpoints
+  std::vector<kafka_topic_settings> topics_;                          // sorted by name
+  std::deque<kafka_listener> listeners_; // deque: the builder's reference stays valid
   /// message type → check of a body, returning its key
   std::unordered_map<std::string, std::function<std::string(std::string_view)>> validators_;
 };

@@ -34,6 +34,17 @@ struct node_settings {
   failure_policy failures;                            ///< default error policy of every queue
   int max_restarts = 5; ///< failures of one actor within restart_window before the node stops
   std::chrono::milliseconds restart_window{60'000}; ///< the window max_restarts counts in
+  /// Kafka bootstrap brokers "host:port,host:port", or "embedded" (a mock cluster inside the
+  /// node); "" = no Kafka endpoints
+  std::string kafka;
+  std::string kafka_properties; ///< librdkafka properties "name=value,name=value" for every client
+  std::string service_uri; ///< CloudEvents source of this service's events; "" = urn:depot:<service>
+  int kafka_max_backlog = 10'000; ///< a Kafka listener pauses above this many ready envelopes
+
+  /// The CloudEvents source of this service's events.
+  [[nodiscard]] std::string source_uri() const {
+    return service_uri.empty() ? "urn:depot:" + service : service_uri;
+  }
 
   /// Workers for `queue` on this node.
   [[nodiscard]] int concurrency_of(const std::string& queue, int queue_default) const {
@@ -108,6 +119,11 @@ struct node_option {
 /// at least twice heartbeat-interval, max-retry-delay not below retry-delay). Throws
 /// invalid_setting for the first that fails.
 void check(const node_settings& s);
+
+/// The librdkafka properties of --kafka-property as (name, value) pairs; throws invalid_setting
+/// naming the option and the item that is not NAME=VALUE.
+[[nodiscard]] std::vector<std::pair<std::string, std::string>> kafka_properties_of(
+  const node_settings& s);
 
 /// Throws invalid_setting unless `name` is a plain lower-case SQL identifier (letters, digits,
 /// '_', not starting with a digit, at most 63 bytes): the only schema names depot accepts.
