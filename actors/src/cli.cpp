@@ -25,6 +25,7 @@
 #include "depot/persistence/store_admin.hpp"
 #include "depot/persistence/unit_of_work.hpp"
 #include "depot/runtime/log.hpp"
+#include "depot/transports/kafka.hpp"
 #include "depot/transports/local.hpp"
 
 namespace depot {
@@ -258,6 +259,7 @@ struct cli::impl {
   routing& app;
   std::vector<command> commands;
   std::vector<std::function<void(soci::session&)>> db_apply_hooks;
+  std::vector<std::function<void(routing&, const node_settings&)>> settings_hooks;
 
   std::unique_ptr<connection> open_store(const node_settings& s) {
     return std::make_unique<connection>(persistence::store_settings_of(s));
@@ -432,7 +434,23 @@ void cli::impl::add_builtins() {
          fmt::print("  {:<38} paused until {} ({})\n", p.queue, iso8601(p.until), p.reason);
        auto breakers = admin.open_breakers();
        if (!breakers.empty())
-         fmt::print("circuit breakers:\n");
+         fmt::print("kafka ({}):\n", env.settings.kafka.empty() ? std::string{"not configured"}
+                                                         : "brokers " + env.settings.kafka);
+  for (const auto& [type, to] : app.routes()) {
+    if (to.transport != kafka_transport)
+      continue;
+    auto topic = std::find_if(app.kafka_topics().begin(), app.kafka_topics().end(),
+                              [&](const kafka_topic_settings& t) { return t.name == to.name; });
+    fmt::print("  publishes {:<36} to topic {} ({} CloudEvents, source {})\n", type, to.name,
+               to_string(topic->mode), env.settings.source_uri());
+  }
+  for (const auto& l : app.kafka_listeners())
+    fmt::print("  listens to {} in group {} (new group starts at {}, offsets kept in {}, pauses "
+               "above {} ready envelopes)\n",
+               fmt::join(l.topics, ","), l.group.empty() ? env.settings.service : l.group,
+               l.start == offset_reset::earliest ? "earliest" : "latest", to_string(l.offsets),
+               l.max_backlog > 0 ? l.max_backlog : env.settings.kafka_max_backlog);
+  fmt::print("circuit breakers:\n");
        for (const auto& b : breakers)
          fmt::print(
            "  {:<38} node {}: {}{} ({})\n",
@@ -468,6 +486,24 @@ void cli::impl::add_builtins() {
        }
        return ok ? exit_code::ok : exit_code::failure;
      }});
+  commands.push_back({{"kafka", "mock"},
+                      "",
+                      "run an embedded Kafka cluster (librdkafka's mock) until SIGINT or SIGTERM; "
+                      "prints its bootstrap brokers",
+                      {},
+                      [](command_env&) {
+                        sigset_t stop_signals;
+                        sigemptyset(&stop_signals);
+                        sigaddset(&stop_signals, SIGINT);
+                        sigaddset(&stop_signals, SIGTERM);
+                        pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+                        embedded_kafka cluster;
+                        fmt::print("kafka mock cluster at {}\n", cluster.bootstrap());
+                        std::fflush(stdout);
+                        int signal = 0;
+                        sigwait(&stop_signals, &signal);
+                        return exit_code::ok;
+                      }});
   for (auto& c :
        dead_letter_commands([this](const node_settings& s) { return open_provisioned_store(s); }))
     commands.push_back(std::move(c));
@@ -495,6 +531,22 @@ int cli::impl::describe(command_env& env) const {
     fmt::print("  {:<36} -> {}\n", t,
                names.empty() ? std::string{"(none)"} : fmt::format("{}", fmt::join(names, ", ")));
   }
+  fmt::print("kafka ({}):\n", env.settings.kafka.empty() ? std::string{"not configured"}
+                                                         : "brokers " + env.settings.kafka);
+  for (const auto& [type, to] : app.routes()) {
+    if (to.transport != kafka_transport)
+      continue;
+    auto topic = std::find_if(app.kafka_topics().begin(), app.kafka_topics().end(),
+                              [&](const kafka_topic_settings& t) { return t.name == to.name; });
+    fmt::print("  publishes {:<36} to topic {} ({} CloudEvents, source {})\n", type, to.name,
+               to_string(topic->mode), env.settings.source_uri());
+  }
+  for (const auto& l : app.kafka_listeners())
+    fmt::print("  listens to {} in group {} (new group starts at {}, offsets kept in {}, pauses "
+               "above {} ready envelopes)\n",
+               fmt::join(l.topics, ","), l.group.empty() ? env.settings.service : l.group,
+               l.start == offset_reset::earliest ? "earliest" : "latest", to_string(l.offsets),
+               l.max_backlog > 0 ? l.max_backlog : env.settings.kafka_max_backlog);
   fmt::print("circuit breakers:\n");
   auto print_breaker = [](const std::string& whose, const breaker_settings& b,
                           const std::string& while_open) {
@@ -537,7 +589,7 @@ int cli::impl::describe(command_env& env) const {
 }
 
 cli::cli(std::string program, routing& app)
-  : impl_(std::make_unique<impl>(impl{program, app, {}, {}})) {
+  : impl_(std::make_unique<impl>(impl{program, app, {}, {}, {}})) {
   impl_->add_builtins();
 }
 
@@ -549,6 +601,10 @@ void cli::add_command(command c) {
 
 void cli::on_db_apply(std::function<void(soci::session&)> f) {
   impl_->db_apply_hooks.push_back(std::move(f));
+}
+
+void cli::on_settings(std::function<void(routing&, const node_settings&)> f) {
+  impl_->settings_hooks.push_back(std::move(f));
 }
 
 int cli::run(int argc, char** argv) {
@@ -615,11 +671,15 @@ int cli::run(int argc, char** argv) {
       return exit_code::ok;
     positional.erase(positional.begin(),
                      positional.begin() + static_cast<std::ptrdiff_t>(chosen->words.size()));
+    for (auto& hook : d.settings_hooks)
+      hook(d.app, settings);
     command_env env{settings, d.app, positional, config};
     d.config = &config;
     // No database given: a private server under .depot/, stopped when the command ends.
     std::optional<persistence::embedded_postgres> embedded;
-    if (settings.db.empty() && chosen->words != std::vector<std::string>{"describe"}) {
+    auto needs_db = chosen->words != std::vector<std::string>{"describe"} &&
+                    chosen->words != std::vector<std::string>{"kafka", "mock"};
+    if (settings.db.empty() && needs_db) {
       embedded.emplace(persistence::embedded_postgres::default_dir());
       settings.db = embedded->uri();
     }

@@ -61,12 +61,12 @@ void handle(const debit_account& cmd, depot::context& ctx) {
                                   " would overflow the balance of " + acct.id};
   acct.save.execute(true);
   if (acct.balance > 0 && acct.balance < acct.minimum_threshold) {
-    ctx.send(low_balance_detected{acct.id, acct.balance});
+    ctx.publish(low_balance_detected{acct.id, acct.balance});
   } else if (acct.balance < 0) {
-    ctx.send(account_overdrawn{acct.id, acct.balance}, {.deliver_within = 1h});
+    ctx.publish(account_overdrawn{acct.id, acct.balance}, {.deliver_within = 1h});
     ctx.schedule(enforce_account_overdrawn_deadline{acct.id}, 240h);
   }
-  ctx.send(account_updated{acct.id, acct.balance}, {.deliver_within = 5s});
+  ctx.publish(account_updated{acct.id, acct.balance}, {.deliver_within = 5s});
 }
 
 } // namespace
@@ -114,6 +114,13 @@ void register_bank(depot::routing& app) {
     });
   app.handle<account_updated>(
     [](const account_updated& m, depot::context& ctx) { record(ctx, m.account_id, m.balance); });
+}
+
+void register_kafka(depot::routing& app) {
+  app.listen_to_kafka({commands_topic});
+  app.publish<account_updated>().to_kafka(events_topic);
+  app.publish<low_balance_detected>().to_kafka(events_topic);
+  app.publish<account_overdrawn>().to_kafka(events_topic);
 }
 
 } // namespace bank

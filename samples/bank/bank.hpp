@@ -26,12 +26,14 @@ struct low_balance_detected {
   std::int64_t balance = 0;
 };
 DEPOT_MESSAGE(low_balance_detected, "bank.low-balance-detected", account_id, balance)
+DEPOT_MESSAGE_KEY(low_balance_detected, account_id) // the Kafka key of its event
 
 struct account_overdrawn {
   std::string account_id;
   std::int64_t balance = 0;
 };
 DEPOT_MESSAGE(account_overdrawn, "bank.account-overdrawn", account_id, balance)
+DEPOT_MESSAGE_KEY(account_overdrawn, account_id)
 
 struct enforce_account_overdrawn_deadline {
   std::string account_id;
@@ -44,6 +46,7 @@ struct account_updated {
   std::int64_t balance = 0;
 };
 DEPOT_MESSAGE(account_updated, "bank.account-updated", account_id, balance)
+DEPOT_MESSAGE_KEY(account_updated, account_id)
 
 /// A debit of an account that does not exist (yet). The bank's error policy retries it twice,
 /// then dead-letters it; replay it once the account exists.
@@ -60,5 +63,15 @@ void seed(soci::session& db, std::int64_t n, std::int64_t balance, std::int64_t 
 
 /// Registers the bank's handlers.
 void register_bank(depot::routing& app);
+
+/// The topic the bank consumes DebitAccount commands from, as CloudEvents of either mode.
+inline constexpr const char* commands_topic = "bank.commands";
+/// The topic the bank publishes AccountUpdated, LowBalanceDetected and AccountOverdrawn to, as
+/// binary CloudEvents keyed by account id.
+inline constexpr const char* events_topic = "bank.events";
+
+/// Connects the bank to Kafka (when --kafka is set): listens to bank.commands and publishes
+/// its events to bank.events, besides handling them as before.
+void register_kafka(depot::routing& app);
 
 } // namespace bank

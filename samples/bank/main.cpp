@@ -258,6 +258,10 @@ int main(int argc, char** argv) {
   bank::register_bank(app);
   depot::cli cli{"bank", app};
   cli.on_db_apply(bank::create_tables);
+  cli.on_settings([](depot::routing& routes, const depot::node_settings& s) {
+    if (!s.kafka.empty())
+      bank::register_kafka(routes);
+  });
   seed_options o;
   cli.add_command({{"seed"},
                    "",

@@ -73,6 +73,10 @@ public:
   /// application's own tables).
   void on_db_apply(std::function<void(soci::session&)> f);
 
+  /// Adds declarations that depend on the options (e.g. Kafka routes only when --kafka is set):
+  /// `f` runs once the options are parsed, before the command.
+  void on_settings(std::function<void(routing&, const node_settings&)> f);
+
   /// Parses argv, runs the command, returns the exit code. Prints a one-line reason on errors.
   int run(int argc, char** argv);
 
