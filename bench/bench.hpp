@@ -79,9 +79,11 @@ struct case_result {
   measurement ours;
   measurement baseline;
   measurement single_worker; ///< bank_concurrent: depot's path with one worker per queue
+  measurement kafka_raw;     ///< kafka: raw librdkafka produce and consume, no database
   std::vector<double> rounds_msgs_per_s;               ///< depot's path, every round in order
   std::vector<double> rounds_baseline_msgs_per_s;      ///< the baseline, every round in order
   std::vector<double> rounds_single_worker_msgs_per_s; ///< bank_concurrent's one-worker runs
+  std::vector<double> rounds_kafka_raw_msgs_per_s;     ///< kafka's raw librdkafka runs
   std::uint64_t envelopes_handled = 0; ///< by the node, cascades and warm-up included
   double drained_s = 0;                ///< first send until every queue was empty (cascades)
   [[nodiscard]] double ratio() const {
@@ -210,7 +212,7 @@ constexpr int bank_concurrent_workers = 4;
 
 /// What a case measures: that decides its figures and which of them picks its median round.
 enum class case_kind {
-  throughput, ///< noop, bank, bank_concurrent: msgs_per_s under load
+  throughput, ///< noop, bank, bank_concurrent, kafka: msgs_per_s under load
   latency,    ///< latency, latency_remote: p50_ms and p99_ms, one message at a time
   recovery,   ///< recovery: recovery_s
 };
@@ -241,6 +243,9 @@ measurement run_remote_latency(const options& o, case_result& result);
 measurement run_latency_baseline(const options& o);
 /// recovery: a node killed with a backlog, restarted under the same node id.
 measurement run_recovery(const options& o);
+/// kafka: depot's Kafka path, its librdkafka + libpq baseline and raw librdkafka, one round of
+/// each on fresh topics of the case's embedded cluster (see kafka.hpp).
+void run_kafka_round(const options& o, case_result& round);
 
 /// Child process roles: the sender of latency_remote and the node of recovery. Return the exit
 /// code.

@@ -10,8 +10,8 @@
 namespace bench {
 
 const std::vector<std::string>& case_names() {
-  static const std::vector<std::string> names{"noop",    "bank",           "bank_concurrent",
-                                              "latency", "latency_remote", "recovery"};
+  static const std::vector<std::string> names{
+    "noop", "bank", "bank_concurrent", "latency", "latency_remote", "recovery", "kafka"};
   return names;
 }
 
@@ -46,6 +46,8 @@ void run_round(const options& o, const std::string& name, case_result& round) {
   } else if (name == "latency_remote") {
     round.ours = run_remote_latency(o, round);
     round.baseline = run_latency_baseline(o);
+  } else if (name == "kafka") {
+    run_kafka_round(o, round);
   } else if (name == "recovery") {
     round.ours = run_recovery(o);
     round.baseline.ok = true; // there is none
@@ -86,10 +88,12 @@ case_result median_of(const std::string& name, const std::vector<case_result>& r
   r.drained_s = ours->drained_s;
   r.baseline = median_by(&case_result::baseline)->baseline;
   r.single_worker = median_by(&case_result::single_worker)->single_worker;
+  r.kafka_raw = median_by(&case_result::kafka_raw)->kafka_raw;
   for (const auto& x : rounds) {
     r.rounds_msgs_per_s.push_back(x.ours.msgs_per_s);
     r.rounds_baseline_msgs_per_s.push_back(x.baseline.msgs_per_s);
     r.rounds_single_worker_msgs_per_s.push_back(x.single_worker.msgs_per_s);
+    r.rounds_kafka_raw_msgs_per_s.push_back(x.kafka_raw.msgs_per_s);
     if (!x.ours.ok || !x.baseline.ok) {
       r.ours.ok = r.ours.ok && x.ours.ok;
       r.baseline.ok = r.baseline.ok && x.baseline.ok;

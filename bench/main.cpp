@@ -60,7 +60,7 @@ public:
       .add(o.out, "out", "where the JSON results go")
       .add(cases_, "cases",
            "comma-separated cases: noop, bank, bank_concurrent, latency, latency_remote, "
-           "recovery (default: all)")
+           "recovery, kafka (default: all)")
       .add(o.batch_size, "batch-size", "envelopes claimed and handled per transaction")
       .add(o.send_batch, "send-batch", "messages per send transaction")
       .add(o.senders, "senders", "sender threads of depot's path")
@@ -255,6 +255,12 @@ void write_json(const std::string& path, const machine_info& mi, const options& 
       num("single_worker_msgs_per_s", r.single_worker.msgs_per_s);
       list("rounds_single_worker_msgs_per_s", r.rounds_single_worker_msgs_per_s);
     }
+    if (r.name == "kafka") {
+      num("raw_msgs_per_s", r.kafka_raw.msgs_per_s);
+      num("raw_p50_ms", r.kafka_raw.p50_ms);
+      num("raw_p99_ms", r.kafka_raw.p99_ms);
+      list("rounds_raw_msgs_per_s", r.rounds_kafka_raw_msgs_per_s);
+    }
     w.EndObject();
   }
   w.EndArray();
@@ -288,6 +294,14 @@ std::string figures(const std::string& name, const bench::case_result& r) {
     r.baseline.seconds);
   if (name == "bank_concurrent")
     text += fmt::format(", 1 worker {:.0f} msg/s", r.single_worker.msgs_per_s);
+  if (name == "kafka")
+    text = fmt::format(
+      "depot {:.0f} msg/s in {:.2f} s (p50 {:.1f} ms, p99 {:.1f} ms, {} envelopes), baseline "
+      "{:.0f} msg/s in {:.2f} s (p50 {:.1f} ms, p99 {:.1f} ms), raw librdkafka {:.0f} msg/s "
+      "(p50 {:.1f} ms, p99 {:.1f} ms), ratio {:.3f}",
+      r.ours.msgs_per_s, r.ours.seconds, r.ours.p50_ms, r.ours.p99_ms, r.envelopes_handled,
+      r.baseline.msgs_per_s, r.baseline.seconds, r.baseline.p50_ms, r.baseline.p99_ms,
+      r.kafka_raw.msgs_per_s, r.kafka_raw.p50_ms, r.kafka_raw.p99_ms, r.ratio());
   return text;
 }
 
@@ -370,6 +384,8 @@ int main(int argc, char** argv) {
       };
       show_profile("depot", r.ours);
       show_profile("baseline", r.baseline);
+      if (name == "kafka")
+        show_profile("raw", r.kafka_raw);
       std::fflush(stdout);
       ok = ok && r.ours.ok && r.baseline.ok;
       results.push_back(std::move(r));
@@ -389,6 +405,11 @@ int main(int argc, char** argv) {
       if (r.name == "bank_concurrent")
         fmt::print("bank_concurrent with 1 worker per queue: {:.0f} msg/s\n",
                    r.single_worker.msgs_per_s);
+    for (const auto& r : results)
+      if (r.name == "kafka")
+        fmt::print("kafka: raw librdkafka (produce and consume, no database) {:.0f} msg/s, p50 "
+                   "{:.1f} ms, p99 {:.1f} ms\n",
+                   r.kafka_raw.msgs_per_s, r.kafka_raw.p50_ms, r.kafka_raw.p99_ms);
     write_json(o.out, mi, o, results);
     fmt::print("\nwrote {} ({:.1f} s in all)\n", o.out,
                std::chrono::duration<double>(bench::clock::now() - started).count());

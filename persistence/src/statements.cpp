@@ -253,9 +253,10 @@ statements::statements(std::string_view schema) {
     incoming, st::dead, dead_letters);
   purge = fmt::format(
     "WITH a AS (DELETE FROM {} WHERE queue = ANY(:q::text[]) RETURNING 1), b AS "
-    "(DELETE FROM {} WHERE queue = ANY(:q::text[]) RETURNING 1) SELECT (SELECT "
-    "count(*) FROM a) + (SELECT count(*) FROM b)",
-    incoming, dead_letters);
+    "(DELETE FROM {} WHERE queue = ANY(:q::text[]) RETURNING 1), c AS (DELETE FROM {} WHERE "
+    "destination = ANY(:q::text[]) RETURNING 1) SELECT (SELECT count(*) FROM a) + (SELECT "
+    "count(*) FROM b) + (SELECT count(*) FROM c)",
+    incoming, dead_letters, outgoing);
   free_connections =
     "SELECT current_setting('max_connections')::bigint, (SELECT count(*) FROM "
     "pg_stat_activity WHERE backend_type = 'client backend'), CASE WHEN (SELECT "

@@ -7,7 +7,12 @@
 
 #include <fmt/format.h>
 
+#include <optional>
+
+#include <depot/transports/kafka.hpp>
+
 #include "bank.hpp"
+#include "kafka_demo.hpp"
 
 namespace {
 
@@ -134,12 +139,27 @@ int run_demo(const seed_options& o, depot::command_env& env) {
     next();
   });
 
+  // With --kafka (embedded: a cluster of the demo's own), part of the debits come in through
+  // bank.commands and every event goes out on bank.events.
+  auto settings = env.settings;
+  std::optional<depot::embedded_kafka> cluster;
+  if (settings.kafka == "embedded") {
+    cluster.emplace();
+    settings.kafka = cluster->bootstrap();
+  }
+  auto kafka = !settings.kafka.empty();
+  std::optional<bank::kafka_client> client;
+  if (kafka) {
+    bank::register_kafka(app);
+    client.emplace(settings.kafka);
+  }
+
   auto session = env.open_session();
   auto& db = *session;
-  depot::node node{app, env.settings, env.config};
+  depot::node node{app, settings, env.config};
   node.start();
   {
-    std::vector<std::string> queues;
+    std::vector<std::string> queues{depot::kafka_topic(bank::events_topic).uri()};
     for (const auto& q : app.queues())
       queues.push_back(q.name);
     node.purge(queues); // what an earlier demo left
@@ -155,22 +175,44 @@ int run_demo(const seed_options& o, depot::command_env& env) {
 
   auto started = steady_clock::now();
   constexpr std::int64_t batch = 500;
+  std::vector<bank::debit_account> through_kafka; // every tenth debit, with Kafka
   for (std::int64_t k = 0; k < o.messages; k += batch) {
     std::vector<bank::debit_account> debits;
     for (auto i = k; i < std::min(k + batch, o.messages); ++i) {
       auto a = i % o.accounts + 1;
-      debits.push_back({fmt::format("acct-{}", a), amount_of(a)});
+      (kafka && i % 10 == 9 ? through_kafka : debits)
+        .push_back({fmt::format("acct-{}", a), amount_of(a)});
     }
     node.send_all(debits);
   }
+  std::int64_t produced = client ? client->produce(through_kafka) : 0;
   auto sent = steady_clock::now();
+  auto x = expect(o);
+  std::int64_t total = 0;
+  for (const auto& [id, balance] : x.balances)
+    total += balance;
+  // Debits from Kafka are stored as the listener consumes them: wait until all are applied.
+  auto applied = [&db, total] {
+    long long sum = 0;
+    db << "SELECT coalesce(sum(balance), 0) FROM accounts", soci::into(sum);
+    return sum == total;
+  };
+  auto deadline = steady_clock::now() + minutes{5};
+  while (!applied() && steady_clock::now() < deadline)
+    std::this_thread::sleep_for(milliseconds{50});
   if (!node.wait_idle(minutes{5})) {
     fmt::print(stderr, "demo: queues did not drain within 5 minutes\n");
     return depot::exit_code::failure;
   }
   auto drained = steady_clock::now();
-  auto x = expect(o);
   auto failures_shown = show_failures(o, node, db, x);
+  bank::kafka_client::events out;
+  auto expected_events = x.low + x.overdrawn + x.updated;
+  if (client) {
+    out = client->read_events(expected_events, seconds{60});
+    fmt::print("kafka: {} debits produced to {} (one of them twice), {} events read back from {}\n",
+               through_kafka.size(), bank::commands_topic, out.distinct, bank::events_topic);
+  }
   auto stats = node.stats();
   auto counts = node.counts();
   node.stop();
@@ -221,6 +263,18 @@ int run_demo(const seed_options& o, depot::command_env& env) {
     {"missing-account debits replayed", failures_shown.replayed, 3},
     {"replayed by a second replay", failures_shown.replayed_again, 0},
   };
+  if (kafka) {
+    auto type = [&out](const char* t) { return out.by_type[t]; };
+    checks.push_back({"kafka: commands produced (one twice)", produced,
+                      static_cast<std::int64_t>(through_kafka.size()) + 1});
+    checks.push_back({"kafka: distinct events out", out.distinct, expected_events});
+    checks.push_back({"kafka: account-updated events", type("bank.account-updated"), x.updated});
+    checks.push_back(
+      {"kafka: low-balance-detected events", type("bank.low-balance-detected"), x.low});
+    checks.push_back(
+      {"kafka: account-overdrawn events", type("bank.account-overdrawn"), x.overdrawn});
+    checks.push_back({"kafka: events missing an attribute", out.malformed, 0});
+  }
   bool cascades_exact = true;
   for (const auto& c : checks) {
     fmt::print("  {:<36} {:>7} (expected {})\n", c.what, c.got, c.want);
@@ -248,6 +302,10 @@ int run_demo(const seed_options& o, depot::command_env& env) {
   fmt::print("verified: {} debits, {} balances exact, cascades exact\n", o.messages, o.accounts);
   fmt::print("verified: {} replayed debits of opened accounts, each applied once\n",
              failures_shown.replayed);
+  if (kafka)
+    fmt::print("verified: kafka round trip: {} debits in through {} (a redelivered one ignored), "
+               "{} events out on {}, each a CloudEvent keyed by its account\n",
+               through_kafka.size(), bank::commands_topic, out.distinct, bank::events_topic);
   return depot::exit_code::ok;
 }
 

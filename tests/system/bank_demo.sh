@@ -9,3 +9,12 @@ out=$("$BANK" demo --accounts 50 --messages 2000 2>&1) || { echo "$out" >&2; fai
 echo "$out" | tail -n 3 >&2
 grep -q '^verified: 2000 debits, 50 balances exact, cascades exact$' <<<"$out" ||
   fail "bank demo did not verify its effects"
+
+step "bank demo with embedded Kafka: part of the debits in through bank.commands, events out"
+out=$(DEPOT_KAFKA=embedded "$BANK" demo --accounts 50 --messages 2000 2>&1) ||
+  { echo "$out" >&2; fail "bank demo with Kafka failed"; }
+echo "$out" | tail -n 1 >&2
+grep -q '^verified: 2000 debits, 50 balances exact, cascades exact$' <<<"$out" ||
+  fail "bank demo with Kafka did not verify its effects"
+grep -q '^verified: kafka round trip: 200 debits in through bank.commands' <<<"$out" ||
+  fail "bank demo did not verify its Kafka round trip"

@@ -139,7 +139,8 @@ envelope to_envelope(attributes a, std::string data, const char* attribute_prefi
   e.body = std::move(data);
   e.headers[header::source] = std::move(a.source);
   for (auto& [name, value] : a.extensions)
-    if (is_extension_name(name) || name == "correlationid" || name == "causationid")
+    if (is_extension_name(name) || name == subject_header || name == "correlationid" ||
+        name == "causationid")
       e.headers[header_of(name)] = std::move(value); // never a header of depot's own (reply-to)
   e.deduplicated = true; // a broker delivers at least once
   return e;

@@ -58,8 +58,9 @@ public:
   /// needs: counting stops there).
   [[nodiscard]] std::int64_t ready(const std::vector<std::string>& queues, std::int64_t cap);
   /// Deletes every envelope and dead letter of `queues` (ready, scheduled, handled ids kept for
-  /// dedup): a reset for tests and samples. Claimed envelopes are deleted too, so never purge a
-  /// queue that a running node is handling. Returns how many rows went.
+  /// dedup), and the outbox rows of those that are destinations ("kafka://topic"): a reset for
+  /// tests and samples. Claimed envelopes are deleted too, so never purge a queue that a
+  /// running node is handling. Returns how many rows went.
   std::size_t purge(const std::vector<std::string>& queues);
   /// The connections the server has left.
   [[nodiscard]] connection_budget free_connections();
