@@ -21,6 +21,7 @@
 #include "depot/actors/node.hpp"
 #include "depot/persistence/embedded_postgres.hpp"
 #include "depot/persistence/node_registry.hpp"
+#include "depot/persistence/outbox.hpp"
 #include "depot/persistence/schema.hpp"
 #include "depot/persistence/store_admin.hpp"
 #include "depot/persistence/unit_of_work.hpp"
@@ -483,6 +484,17 @@ void cli::impl::add_builtins() {
            fmt::print("node {}: {}{}{}\n", n.number, n.health.health,
                       n.health.reason.empty() ? "" : ": ", n.health.reason);
          }
+       }
+       if (app.uses_kafka()) {
+         std::vector<std::pair<std::string, micros>> backlog;
+         for (const auto& b : persistence::outbox{*store}.backlog())
+           backlog.emplace_back(b.destination, b.oldest);
+         auto kafka = check_kafka(app, env.settings, backlog, std::chrono::seconds{5},
+                                  std::max<std::chrono::milliseconds>(env.settings.stale_after,
+                                                                      std::chrono::minutes{1}));
+         for (const auto& line : kafka.lines)
+           fmt::print("{}\n", line);
+         ok = ok && kafka.healthy;
        }
        return ok ? exit_code::ok : exit_code::failure;
      }});

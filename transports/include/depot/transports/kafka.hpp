@@ -5,8 +5,11 @@
 // `--kafka embedded`, tests and the `kafka mock` command.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "depot/runtime/routing.hpp"
 #include "depot/runtime/settings.hpp"
@@ -39,6 +42,22 @@ private:
   struct impl;
   std::unique_ptr<impl> impl_;
 };
+
+/// What `health` found of Kafka.
+struct kafka_health {
+  bool healthy = true;
+  std::vector<std::string> lines; ///< one per finding, for operators
+};
+
+/// Checks Kafka for `health`: the brokers answer a metadata request within `timeout`; each
+/// listener's lag per topic (the end offsets minus what its group committed); the outbox
+/// backlog per destination (`backlog`, from the store). Unhealthy when the brokers do not answer
+/// or an outbox envelope has waited longer than `max_wait`. With `--kafka embedded` the
+/// brokers live inside the node and only the backlog is checked.
+[[nodiscard]] kafka_health check_kafka(const routing& app, const node_settings& settings,
+                                       const std::vector<std::pair<std::string, micros>>& backlog,
+                                       std::chrono::milliseconds timeout,
+                                       std::chrono::milliseconds max_wait);
 
 /// The Kafka transport of a node running `app` with `settings` (--kafka set): the relay and
 /// one listener per kafka_listener, each a detached actor with its own store connection.
