@@ -81,7 +81,7 @@ public:
   /// stop, and its connections count in the start-up check of the server's budget.
   void add_service(std::unique_ptr<service> s);
 
-  /// This node's number (its outbox claims carry it).
+  /// This node's number among the live nodes.
   [[nodiscard]] int number() const;
   [[nodiscard]] const node_settings& settings() const;
   [[nodiscard]] node_stats stats() const;

@@ -47,7 +47,7 @@ void fail_on_exception(caf::scheduled_actor* self, std::function<void()> give_ba
 class node_context {
 public:
   virtual ~node_context() = default;
-  /// The node's number, which its outbox claims carry (valid once the node is registered).
+  /// The node's number among the live nodes (valid once the node is registered).
   [[nodiscard]] virtual int number() const = 0;
   [[nodiscard]] virtual const node_settings& settings() const = 0;
   [[nodiscard]] virtual const routing& app() const = 0;
