@@ -63,12 +63,13 @@ measurement run_depot_kafka(const options& o, const kafka::flow& f,
   s.concurrency = o.concurrency;
   s.kafka = f.brokers;
   s.service_uri = "urn:bench:depot";
+  s.kafka_properties = fmt::format("fetch.wait.max.ms={}", kafka::fetch_wait_ms);
   depot::node n{app, s};
   n.start();
   auto m = kafka::measure(o, f, [&n] {
     auto h = n.health();
     return h.status == depot::node_health::state::failed ? "the node failed: " + h.reason
-                                                          : std::string{};
+                                                         : std::string{};
   });
   auto stats = n.stats();
   n.stop();
@@ -95,7 +96,8 @@ void run_kafka_round(const options& o, case_result& round) {
   };
   round.ours = run_depot_kafka(o, flow_of("depot"), fmt::format("bench-depot-r{}", r), round);
   round.drained_s = round.ours.seconds; // the last event consumed: nothing is left to drain
-  round.baseline = kafka::run_baseline(o, flow_of("baseline"), fmt::format("bench-baseline-r{}", r));
+  round.baseline =
+    kafka::run_baseline(o, flow_of("baseline"), fmt::format("bench-baseline-r{}", r));
   kafka::flow raw{c.bootstrap(), fmt::format("bench.raw.r{}", r), fmt::format("bench.raw.r{}", r),
                   fmt::format("bench-reader-raw-r{}", r)};
   c.create_topic(raw.commands, kafka::partitions);

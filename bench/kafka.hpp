@@ -22,6 +22,13 @@ inline constexpr const char* event_type = "bench.debited";
 /// Partitions of every topic of the case (the mock cluster's default).
 inline constexpr int partitions = 4;
 
+/// fetch.wait.max.ms of every consumer of the case (the bench's, the baseline's and, through
+/// --kafka-property, depot's listener). The mock broker answers a fetch that finds no data only
+/// after this wait, even when records arrive meanwhile (a real broker answers as soon as they
+/// do): at librdkafka's default of 500 ms each idle consumer in a path would add up to half a
+/// second, which measures the mock and not the path.
+inline constexpr const char* fetch_wait_ms = "10";
+
 /// Closes (consumers) and destroys a librdkafka client.
 struct client_deleter {
   void operator()(rd_kafka_t* rk) const;

@@ -110,7 +110,8 @@ void produce(rd_kafka_t* p, const std::string& topic, std::string_view key, std:
       return;
     if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
       rd_kafka_headers_destroy(headers); // produce frees them only on success
-      throw std::runtime_error{fmt::format("kafka: produce to {}: {}", topic, rd_kafka_err2str(err))};
+      throw std::runtime_error{
+        fmt::format("kafka: produce to {}: {}", topic, rd_kafka_err2str(err))};
     }
     rd_kafka_poll(p, 10);
   }
@@ -286,14 +287,15 @@ client make_producer(const std::string& brokers, bool idempotent,
   return make(RD_KAFKA_PRODUCER, conf);
 }
 
-client make_consumer(const std::string& brokers, const std::string& group,
-                     const std::string& topic, bool auto_commit) {
+client make_consumer(const std::string& brokers, const std::string& group, const std::string& topic,
+                     bool auto_commit) {
   auto* conf = rd_kafka_conf_new();
   set(conf, "bootstrap.servers", brokers);
   set(conf, "group.id", group);
   set(conf, "auto.offset.reset", "earliest");
   set(conf, "enable.auto.commit", auto_commit ? "true" : "false");
   set(conf, "enable.partition.eof", "false");
+  set(conf, "fetch.wait.max.ms", fetch_wait_ms);
   auto c = make(RD_KAFKA_CONSUMER, conf);
   rd_kafka_poll_set_consumer(c.get());
   auto* topics = rd_kafka_topic_partition_list_new(1);
@@ -334,10 +336,10 @@ measurement measure(const options& o, const flow& f, const std::function<std::st
   while (!events.warmed() && clock::now() < deadline && (problem = trouble()).empty())
     std::this_thread::sleep_for(1ms);
   if (!events.warmed()) {
-    m.note = fmt::format("the warm-up command did not come through{}{}",
-                         problem.empty() ? fmt::format(" in {} s", warm_up_limit.count())
-                                         : ": " + problem,
-                         events.error().empty() ? "" : " (" + events.error() + ")");
+    m.note =
+      fmt::format("the warm-up command did not come through{}{}",
+                  problem.empty() ? fmt::format(" in {} s", warm_up_limit.count()) : ": " + problem,
+                  events.error().empty() ? "" : " (" + events.error() + ")");
     return m;
   }
 
@@ -354,17 +356,17 @@ measurement measure(const options& o, const flow& f, const std::function<std::st
          (problem = trouble()).empty())
     rd_kafka_poll(producer.get(), 1);
   if (lat.distinct() < o.messages) {
-    m.note = reports.failed > 0 ? fmt::format("{} command(s) not delivered: {}", reports.failed,
-                                              reports.failure)
-             : !problem.empty() ? problem
-                                : fmt::format("timed out: {} of {} events consumed{}",
-                                              lat.distinct(), o.messages,
-                                              events.error().empty() ? ""
-                                                                     : " (" + events.error() + ")");
+    m.note = reports.failed > 0
+               ? fmt::format("{} command(s) not delivered: {}", reports.failed, reports.failure)
+             : !problem.empty()
+               ? problem
+               : fmt::format("timed out: {} of {} events consumed{}", lat.distinct(), o.messages,
+                             events.error().empty() ? "" : " (" + events.error() + ")");
     return m;
   }
   const auto t_end = events.last_ns();
   m.used = resources::sample(o.db) - before;
+  rd_kafka_flush(producer.get(), 10'000); // the last acknowledgements
   m.ok = true;
   m.seconds = static_cast<double>(t_end - t0) / 1e9;
   m.msgs_per_s = static_cast<double>(o.messages) / m.seconds;
@@ -459,13 +461,12 @@ measurement run_baseline(const options& o, const flow& f, const std::string& ing
           append_element(ids, uuids.next());
           append_element(destinations, destination);
           append_element(types, event_type);
-          append_element(bodies, {PQgetvalue(r, i, 2),
-                                  static_cast<std::size_t>(PQgetlength(r, i, 2))});
+          append_element(bodies,
+                         {PQgetvalue(r, i, 2), static_cast<std::size_t>(PQgetlength(r, i, 2))});
         }
         for (auto* a : {&ids, &destinations, &types, &bodies})
           *a += '}';
-        const char* params[4] = {ids.c_str(), destinations.c_str(), types.c_str(),
-                                 bodies.c_str()};
+        const char* params[4] = {ids.c_str(), destinations.c_str(), types.c_str(), bodies.c_str()};
         try {
           PQclear(db.run("emit", 4, params));
         } catch (...) {
@@ -504,10 +505,10 @@ measurement run_baseline(const options& o, const flow& f, const std::string& ing
       try {
         for (int i = 0; i < rows; ++i) {
           std::string_view id{PQgetvalue(r, i, 0), static_cast<std::size_t>(PQgetlength(r, i, 0))};
-          produce(producer.get(), f.events, id,
-                  {PQgetvalue(r, i, 2), static_cast<std::size_t>(PQgetlength(r, i, 2))},
-                  event_headers(id, PQgetvalue(r, i, 1), "urn:bench:baseline",
-                                PQgetvalue(r, i, 3)));
+          produce(
+            producer.get(), f.events, id,
+            {PQgetvalue(r, i, 2), static_cast<std::size_t>(PQgetlength(r, i, 2))},
+            event_headers(id, PQgetvalue(r, i, 1), "urn:bench:baseline", PQgetvalue(r, i, 3)));
         }
       } catch (...) {
         PQclear(r);

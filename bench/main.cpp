@@ -407,9 +407,10 @@ int main(int argc, char** argv) {
                    r.single_worker.msgs_per_s);
     for (const auto& r : results)
       if (r.name == "kafka")
-        fmt::print("kafka: raw librdkafka (produce and consume, no database) {:.0f} msg/s, p50 "
-                   "{:.1f} ms, p99 {:.1f} ms\n",
-                   r.kafka_raw.msgs_per_s, r.kafka_raw.p50_ms, r.kafka_raw.p99_ms);
+        fmt::print(
+          "kafka: raw librdkafka (produce and consume, no database) {:.0f} msg/s, p50 "
+          "{:.1f} ms, p99 {:.1f} ms\n",
+          r.kafka_raw.msgs_per_s, r.kafka_raw.p50_ms, r.kafka_raw.p99_ms);
     write_json(o.out, mi, o, results);
     fmt::print("\nwrote {} ({:.1f} s in all)\n", o.out,
                std::chrono::duration<double>(bench::clock::now() - started).count());

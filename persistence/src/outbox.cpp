@@ -31,21 +31,29 @@ bool outbox::lock_relay() {
 std::vector<envelope> outbox::pending(const std::vector<std::string>& destinations, int limit) {
   auto& sql = conn_.session();
   return guarded(sql, [&] {
-    auto d = text_array(destinations);
-    soci::rowset<soci::row> rows =
-      (sql.prepare << conn_.sql().pending_outgoing, soci::use(d, "d"), soci::use(limit, "n"));
+    // One destination at a time: each read walks the index (destination, seq) in order.
     std::vector<envelope> result;
-    for (const auto& r : rows) {
-      auto& e = result.emplace_back();
-      e.id = r.get<std::string>(0);
-      e.queue = r.get<std::string>(1);
-      e.message_type = r.get<std::string>(2);
-      e.body = r.get<std::string>(3);
-      e.headers = parse_headers(r.get<std::string>(4));
-      e.attempts = r.get<int>(5);
-      e.key = r.get<std::string>(6);
-      e.received_at = r.get<long long>(7);
-      e.seq = r.get<long long>(8);
+    std::string d;
+    soci::row r;
+    soci::statement st = (sql.prepare << conn_.sql().pending_outgoing, soci::use(d, "d"),
+                          soci::use(limit, "n"), soci::into(r));
+    for (const auto& destination : destinations) {
+      if (static_cast<int>(result.size()) >= limit)
+        break;
+      d = destination;
+      st.execute();
+      while (st.fetch()) {
+        auto& e = result.emplace_back();
+        e.id = r.get<std::string>(0);
+        e.queue = r.get<std::string>(1);
+        e.message_type = r.get<std::string>(2);
+        e.body = r.get<std::string>(3);
+        e.headers = parse_headers(r.get<std::string>(4));
+        e.attempts = r.get<int>(5);
+        e.key = r.get<std::string>(6);
+        e.received_at = r.get<long long>(7);
+        e.seq = r.get<long long>(8);
+      }
     }
     return result;
   });

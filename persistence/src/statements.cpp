@@ -148,8 +148,8 @@ statements::statements(std::string_view schema) {
   lock_relay = "SELECT pg_try_advisory_lock(:c, -1)::int";
   pending_outgoing = fmt::format(
     "SELECT id::text, destination, message_type, body, headers::text, attempts, "
-    "coalesce(message_key, ''), {}, seq FROM {} WHERE destination = ANY(:d::text[]) AND "
-    "(not_before IS NULL OR not_before <= now()) ORDER BY seq LIMIT :n",
+    "coalesce(message_key, ''), {}, seq FROM {} WHERE destination = :d AND (not_before IS NULL "
+    "OR not_before <= now()) ORDER BY seq LIMIT :n",
     micros_of("created_at"), outgoing);
   delete_outgoing = fmt::format(
     "WITH sent AS (DELETE FROM {} WHERE id = ANY(:ids::uuid[]) RETURNING 1) SELECT count(*) FROM "
@@ -168,9 +168,9 @@ statements::statements(std::string_view schema) {
     "next bigint) ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET next_offset = "
     "excluded.next_offset, updated_at = now()",
     names::qualified(schema, t::kafka_offsets));
-  load_kafka_offsets = fmt::format(
-    "SELECT topic, partition, next_offset FROM {} WHERE consumer_group = :g",
-    names::qualified(schema, t::kafka_offsets));
+  load_kafka_offsets =
+    fmt::format("SELECT topic, partition, next_offset FROM {} WHERE consumer_group = :g",
+                names::qualified(schema, t::kafka_offsets));
 
   // -- dead letters ---------------------------------------------------------------------------
   insert_dead_letter = fmt::format(
@@ -196,7 +196,8 @@ statements::statements(std::string_view schema) {
   // Back to the inbox in the order they failed, after what waits (a new seq), as first attempts;
   // their dedup records go, so that the inbox takes them again.
   replay_dead_letters = fmt::format(
-    "WITH moved AS (DELETE FROM {0} WHERE replayable AND {1} RETURNING *), forgotten AS (DELETE FROM {2} WHERE "
+    "WITH moved AS (DELETE FROM {0} WHERE replayable AND {1} RETURNING *), forgotten AS (DELETE "
+    "FROM {2} WHERE "
     "id IN (SELECT id FROM moved)), back AS (INSERT INTO {3} (id, queue, message_type, body, "
     "headers, priority, tenant, message_key) SELECT id, queue, message_type, body, headers, "
     "priority, tenant, message_key FROM moved ORDER BY failed_at, id ON CONFLICT (id) DO NOTHING "

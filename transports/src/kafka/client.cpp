@@ -37,8 +37,8 @@ config& config::set(const std::string& name, const std::string& value) {
   char reason[512];
   if (rd_kafka_conf_set(conf_, name.c_str(), value.c_str(), reason, sizeof reason) !=
       RD_KAFKA_CONF_OK)
-    throw client_error{fmt::format("Kafka property {}={}: {} (see --kafka-property)", name, value,
-                                   reason)};
+    throw client_error{
+      fmt::format("Kafka property {}={}: {} (see --kafka-property)", name, value, reason)};
   return *this;
 }
 
@@ -75,9 +75,9 @@ cloudevents::record record_of(const rd_kafka_message_t& m) {
     for (std::size_t i = 0;
          rd_kafka_header_get_all(headers, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR;
          ++i)
-      r.headers.emplace_back(name, value == nullptr ? std::string{}
-                                                    : std::string{static_cast<const char*>(value),
-                                                                  size});
+      r.headers.emplace_back(name, value == nullptr
+                                     ? std::string{}
+                                     : std::string{static_cast<const char*>(value), size});
   }
   return r;
 }

@@ -30,8 +30,8 @@ constexpr std::array<std::pair<std::string_view, std::string_view>, 2> renamed{{
 
 /// Attributes of the spec itself: never extensions.
 constexpr std::array<std::string_view, 10> reserved{
-  "specversion", "id", "source", "type", "time", "subject", "datacontenttype", "dataschema",
-  "data", "data_base64"};
+  "specversion",     "id",         "source", "type",       "time", "subject",
+  "datacontenttype", "dataschema", "data",   "data_base64"};
 
 bool is_extension_name(std::string_view name) {
   if (name.empty() || name.size() > 20)
@@ -113,8 +113,8 @@ struct attributes {
 envelope to_envelope(attributes a, std::string data, const char* attribute_prefix) {
   auto required = [&](const std::string& value, std::string_view name) {
     if (value.empty())
-      throw decode_error{fmt::format("CloudEvent lacks required attribute '{}{}'", attribute_prefix,
-                                     name)};
+      throw decode_error{
+        fmt::format("CloudEvent lacks required attribute '{}{}'", attribute_prefix, name)};
   };
   required(a.specversion, "specversion");
   required(a.id, "id");
@@ -142,7 +142,7 @@ envelope to_envelope(attributes a, std::string data, const char* attribute_prefi
     if (is_extension_name(name) || name == subject_header || name == "correlationid" ||
         name == "causationid")
       e.headers[header_of(name)] = std::move(value); // never a header of depot's own (reply-to)
-  e.deduplicated = true; // a broker delivers at least once
+  e.deduplicated = true;                             // a broker delivers at least once
   return e;
 }
 
@@ -306,7 +306,8 @@ std::string base64_encode(std::string_view bytes) {
   std::size_t i = 0;
   for (; i + 2 < bytes.size(); i += 3) {
     auto n = static_cast<unsigned char>(bytes[i]) << 16 |
-             static_cast<unsigned char>(bytes[i + 1]) << 8 | static_cast<unsigned char>(bytes[i + 2]);
+             static_cast<unsigned char>(bytes[i + 1]) << 8 |
+             static_cast<unsigned char>(bytes[i + 2]);
     for (int shift : {18, 12, 6, 0})
       out += alphabet[(n >> shift) & 63];
   }

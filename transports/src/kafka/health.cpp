@@ -25,8 +25,8 @@ std::string lag_of(rd_kafka_t* consumer, const rd_kafka_metadata_t& md, const st
   std::int64_t lag = 0;
   for (int i = 0; i < parts->cnt; ++i) {
     std::int64_t low = 0, high = 0;
-    if (auto err = rd_kafka_query_watermark_offsets(consumer, topic.c_str(), parts->elems[i].partition,
-                                                    &low, &high, timeout_ms))
+    if (auto err = rd_kafka_query_watermark_offsets(
+          consumer, topic.c_str(), parts->elems[i].partition, &low, &high, timeout_ms))
       return fmt::format("end offsets unknown: {}", rd_kafka_err2str(err));
     auto committed = parts->elems[i].offset;
     lag += high - (committed >= 0 ? committed : low);
@@ -62,8 +62,8 @@ kafka_health check_kafka(const routing& app, const node_settings& s,
     const rd_kafka_metadata_t* md = nullptr;
     if (auto err = rd_kafka_metadata(consumer.get(), 1, nullptr, &md, ms)) {
       h.healthy = false;
-      h.lines.push_back(fmt::format("kafka {}: no metadata within {} ms: {}", s.kafka, ms,
-                                    rd_kafka_err2str(err)));
+      h.lines.push_back(
+        fmt::format("kafka {}: no metadata within {} ms: {}", s.kafka, ms, rd_kafka_err2str(err)));
       return h;
     }
     for (const auto& topic : l.topics)
@@ -78,8 +78,8 @@ kafka_health check_kafka(const routing& app, const node_settings& s,
     const rd_kafka_metadata_t* md = nullptr;
     if (auto err = rd_kafka_metadata(producer.get(), 1, nullptr, &md, ms)) {
       h.healthy = false;
-      h.lines.push_back(fmt::format("kafka {}: no metadata within {} ms: {}", s.kafka, ms,
-                                    rd_kafka_err2str(err)));
+      h.lines.push_back(
+        fmt::format("kafka {}: no metadata within {} ms: {}", s.kafka, ms, rd_kafka_err2str(err)));
       return h;
     }
     rd_kafka_metadata_destroy(md);

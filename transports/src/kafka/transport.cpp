@@ -36,8 +36,10 @@ constexpr int relay_batch = 1000;
 constexpr int listener_batch = 1000;
 /// How long a listener waits for a record before it looks at its mailbox again.
 constexpr int poll_ms = 100;
-/// How often a listener checks the backlog of its queues.
+/// How often a listener checks the backlog of its queues: running, and paused (resuming late
+/// leaves the queues idle).
 constexpr std::chrono::milliseconds backlog_check{500};
+constexpr std::chrono::milliseconds paused_check{100};
 
 // -- relay ----------------------------------------------------------------------------------------
 
@@ -59,8 +61,8 @@ struct relay_slot {
 struct relay_state {
   std::unique_ptr<persistence::connection> conn;
   bool leader = false;
-  std::vector<envelope> batch;       ///< produced, waiting for delivery reports
-  std::vector<signed char> outcome;  ///< per envelope of batch: 0 waiting, 1 delivered, -1 failed
+  std::vector<envelope> batch;      ///< produced, waiting for delivery reports
+  std::vector<signed char> outcome; ///< per envelope of batch: 0 waiting, 1 delivered, -1 failed
   std::size_t waiting = 0;
   std::string failure; ///< the last delivery error
   std::chrono::milliseconds backoff = min_backoff;
@@ -79,8 +81,8 @@ struct relay_env {
   node_context* node;
   std::string brokers;
   relay_slot* slot;
-  std::vector<std::string> destinations;                 ///< "kafka://topic"
-  std::map<std::string, cloudevents_mode> modes;         ///< by destination
+  std::vector<std::string> destinations;         ///< "kafka://topic"
+  std::map<std::string, cloudevents_mode> modes; ///< by destination
 };
 
 void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
@@ -152,12 +154,12 @@ void relay_next(relay_actor* self, const relay_env& env) {
     for (const auto& [name, value] : r.headers)
       rd_kafka_header_add(headers, name.data(), static_cast<ssize_t>(name.size()), value.data(),
                           static_cast<ssize_t>(value.size()));
-    auto err = rd_kafka_producev(
-      st.producer.get(), RD_KAFKA_V_TOPIC(r.topic.c_str()),
-      RD_KAFKA_V_KEY(r.key->data(), r.key->size()),
-      RD_KAFKA_V_VALUE(const_cast<char*>(r.value.data()), r.value.size()),
-      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(headers),
-      RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(i + 1)), RD_KAFKA_V_END);
+    auto err =
+      rd_kafka_producev(st.producer.get(), RD_KAFKA_V_TOPIC(r.topic.c_str()),
+                        RD_KAFKA_V_KEY(r.key->data(), r.key->size()),
+                        RD_KAFKA_V_VALUE(const_cast<char*>(r.value.data()), r.value.size()),
+                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(headers),
+                        RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(i + 1)), RD_KAFKA_V_END);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
       rd_kafka_headers_destroy(headers); // produce frees them only on success
       st.outcome[i] = -1;
@@ -234,6 +236,8 @@ caf::behavior relay(relay_actor* self, relay_env env) {
 struct listener_state {
   std::unique_ptr<persistence::connection> conn;
   std::vector<cloudevents::record> held; ///< consumed, not stored yet
+  bool one_by_one = false;               ///< the store refused a batch: find the record it refuses
+  std::string refusal;                   ///< why the store refused the first held record, alone
   std::set<std::string> queues;          ///< where its records went: the backlog it watches
   bool paused = false;
   std::chrono::steady_clock::time_point next_check;
@@ -271,7 +275,7 @@ void on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partit
     }
   }
   rd_kafka_assign(rk, parts);
-  st.paused = st.paused && false; // a new assignment starts unpaused; the next check decides
+  st.paused = false; // a new assignment starts unpaused; the next check decides
 }
 
 kafka::handle make_consumer(const std::string& brokers, listener_state& st) {
@@ -281,20 +285,22 @@ kafka::handle make_consumer(const std::string& brokers, listener_state& st) {
     .set("enable.auto.commit", "false")
     .set("enable.auto.offset.store", "false")
     .set("auto.offset.reset", st.declared->start == offset_reset::earliest ? "earliest" : "latest")
-    .set("enable.partition.eof", "false");
+    .set("enable.partition.eof", "false")
+    // A fetch waits this long for data at most: short, so that records produced to an idle
+    // partition arrive soon whatever the broker (the mock answers only when the wait is over).
+    .set("fetch.wait.max.ms", "100");
   conf.apply_user_properties();
   rd_kafka_conf_set_rebalance_cb(conf.get(), on_rebalance);
   rd_kafka_conf_set_opaque(conf.get(), &st);
   auto consumer = conf.make(RD_KAFKA_CONSUMER);
   rd_kafka_poll_set_consumer(consumer.get());
-  kafka::partition_list topics{rd_kafka_topic_partition_list_new(
-    static_cast<int>(st.declared->topics.size()))};
+  kafka::partition_list topics{
+    rd_kafka_topic_partition_list_new(static_cast<int>(st.declared->topics.size()))};
   for (const auto& t : st.declared->topics)
     rd_kafka_topic_partition_list_add(topics.get(), t.c_str(), RD_KAFKA_PARTITION_UA);
   if (auto err = rd_kafka_subscribe(consumer.get(), topics.get()))
-    throw kafka::client_error{fmt::format("cannot subscribe to {}: {}",
-                                          fmt::join(st.declared->topics, ","),
-                                          rd_kafka_err2str(err))};
+    throw kafka::client_error{fmt::format(
+      "cannot subscribe to {}: {}", fmt::join(st.declared->topics, ","), rd_kafka_err2str(err))};
   return consumer;
 }
 
@@ -303,13 +309,12 @@ void apply_back_pressure(listener_state& st) {
   auto now = std::chrono::steady_clock::now();
   if (now < st.next_check || st.queues.empty())
     return;
-  st.next_check = now + backlog_check;
-  auto bound = st.declared->max_backlog > 0 ? st.declared->max_backlog
-                                            : st.node->settings().kafka_max_backlog;
+  auto bound =
+    st.declared->max_backlog > 0 ? st.declared->max_backlog : st.node->settings().kafka_max_backlog;
   if (!st.conn)
     st.conn = st.node->connect();
-  auto ready = persistence::store_admin{*st.conn}.ready({st.queues.begin(), st.queues.end()},
-                                                        bound + 1);
+  auto ready =
+    persistence::store_admin{*st.conn}.ready({st.queues.begin(), st.queues.end()}, bound + 1);
   auto over = ready > bound;
   rd_kafka_topic_partition_list_t* assigned = nullptr;
   if (rd_kafka_assignment(st.consumer.get(), &assigned) != RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -323,6 +328,7 @@ void apply_back_pressure(listener_state& st) {
     log(log_level::info, "Kafka listener {}: {} ({} ready envelopes, bound {})", st.group,
         over ? "paused" : "resumed", ready, bound);
   st.paused = over;
+  st.next_check = now + (st.paused ? paused_check : backlog_check);
 }
 
 /// A dead letter for record `r`, which could not become an envelope: its raw bytes in base64,
@@ -344,30 +350,38 @@ envelope dead_letter_of(const cloudevents::record& r, const std::string& id,
   return d;
 }
 
-/// Stores what the listener holds in one transaction: envelopes for their queues, dead
-/// letters for the rest (and the positions, with offset_store::postgres); then commits the
-/// offsets to the group and wakes the queues.
-void store_held(listener_actor* self) {
+/// Stores the first `count` records the listener holds in one transaction: envelopes for their
+/// queues, dead letters for the rest (and the positions, with offset_store::postgres); then
+/// commits the offsets to the group and wakes the queues. With a `refusal`, the one record is
+/// kept as a dead letter for that reason.
+void store_held(listener_actor* self, std::size_t count, const std::string& refusal) {
   auto& st = self->state;
   const auto& app = st.node->app();
   std::vector<envelope> envelopes;
-  std::vector<std::tuple<envelope, std::string, std::string>> dead; // letter, type, reason
+  std::vector<std::tuple<envelope, std::string, std::string>> dead;  // letter, type, reason
   std::map<std::pair<std::string, std::int32_t>, std::int64_t> next; // (topic, partition)
-  for (const auto& r : st.held) {
+  auto stored = st.held.begin() + static_cast<std::ptrdiff_t>(count);
+  for (auto i = st.held.begin(); i != stored; ++i) {
+    const auto& r = *i;
     auto& n = next[{r.topic, r.partition}];
     n = std::max(n, r.offset + 1);
-    std::string id = cloudevents::name_based_id(
-      "kafka", fmt::format("{}/{}/{}", r.topic, r.partition, r.offset));
+    std::string id =
+      cloudevents::name_based_id("kafka", fmt::format("{}/{}/{}", r.topic, r.partition, r.offset));
     std::string type;
+    if (!refusal.empty()) {
+      dead.emplace_back(dead_letter_of(r, id, type), "depot::persistence::db_error", refusal);
+      continue;
+    }
     try {
       auto e = cloudevents::from_record(r);
       id = e.id;
       type = e.message_type;
       const auto& q = app.route_of(e.message_type);
       if (q.mode != endpoint_mode::durable)
-        throw no_route{fmt::format("queue '{}' of message type '{}' is buffered: Kafka records go "
-                                   "to durable queues",
-                                   q.name, e.message_type)};
+        throw no_route{
+          fmt::format("queue '{}' of message type '{}' is buffered: Kafka records go "
+                      "to durable queues",
+                      q.name, e.message_type)};
       e.key = app.validate(e.message_type, e.body);
       e.queue = q.name;
       envelopes.push_back(std::move(e));
@@ -390,7 +404,7 @@ void store_held(listener_actor* self) {
       persistence::kafka_offsets{*st.conn}.save(st.group, positions);
     uow.commit();
   }
-  st.held.clear();
+  st.held.erase(st.held.begin(), stored);
   for (const auto& [letter, type, reason] : dead)
     log(log_level::warning, "Kafka record {}/{}@{} kept as dead letter {}: {}",
         letter.headers.at("kafka-topic"), letter.headers.at("kafka-partition"),
@@ -430,13 +444,29 @@ void listen_once(listener_actor* self, const std::string& brokers) {
         m = rd_kafka_consumer_poll(st.consumer.get(), 0);
       }
     }
-    if (!st.held.empty())
-      store_held(self);
+    if (!st.held.empty()) {
+      store_held(self, st.one_by_one ? 1 : st.held.size(), st.refusal);
+      st.refusal.clear();
+      st.one_by_one = st.one_by_one && !st.held.empty();
+    }
     st.backoff = min_backoff;
     self->send(self, listen_atom::value);
   } catch (const db_error& e) {
-    log(log_level::warning, "Kafka listener {}: database {} ({}); {} record(s) held, retrying in {} ms",
-        st.group, to_string(e.kind()), e.what(), st.held.size(), st.backoff.count());
+    if (e.kind() == persistence::failure_kind::permanent && !st.held.empty()) {
+      // Some record's data the store cannot take: store one at a time, and keep the one it
+      // refuses as a dead letter, rather than retry the batch for ever.
+      if (st.one_by_one)
+        st.refusal = e.what();
+      st.one_by_one = true;
+      log(log_level::warning, "Kafka listener {}: the store refused a record ({}); {}", st.group,
+          e.what(), st.refusal.empty() ? "storing one at a time" : "keeping it as a dead letter");
+      st.conn.reset();
+      self->send(self, listen_atom::value);
+      return;
+    }
+    log(log_level::warning,
+        "Kafka listener {}: database {} ({}); {} record(s) held, retrying in {} ms", st.group,
+        to_string(e.kind()), e.what(), st.held.size(), st.backoff.count());
     st.conn.reset();
     self->delayed_send(self, st.backoff, listen_atom::value);
     st.backoff = next_backoff(st.backoff);
@@ -464,8 +494,9 @@ public:
     if (s.kafka == "embedded") {
       embedded_ = std::make_unique<embedded_kafka>();
       brokers_ = embedded_->bootstrap();
-      log(log_level::info, "embedded Kafka cluster at {} (any Kafka client can use it, e.g. kcat "
-                           "-b {} -L)",
+      log(log_level::info,
+          "embedded Kafka cluster at {} (any Kafka client can use it, e.g. kcat "
+          "-b {} -L)",
           brokers_, brokers_);
     } else {
       brokers_ = s.kafka;

@@ -55,9 +55,9 @@ public:
   [[nodiscard]] std::vector<dead_letter> list(const dead_letter_filter& filter, int limit = 0);
   /// The dead letter `id`, if there is one.
   [[nodiscard]] std::optional<dead_letter> find(const std::string& id);
-  /// Moves the replayable dead letters `filter` takes back to the inbox as new attempts (attempts 0, ready
-  /// now, after what waits in their queue), forgets their ids' dedup records so that they are
-  /// handled again, and wakes their queues, all in the caller's transaction. Returns the ids
+  /// Moves the replayable dead letters `filter` takes back to the inbox as new attempts (attempts
+  /// 0, ready now, after what waits in their queue), forgets their ids' dedup records so that they
+  /// are handled again, and wakes their queues, all in the caller's transaction. Returns the ids
   /// moved: a dead letter is replayed once, a second replay finds nothing.
   std::vector<std::string> replay(const dead_letter_filter& filter);
   /// Deletes the dead letters `filter` takes; returns how many went.

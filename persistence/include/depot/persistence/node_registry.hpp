@@ -1,7 +1,8 @@
 // The node registry: the rows of live nodes, their advisory locks, heartbeats and health, and
 // the removal of dead nodes (what they held needs no recovery: a node's claims die with its
-// transactions, and the outbox relay's lock with its connection). A view over one connection; the connection that registers a
-// node holds its advisory lock and must stay open while the node lives. Blocks on Postgres.
+// transactions, and the outbox relay's lock with its connection). A view over one connection; the
+// connection that registers a node holds its advisory lock and must stay open while the node lives.
+// Blocks on Postgres.
 #pragma once
 
 #include <string>
@@ -48,8 +49,8 @@ public:
   [[nodiscard]] std::vector<node_status> statuses();
   /// Removes the node row (clean shutdown).
   void deregister(const node_registration& self);
-  /// Removes the rows of dead nodes. A node is dead when its heartbeat is older than `stale_after` or its advisory lock is not held.
-  /// Returns the numbers of the nodes it removed.
+  /// Removes the rows of dead nodes. A node is dead when its heartbeat is older than `stale_after`
+  /// or its advisory lock is not held. Returns the numbers of the nodes it removed.
   std::vector<int> recover_stale(micros stale_after);
 
 private:

@@ -33,9 +33,9 @@ public:
   /// connection holds it (it is released when the connection closes). Only the holder relays,
   /// so each destination is sent in order by one process.
   bool lock_relay();
-  /// Up to `limit` due envelopes bound for any of `destinations`, in the order they were
-  /// stored (seq). `received_at` is when each was stored, `key` its message key. Reads only:
-  /// call it while holding the relay lock.
+  /// Up to `limit` due envelopes bound for `destinations`, destination after destination, each
+  /// in the order they were stored (seq). `received_at` is when each was stored, `key` its message
+  /// key. Reads only: call it while holding the relay lock.
   std::vector<envelope> pending(const std::vector<std::string>& destinations, int limit);
   /// Deletes delivered envelopes; returns how many it deleted.
   std::size_t remove(const std::vector<std::string>& ids);

@@ -12,7 +12,8 @@
 namespace depot::persistence {
 
 /// Inserts `out.inbox` and `out.outbox` and notifies listeners once of the ready queues and
-/// outbox destinations ("kafka://topic"), naming `sender_node`; ids already stored are skipped. Returns how many inbox rows were new.
+/// outbox destinations ("kafka://topic"), naming `sender_node`; ids already stored are skipped.
+/// Returns how many inbox rows were new.
 std::size_t store_outgoing(connection& conn, const outgoing_envelopes& out, int sender_node);
 
 } // namespace depot::persistence
