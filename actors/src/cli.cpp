@@ -436,22 +436,24 @@ void cli::impl::add_builtins() {
        auto breakers = admin.open_breakers();
        if (!breakers.empty())
          fmt::print("kafka ({}):\n", env.settings.kafka.empty() ? std::string{"not configured"}
-                                                         : "brokers " + env.settings.kafka);
-  for (const auto& [type, to] : app.routes()) {
-    if (to.transport != kafka_transport)
-      continue;
-    auto topic = std::find_if(app.kafka_topics().begin(), app.kafka_topics().end(),
-                              [&](const kafka_topic_settings& t) { return t.name == to.name; });
-    fmt::print("  publishes {:<36} to topic {} ({} CloudEvents, source {})\n", type, to.name,
-               to_string(topic->mode), env.settings.source_uri());
-  }
-  for (const auto& l : app.kafka_listeners())
-    fmt::print("  listens to {} in group {} (new group starts at {}, offsets kept in {}, pauses "
-               "above {} ready envelopes)\n",
-               fmt::join(l.topics, ","), l.group.empty() ? env.settings.service : l.group,
-               l.start == offset_reset::earliest ? "earliest" : "latest", to_string(l.offsets),
-               l.max_backlog > 0 ? l.max_backlog : env.settings.kafka_max_backlog);
-  fmt::print("circuit breakers:\n");
+                                                                : "brokers " + env.settings.kafka);
+       for (const auto& [type, to] : app.routes()) {
+         if (to.transport != kafka_transport)
+           continue;
+         auto topic =
+           std::find_if(app.kafka_topics().begin(), app.kafka_topics().end(),
+                        [&](const kafka_topic_settings& t) { return t.name == to.name; });
+         fmt::print("  publishes {:<36} to topic {} ({} CloudEvents, source {})\n", type, to.name,
+                    to_string(topic->mode), env.settings.source_uri());
+       }
+       for (const auto& l : app.kafka_listeners())
+         fmt::print(
+           "  listens to {} in group {} (new group starts at {}, offsets kept in {}, pauses "
+           "above {} ready envelopes)\n",
+           fmt::join(l.topics, ","), l.group.empty() ? env.settings.service : l.group,
+           l.start == offset_reset::earliest ? "earliest" : "latest", to_string(l.offsets),
+           l.max_backlog > 0 ? l.max_backlog : env.settings.kafka_max_backlog);
+       fmt::print("circuit breakers:\n");
        for (const auto& b : breakers)
          fmt::print(
            "  {:<38} node {}: {}{} ({})\n",
@@ -489,9 +491,9 @@ void cli::impl::add_builtins() {
          std::vector<std::pair<std::string, micros>> backlog;
          for (const auto& b : persistence::outbox{*store}.backlog())
            backlog.emplace_back(b.destination, b.oldest);
-         auto kafka = check_kafka(app, env.settings, backlog, std::chrono::seconds{5},
-                                  std::max<std::chrono::milliseconds>(env.settings.stale_after,
-                                                                      std::chrono::minutes{1}));
+         auto kafka = check_kafka(
+           app, env.settings, backlog, std::chrono::seconds{5},
+           std::max<std::chrono::milliseconds>(env.settings.stale_after, std::chrono::minutes{1}));
          for (const auto& line : kafka.lines)
            fmt::print("{}\n", line);
          ok = ok && kafka.healthy;
@@ -554,11 +556,12 @@ int cli::impl::describe(command_env& env) const {
                to_string(topic->mode), env.settings.source_uri());
   }
   for (const auto& l : app.kafka_listeners())
-    fmt::print("  listens to {} in group {} (new group starts at {}, offsets kept in {}, pauses "
-               "above {} ready envelopes)\n",
-               fmt::join(l.topics, ","), l.group.empty() ? env.settings.service : l.group,
-               l.start == offset_reset::earliest ? "earliest" : "latest", to_string(l.offsets),
-               l.max_backlog > 0 ? l.max_backlog : env.settings.kafka_max_backlog);
+    fmt::print(
+      "  listens to {} in group {} (new group starts at {}, offsets kept in {}, pauses "
+      "above {} ready envelopes)\n",
+      fmt::join(l.topics, ","), l.group.empty() ? env.settings.service : l.group,
+      l.start == offset_reset::earliest ? "earliest" : "latest", to_string(l.offsets),
+      l.max_backlog > 0 ? l.max_backlog : env.settings.kafka_max_backlog);
   fmt::print("circuit breakers:\n");
   auto print_breaker = [](const std::string& whose, const breaker_settings& b,
                           const std::string& while_open) {

@@ -264,8 +264,8 @@ void routing::add_kafka_route(const std::string& type, std::string topic, cloude
     [](const kafka_topic_settings& t, const std::string& name) { return t.name < name; });
   if (at != topics_.end() && at->name == topic) {
     if (at->mode != mode)
-      throw std::logic_error{fmt::format("Kafka topic '{}' is routed to in {} and in {} mode", topic,
-                                         to_string(at->mode), to_string(mode))};
+      throw std::logic_error{fmt::format("Kafka topic '{}' is routed to in {} and in {} mode",
+                                         topic, to_string(at->mode), to_string(mode))};
   } else {
     topics_.insert(at, {topic, mode});
   }
@@ -273,8 +273,8 @@ void routing::add_kafka_route(const std::string& type, std::string topic, cloude
 }
 
 kafka_listener& routing::listen_to_kafka(std::vector<std::string> topics) {
-  if (topics.empty() || std::any_of(topics.begin(), topics.end(),
-                                    [](const std::string& t) { return t.empty(); }))
+  if (topics.empty() ||
+      std::any_of(topics.begin(), topics.end(), [](const std::string& t) { return t.empty(); }))
     throw std::logic_error{"a Kafka listener needs at least one topic, none of them empty"};
   auto& l = listeners_.emplace_back();
   l.topics = std::move(topics);

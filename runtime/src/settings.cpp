@@ -100,13 +100,15 @@ const std::vector<node_option>& node_options() {
      integer{DEPOT_FIELD(int, s.max_restarts), 0, 1000}},
     {"restart-window", "the window max-restarts counts failures in",
      duration{DEPOT_FIELD(milliseconds, s.restart_window), 1s, 24h}},
-    {"kafka", "Kafka bootstrap brokers host:port,...; 'embedded' runs a mock cluster in the node; "
-              "unset: no Kafka",
+    {"kafka",
+     "Kafka bootstrap brokers host:port,...; 'embedded' runs a mock cluster in the node; "
+     "unset: no Kafka",
      text{DEPOT_FIELD(std::string, s.kafka)}},
     {"kafka-property", "librdkafka properties for every Kafka client: NAME=VALUE,NAME=VALUE",
      text{DEPOT_FIELD(std::string, s.kafka_properties), check_kafka_properties}},
-    {"service-uri", "CloudEvents source of the events this service publishes; unset: "
-                    "urn:depot:SERVICE",
+    {"service-uri",
+     "CloudEvents source of the events this service publishes; unset: "
+     "urn:depot:SERVICE",
      text{DEPOT_FIELD(std::string, s.service_uri)}},
     {"kafka-max-backlog", "a Kafka listener pauses while its queues hold more ready envelopes",
      integer{DEPOT_FIELD(int, s.kafka_max_backlog), 1, 100'000'000}},

@@ -98,12 +98,13 @@ std::int64_t kafka_client::produce(const std::vector<debit_account>& debits) {
   return produced;
 }
 
-kafka_client::events kafka_client::read_events(std::int64_t expected, std::chrono::seconds timeout) {
-  auto* consumer = make(RD_KAFKA_CONSUMER,
-                        {{"bootstrap.servers", impl_->brokers},
-                         {"group.id", fmt::format("bank-demo-reader-{}", depot::now_micros())},
-                         {"auto.offset.reset", "earliest"},
-                         {"enable.auto.commit", "false"}});
+kafka_client::events kafka_client::read_events(std::int64_t expected,
+                                               std::chrono::seconds timeout) {
+  auto* consumer =
+    make(RD_KAFKA_CONSUMER, {{"bootstrap.servers", impl_->brokers},
+                             {"group.id", fmt::format("bank-demo-reader-{}", depot::now_micros())},
+                             {"auto.offset.reset", "earliest"},
+                             {"enable.auto.commit", "false"}});
   rd_kafka_poll_set_consumer(consumer);
   auto* topics = rd_kafka_topic_partition_list_new(1);
   rd_kafka_topic_partition_list_add(topics, events_topic, RD_KAFKA_PARTITION_UA);

@@ -303,9 +303,10 @@ int run_demo(const seed_options& o, depot::command_env& env) {
   fmt::print("verified: {} replayed debits of opened accounts, each applied once\n",
              failures_shown.replayed);
   if (kafka)
-    fmt::print("verified: kafka round trip: {} debits in through {} (a redelivered one ignored), "
-               "{} events out on {}, each a CloudEvent keyed by its account\n",
-               through_kafka.size(), bank::commands_topic, out.distinct, bank::events_topic);
+    fmt::print(
+      "verified: kafka round trip: {} debits in through {} (a redelivered one ignored), "
+      "{} events out on {}, each a CloudEvent keyed by its account\n",
+      through_kafka.size(), bank::commands_topic, out.distinct, bank::events_topic);
   return depot::exit_code::ok;
 }
 

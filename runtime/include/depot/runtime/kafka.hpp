@@ -46,9 +46,9 @@ enum class offset_reset { earliest, latest };
 /// envelopes of their CloudEvents type, routed like a send of that type.
 struct kafka_listener {
   std::vector<std::string> topics;
-  std::string group;                            ///< consumer group; "" = the service name
-  offset_reset start = offset_reset::earliest;  ///< where a group without offsets begins
-  offset_store offsets = offset_store::kafka;   ///< where consumed positions are kept
+  std::string group;                           ///< consumer group; "" = the service name
+  offset_reset start = offset_reset::earliest; ///< where a group without offsets begins
+  offset_store offsets = offset_store::kafka;  ///< where consumed positions are kept
   std::int64_t max_backlog = 0; ///< pause above this many ready envelopes; 0 = the node's option
 
   /// Chains: `app.listen_to_kafka({"bank.commands"}).group("bank").start_at(offset_reset::latest)`.

@@ -144,7 +144,8 @@ public:
   /// Routes the type to Kafka topic `topic`, whose events travel in `mode`. Without a topic:
   /// the convention "<prefix>.events", the prefix being the type name up to its first '.'
   /// (bank.account-updated goes to bank.events).
-  publish_builder& to_kafka(std::string topic = {}, cloudevents_mode mode = cloudevents_mode::binary);
+  publish_builder& to_kafka(std::string topic = {},
+                            cloudevents_mode mode = cloudevents_mode::binary);
 
 private:
   routing& routing_;

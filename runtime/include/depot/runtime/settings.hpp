@@ -38,7 +38,8 @@ struct node_settings {
   /// node); "" = no Kafka endpoints
   std::string kafka;
   std::string kafka_properties; ///< librdkafka properties "name=value,name=value" for every client
-  std::string service_uri; ///< CloudEvents source of this service's events; "" = urn:depot:<service>
+  std::string
+    service_uri; ///< CloudEvents source of this service's events; "" = urn:depot:<service>
   int kafka_max_backlog = 10'000; ///< a Kafka listener pauses above this many ready envelopes
 
   /// The CloudEvents source of this service's events.
