@@ -376,13 +376,24 @@ void store_held(listener_actor* self, std::size_t count, const std::string& refu
       auto e = cloudevents::from_record(r);
       id = e.id;
       type = e.message_type;
-      const auto& q = app.route_of(e.message_type);
+      auto queues = app.subscribers_of(e.message_type);
+      if (queues.empty())
+        throw unknown_message_type{fmt::format(
+          "CloudEvent type '{}' is a message type no handler of this service takes", type)};
+      const auto& q = *queues.front();
       if (q.mode != endpoint_mode::durable)
         throw no_route{
           fmt::format("queue '{}' of message type '{}' is buffered: Kafka records go "
                       "to durable queues",
                       q.name, e.message_type)};
-      e.key = app.validate(e.message_type, e.body);
+      try {
+        e.key = app.validate(e.message_type, e.body);
+      } catch (const decode_error& x) {
+        throw decode_error{fmt::format("CloudEvent data is not a valid '{}': {}", type, x.what())};
+      } catch (const validation_error& x) {
+        throw validation_error{
+          fmt::format("CloudEvent data is not a valid '{}': {}", type, x.what())};
+      }
       e.queue = q.name;
       envelopes.push_back(std::move(e));
     } catch (const error& x) {
@@ -501,8 +512,11 @@ public:
     } else {
       brokers_ = s.kafka;
     }
-    kafka::config check{brokers_, s, s.service}; // a property librdkafka refuses stops the start
-    check.apply_user_properties();
+    // A property librdkafka refuses, or a combination a client refuses, stops the start.
+    kafka::config producer{brokers_, s, s.service};
+    (void)producer.set("enable.idempotence", "true").apply_user_properties().make(RD_KAFKA_PRODUCER);
+    kafka::config consumer{brokers_, s, s.service};
+    (void)consumer.set("group.id", s.service).apply_user_properties().make(RD_KAFKA_CONSUMER);
   }
 
   [[nodiscard]] std::string name() const override { return "kafka transport"; }
