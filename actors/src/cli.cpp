@@ -428,6 +428,8 @@ void cli::impl::add_builtins() {
        persistence::store_admin admin{*store};
        for (const auto& c : admin.counts())
          fmt::print("{:<40} {:<10} {:>10}\n", c.queue, c.status, c.count);
+       for (const auto& b : persistence::outbox{*store}.backlog())
+         fmt::print("{:<40} {:<10} {:>10}\n", b.destination, "outbox", b.count);
        auto paused = admin.paused_queues();
        if (!paused.empty())
          fmt::print("paused queues:\n");
@@ -435,25 +437,7 @@ void cli::impl::add_builtins() {
          fmt::print("  {:<38} paused until {} ({})\n", p.queue, iso8601(p.until), p.reason);
        auto breakers = admin.open_breakers();
        if (!breakers.empty())
-         fmt::print("kafka ({}):\n", env.settings.kafka.empty() ? std::string{"not configured"}
-                                                                : "brokers " + env.settings.kafka);
-       for (const auto& [type, to] : app.routes()) {
-         if (to.transport != kafka_transport)
-           continue;
-         auto topic =
-           std::find_if(app.kafka_topics().begin(), app.kafka_topics().end(),
-                        [&](const kafka_topic_settings& t) { return t.name == to.name; });
-         fmt::print("  publishes {:<36} to topic {} ({} CloudEvents, source {})\n", type, to.name,
-                    to_string(topic->mode), env.settings.source_uri());
-       }
-       for (const auto& l : app.kafka_listeners())
-         fmt::print(
-           "  listens to {} in group {} (new group starts at {}, offsets kept in {}, pauses "
-           "above {} ready envelopes)\n",
-           fmt::join(l.topics, ","), l.group.empty() ? env.settings.service : l.group,
-           l.start == offset_reset::earliest ? "earliest" : "latest", to_string(l.offsets),
-           l.max_backlog > 0 ? l.max_backlog : env.settings.kafka_max_backlog);
-       fmt::print("circuit breakers:\n");
+         fmt::print("circuit breakers:\n");
        for (const auto& b : breakers)
          fmt::print(
            "  {:<38} node {}: {}{} ({})\n",
