@@ -13,17 +13,6 @@ namespace depot::persistence {
 
 namespace {
 
-bool is_uuid(std::string_view s) {
-  if (s.size() != 36)
-    return false;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-    if (dash ? s[i] != '-' : !std::isxdigit(static_cast<unsigned char>(s[i])))
-      return false;
-  }
-  return true;
-}
-
 /// "2026-12-01 ..." is a time; anything else an interval before now ("1 hour", "30min").
 bool is_timestamp(std::string_view s) {
   return s.size() >= 10 && std::isdigit(static_cast<unsigned char>(s[0])) &&

@@ -1,6 +1,8 @@
 // Envelope helpers: wall-clock micros and time-ordered ids.
 #include "depot/runtime/envelope.hpp"
 
+#include <cctype>
+
 #include <array>
 #include <ctime>
 #include <random>
@@ -25,6 +27,17 @@ std::string iso8601(micros at) {
   gmtime_r(&seconds, &utc);
   return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z", utc.tm_year + 1900,
                      utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, fraction);
+}
+
+bool is_uuid(std::string_view s) {
+  if (s.size() != 36)
+    return false;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+    if (dash ? s[i] != '-' : !std::isxdigit(static_cast<unsigned char>(s[i])))
+      return false;
+  }
+  return true;
 }
 
 std::string new_envelope_id() {

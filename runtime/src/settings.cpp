@@ -38,17 +38,28 @@ void check_service(const std::string& value) {
     throw invalid_setting{"--service must not be empty"};
 }
 
-std::vector<std::pair<std::string, std::string>> parse_properties(std::string_view text) {
-  std::vector<std::pair<std::string, std::string>> result;
+/// Calls `item(whole, name, value)` for each NAME=VALUE item of a comma-separated list; one that
+/// is not NAME=VALUE is an invalid_setting of `option` saying it should be `shape`.
+template <class Item>
+void for_each_item(std::string_view option, std::string_view shape, std::string_view text,
+                   Item item) {
   while (!text.empty()) {
     auto comma = text.find(',');
-    auto item = text.substr(0, comma);
+    auto one = text.substr(0, comma);
     text = comma == std::string_view::npos ? std::string_view{} : text.substr(comma + 1);
-    auto eq = item.find('=');
+    auto eq = one.find('=');
     if (eq == std::string_view::npos || eq == 0)
-      throw invalid_setting{fmt::format("--kafka-property: '{}' is not NAME=VALUE", item)};
-    result.emplace_back(item.substr(0, eq), item.substr(eq + 1));
+      throw invalid_setting{fmt::format("--{}: '{}' is not {}", option, one, shape)};
+    item(one, one.substr(0, eq), one.substr(eq + 1));
   }
+}
+
+std::vector<std::pair<std::string, std::string>> parse_properties(std::string_view text) {
+  std::vector<std::pair<std::string, std::string>> result;
+  for_each_item("kafka-property", "NAME=VALUE", text,
+                [&](std::string_view, std::string_view name, std::string_view value) {
+                  result.emplace_back(name, value);
+                });
   return result;
 }
 
@@ -144,23 +155,18 @@ std::string show(const node_option& o, const node_settings& settings) {
 std::map<std::string, int> parse_queue_counts(const node_option& o, std::string_view text) {
   const auto& f = std::get<option_field::queue_counts>(o.field);
   std::map<std::string, int> result;
-  while (!text.empty()) {
-    auto comma = text.find(',');
-    auto item = text.substr(0, comma);
-    text = comma == std::string_view::npos ? std::string_view{} : text.substr(comma + 1);
-    auto eq = item.find('=');
-    if (eq == std::string_view::npos || eq == 0)
-      throw invalid_setting{fmt::format("--{}: '{}' is not QUEUE=N", o.name, item)};
-    auto digits = item.substr(eq + 1);
-    int n = 0;
-    auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
-    if (ec == std::errc::result_out_of_range || (ec == std::errc{} && (n < f.min || n > f.max)))
-      throw out_of_range(o, item);
-    if (ec != std::errc{} || end != digits.data() + digits.size())
-      throw invalid_setting{
-        fmt::format("--{}: '{}' is not QUEUE=N with a whole number N", o.name, item)};
-    result[std::string{item.substr(0, eq)}] = n;
-  }
+  for_each_item(
+    o.name, "QUEUE=N", text,
+    [&](std::string_view item, std::string_view queue, std::string_view digits) {
+      int n = 0;
+      auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
+      if (ec == std::errc::result_out_of_range || (ec == std::errc{} && (n < f.min || n > f.max)))
+        throw out_of_range(o, item);
+      if (ec != std::errc{} || end != digits.data() + digits.size())
+        throw invalid_setting{
+          fmt::format("--{}: '{}' is not QUEUE=N with a whole number N", o.name, item)};
+      result[std::string{queue}] = n;
+    });
   return result;
 }
 

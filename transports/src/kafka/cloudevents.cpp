@@ -61,17 +61,6 @@ std::string header_of(std::string_view extension) {
   return std::string{extension};
 }
 
-bool is_uuid(std::string_view s) {
-  if (s.size() != 36)
-    return false;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-    if (dash ? s[i] != '-' : !std::isxdigit(static_cast<unsigned char>(s[i])))
-      return false;
-  }
-  return true;
-}
-
 std::uint64_t fnv1a(std::string_view bytes, std::uint64_t basis) {
   for (unsigned char c : bytes)
     basis = (basis ^ c) * 1099511628211ull;

@@ -514,7 +514,9 @@ public:
     }
     // A property librdkafka refuses, or a combination a client refuses, stops the start.
     kafka::config producer{brokers_, s, s.service};
-    (void)producer.set("enable.idempotence", "true").apply_user_properties().make(RD_KAFKA_PRODUCER);
+    (void)producer.set("enable.idempotence", "true")
+      .apply_user_properties()
+      .make(RD_KAFKA_PRODUCER);
     kafka::config consumer{brokers_, s, s.service};
     (void)consumer.set("group.id", s.service).apply_user_properties().make(RD_KAFKA_CONSUMER);
   }

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 
 namespace depot {
 
@@ -20,6 +21,9 @@ using micros = std::int64_t;
 
 /// A new time-ordered (version 7) UUID in its canonical text form.
 [[nodiscard]] std::string new_envelope_id();
+
+/// True for a UUID in canonical text form (hex digits of either case, dashes at 8-13-18-23).
+[[nodiscard]] bool is_uuid(std::string_view text);
 
 /// Well-known header names carried in `envelope::headers`.
 namespace header {
