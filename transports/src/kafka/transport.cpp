@@ -66,6 +66,8 @@ struct relay_state {
   std::size_t waiting = 0;
   std::string failure; ///< the last delivery error
   std::chrono::milliseconds backoff = min_backoff;
+  /// After a failure: nothing is read or produced before then, whatever wakes the relay.
+  std::chrono::steady_clock::time_point resume_at;
   kafka::handle producer; // last: destroyed first, so no report reaches a dead state
   static inline const char* name = "depot.kafka_relay";
 
@@ -107,14 +109,21 @@ kafka::handle make_producer(const relay_env& env, relay_state& st) {
   return conf.make(RD_KAFKA_PRODUCER);
 }
 
+/// Waits the backoff before the next attempt, and doubles it.
+void back_off(relay_actor* self) {
+  auto& st = self->state;
+  st.resume_at = std::chrono::steady_clock::now() + st.backoff;
+  self->delayed_send(self, st.backoff, relay_atom::value);
+  st.backoff = next_backoff(st.backoff);
+}
+
 void relay_failed(relay_actor* self, const db_error& e) {
   auto& st = self->state;
   log(log_level::warning, "Kafka relay: database {} ({}); retrying in {} ms", to_string(e.kind()),
       e.what(), st.backoff.count());
   st.conn.reset(); // its relay lock went with it, or goes now
   st.leader = false;
-  self->delayed_send(self, st.backoff, relay_atom::value);
-  st.backoff = next_backoff(st.backoff);
+  back_off(self);
 }
 
 /// Produces the next batch of the outbox, when this node holds the relay lock.
@@ -123,6 +132,8 @@ void relay_next(relay_actor* self, const relay_env& env) {
   env.slot->pending = false;
   if (st.waiting > 0)
     return; // a batch is in flight; its last report continues
+  if (std::chrono::steady_clock::now() + std::chrono::milliseconds{10} < st.resume_at)
+    return; // backing off: the delayed message continues
   const auto& s = env.node->settings();
   try {
     if (!st.conn)
@@ -216,8 +227,7 @@ void relay_reports(relay_actor* self) {
       "Kafka relay: {} of {} envelope(s) not delivered ({}); they stay in the outbox, retrying "
       "in {} ms",
       failed.size(), failed.size() + sent.size(), st.failure, st.backoff.count());
-  self->delayed_send(self, st.backoff, relay_atom::value);
-  st.backoff = next_backoff(st.backoff);
+  back_off(self);
 }
 
 caf::behavior relay(relay_actor* self, relay_env env) {
