@@ -865,3 +865,28 @@ TEST_CASE("the outbox relay waits its growing backoff before it produces a faile
   CHECK(wait_until([&] { return s.number("SELECT count(*) FROM outgoing") == 0; }));
   n.stop();
 }
+
+TEST_CASE("when the node that relays stops, another node of the store takes the relay over") {
+  test_schema s;
+  depot::embedded_kafka cluster;
+  const std::string topic = "shop.handover";
+  cluster.create_topic(topic, partitions);
+  depot::routing app;
+  app.publish<order_placed>().to_kafka(topic);
+  auto first = std::make_unique<depot::node>(app, kafka_config(s, cluster));
+  first->start();
+  kafka_client reader{cluster.bootstrap(), RD_KAFKA_CONSUMER};
+  reader.read_from_start(topic);
+  first->publish(order_placed{"o-1", 1});
+  REQUIRE(reader.poll(1, 10s).size() == 1); // the first node holds the relay lock
+  depot::node second{app, kafka_config(s, cluster)};
+  second.start();
+  first->stop(); // its connections close, and the relay lock with them
+  first.reset();
+  second.publish(order_placed{"o-2", 2});
+  auto relayed = reader.poll(1, 10s);
+  REQUIRE(relayed.size() == 1);
+  CHECK(relayed[0].r.key == std::optional<std::string>{"o-2"});
+  CHECK(wait_until([&] { return s.number("SELECT count(*) FROM outgoing") == 0; }));
+  second.stop();
+}
