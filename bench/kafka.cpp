@@ -53,7 +53,10 @@ measurement run_depot_kafka(const options& o, const kafka::flow& f,
     ctx.publish(kafka_debited{m.account_id, m.amount, m.seq, m.sent_ns});
   });
   app.publish<kafka_debited>().to_kafka(f.events);
-  app.listen_to_kafka({f.commands}).in_group(listener_group);
+  app.listen_to_kafka({f.commands})
+    .in_group(listener_group)
+    .keep_offsets_in(o.kafka_offsets == "postgres" ? depot::offset_store::postgres
+                                                   : depot::offset_store::kafka);
 
   depot::node_settings s;
   s.db = with_search_path(o.db, schema);

@@ -68,6 +68,8 @@ public:
       .add(o.accounts, "accounts", "accounts of the bank cases")
       .add(o.latency_messages, "latency-messages", "messages of the latency cases, one at a time")
       .add(o.recovery_messages, "recovery-messages", "backlog of the recovery case")
+      .add(o.kafka_offsets, "kafka-offsets",
+           "where the kafka case's listener keeps its offsets: kafka or postgres")
       .add(o.timeout_s, "timeout", "seconds before a case gives up")
       .add(o.rounds, "rounds", "runs of each path per case (alternating); the median counts");
   }
