@@ -1,5 +1,6 @@
 // The Kafka transport service: the outbox relay and the listeners, each a detached actor (they
 // block on Postgres and on librdkafka) with its own store connection and Kafka client.
+#include <algorithm>
 #include <atomic>
 #include <map>
 #include <mutex>
@@ -68,6 +69,7 @@ struct relay_state {
   std::chrono::milliseconds backoff = min_backoff;
   /// After a failure: nothing is read or produced before then, whatever wakes the relay.
   std::chrono::steady_clock::time_point resume_at;
+  std::size_t turn = 0;   ///< the destination read first: each in turn, so none starves
   kafka::handle producer; // last: destroyed first, so no report reaches a dead state
   static inline const char* name = "depot.kafka_relay";
 
@@ -145,7 +147,10 @@ void relay_next(relay_actor* self, const relay_env& env) {
       log(log_level::info, "node {} relays the outbox to Kafka at {}", env.node->number(),
           env.brokers);
     }
-    st.batch = persistence::outbox{*st.conn}.pending(env.destinations, relay_batch);
+    auto order = env.destinations;
+    std::rotate(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(st.turn), order.end());
+    st.turn = (st.turn + 1) % order.size();
+    st.batch = persistence::outbox{*st.conn}.pending(order, relay_batch);
   } catch (const db_error& e) {
     relay_failed(self, e);
     return;
