@@ -32,7 +32,7 @@ struct options {
   int rounds = 3;       ///< runs of each path per case, alternating; the median is reported
   std::int64_t latency_messages = 2000;   ///< messages of the latency cases, one at a time
   std::int64_t recovery_messages = 50000; ///< backlog of the recovery case
-  std::string kafka_offsets = "kafka"; ///< where the kafka case's listener keeps its offsets
+  std::string kafka_offsets = "kafka";    ///< where the kafka case's listener keeps its offsets
 };
 
 /// What a child process of depot-bench (`--role=...`) runs with; the parent sets every field.
