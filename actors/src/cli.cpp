@@ -287,13 +287,19 @@ struct cli::impl {
 
 namespace {
 
-int run_node(command_env& env) {
-  // Block the stop signals before any thread starts, so that only sigtimedwait sees them.
+/// SIGINT and SIGTERM, blocked in this thread and every thread started after: call it before
+/// any thread starts, so that only the caller's sigwait or sigtimedwait sees them.
+sigset_t block_stop_signals() {
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  return stop_signals;
+}
+
+int run_node(command_env& env) {
+  auto stop_signals = block_stop_signals();
   node n{env.app, env.settings, env.config};
   n.start();
   fmt::print("node {} running (schema {}); stop with SIGINT or SIGTERM\n", n.number(),
@@ -490,11 +496,7 @@ void cli::impl::add_builtins() {
                       "prints its bootstrap brokers",
                       {},
                       [](command_env&) {
-                        sigset_t stop_signals;
-                        sigemptyset(&stop_signals);
-                        sigaddset(&stop_signals, SIGINT);
-                        sigaddset(&stop_signals, SIGTERM);
-                        pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+                        auto stop_signals = block_stop_signals();
                         embedded_kafka cluster;
                         fmt::print("kafka mock cluster at {}\n", cluster.bootstrap());
                         std::fflush(stdout);

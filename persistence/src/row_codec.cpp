@@ -37,15 +37,19 @@ std::string int_array(const std::vector<int>& values) {
 std::string headers_json(const std::map<std::string, std::string>& headers) {
   rapidjson::StringBuffer out;
   rapidjson::Writer<rapidjson::StringBuffer> w{out};
+  // Headers may come from outside (a Kafka record): made valid text, so that jsonb takes them.
+  // Plain ASCII, what depot's own headers are, is taken as it is, without a copy.
+  std::string scratch;
+  auto valid = [&scratch](const std::string& t) -> const std::string& {
+    if (std::all_of(t.begin(), t.end(), [](char c) { return c > 0; })) // signed: below 0x80
+      return t;
+    return scratch = postgres_text(t);
+  };
   w.StartObject();
   for (const auto& [k, v] : headers) {
-    // Headers may come from outside (a Kafka record): made valid text, jsonb takes them. Plain
-    // ASCII, what depot's own headers are, needs nothing.
-    auto plain = [](const std::string& t) {
-      return std::all_of(t.begin(), t.end(), [](char c) { return c > 0; }); // signed: < 0x80
-    };
-    auto key = plain(k) ? k : postgres_text(k), value = plain(v) ? v : postgres_text(v);
-    w.Key(key.data(), static_cast<rapidjson::SizeType>(key.size()));
+    const auto& key = valid(k);
+    w.Key(key.data(), static_cast<rapidjson::SizeType>(key.size())); // written at once
+    const auto& value = valid(v);
     w.String(value.data(), static_cast<rapidjson::SizeType>(value.size()));
   }
   w.EndObject();

@@ -238,6 +238,17 @@ depot::cloudevents::record without_header(depot::cloudevents::record r, const st
   return r;
 }
 
+/// Makes `app` handle place_order by recording each in table effects of `s` (created here), and
+/// listen to `topic` for it; returns the listener, to declare more of it.
+depot::kafka_listener& listen_for_orders(depot::routing& app, test_schema& s,
+                                         const std::string& topic) {
+  create_effects_table(s);
+  auto effects = s.table("effects");
+  app.handle<place_order>(
+    [effects](const place_order&, depot::context& ctx) { record_effect(ctx, effects, "placed"); });
+  return app.listen_to_kafka({topic});
+}
+
 /// Node settings on `s` with Kafka at `cluster`.
 depot::node_settings kafka_config(const test_schema& s, const depot::embedded_kafka& cluster) {
   auto settings = s.node_config();
@@ -315,16 +326,10 @@ TEST_CASE("a handler's published events reach Kafka as binary CloudEvents after 
 
 TEST_CASE("a Kafka listener stores each record once and dead-letters what is no event") {
   test_schema s;
-  create_effects_table(s);
   depot::embedded_kafka cluster;
   depot::routing app;
-  auto effects = s.table("effects");
-  app.handle<place_order>(
-    [effects](const place_order&, depot::context& ctx) { record_effect(ctx, effects, "placed"); });
-  app.listen_to_kafka({"shop.commands"}).in_group("it-shop");
-  auto settings = s.node_config();
-  settings.kafka = cluster.bootstrap();
-  depot::node n{app, settings};
+  listen_for_orders(app, s, "shop.commands").in_group("it-shop");
+  depot::node n{app, kafka_config(s, cluster)};
   n.start();
   kafka_client writer{cluster.bootstrap(), RD_KAFKA_PRODUCER};
   depot::envelope cmd;
@@ -553,16 +558,12 @@ TEST_CASE(
   "a Kafka listener commits its group's offsets only after the records' insert committed, and "
   "stores a redelivered event once") {
   test_schema s;
-  create_effects_table(s);
   depot::embedded_kafka cluster;
   const std::string topic = "shop.commands.commit";
   const std::string group = "it-commit";
   cluster.create_topic(topic, partitions);
   depot::routing app;
-  auto effects = s.table("effects");
-  app.handle<place_order>(
-    [effects](const place_order&, depot::context& ctx) { record_effect(ctx, effects, "placed"); });
-  app.listen_to_kafka({topic}).in_group(group);
+  listen_for_orders(app, s, topic).in_group(group);
   depot::node n{app, kafka_config(s, cluster)};
   n.start();
   kafka_client writer{cluster.bootstrap(), RD_KAFKA_PRODUCER};
@@ -616,15 +617,11 @@ TEST_CASE(
   "a Kafka listener dead-letters a record of an unknown type, with bad data, without a type or "
   "with a structured value that is no JSON, and goes on") {
   test_schema s;
-  create_effects_table(s);
   depot::embedded_kafka cluster;
   const std::string topic = "shop.commands.bad";
   cluster.create_topic(topic, partitions);
   depot::routing app;
-  auto effects = s.table("effects");
-  app.handle<place_order>(
-    [effects](const place_order&, depot::context& ctx) { record_effect(ctx, effects, "placed"); });
-  app.listen_to_kafka({topic}).in_group("it-bad");
+  listen_for_orders(app, s, topic).in_group("it-bad");
   depot::node n{app, kafka_config(s, cluster)};
   n.start();
   kafka_client writer{cluster.bootstrap(), RD_KAFKA_PRODUCER};
@@ -692,15 +689,11 @@ TEST_CASE(
 // batch would hold the listener for ever.
 TEST_CASE("a Kafka listener dead-letters a record whose type is not UTF-8 text, and goes on") {
   test_schema s;
-  create_effects_table(s);
   depot::embedded_kafka cluster;
   const std::string topic = "shop.commands.bytes";
   cluster.create_topic(topic, partitions);
   depot::routing app;
-  auto effects = s.table("effects");
-  app.handle<place_order>(
-    [effects](const place_order&, depot::context& ctx) { record_effect(ctx, effects, "placed"); });
-  app.listen_to_kafka({topic}).in_group("it-bytes");
+  listen_for_orders(app, s, topic).in_group("it-bytes");
   depot::node n{app, kafka_config(s, cluster)};
   n.start();
   kafka_client writer{cluster.bootstrap(), RD_KAFKA_PRODUCER};
@@ -720,16 +713,12 @@ TEST_CASE(
   "a Kafka listener keeping its offsets in Postgres goes on after a restart from where they say, "
   "without the group's committed offsets") {
   test_schema s;
-  create_effects_table(s);
   depot::embedded_kafka cluster;
   const std::string topic = "shop.commands.pg";
   const std::string group = "it-pg-offsets";
   cluster.create_topic(topic, partitions);
   depot::routing app;
-  auto effects = s.table("effects");
-  app.handle<place_order>(
-    [effects](const place_order&, depot::context& ctx) { record_effect(ctx, effects, "placed"); });
-  app.listen_to_kafka({topic}).in_group(group).keep_offsets_in(depot::offset_store::postgres);
+  listen_for_orders(app, s, topic).in_group(group).keep_offsets_in(depot::offset_store::postgres);
   auto settings = kafka_config(s, cluster);
   // The mock cluster keeps a member that left until its session times out (45 s by default),
   // and the next member's join waits for it.

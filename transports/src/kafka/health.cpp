@@ -54,36 +54,31 @@ kafka_health check_kafka(const routing& app, const node_settings& s,
     return h;
   }
   auto ms = static_cast<int>(timeout.count());
-  for (const auto& l : app.kafka_listeners()) {
-    auto group = l.group.empty() ? s.service : l.group;
+  // A consumer per listener group (committed offsets are a group's); the first asks the brokers.
+  auto group_of = [&s](const kafka_listener& l) { return l.group.empty() ? s.service : l.group; };
+  auto client = [&s](const std::string& group) {
     kafka::config conf{s.kafka, s, s.service + "-health"};
     conf.set("group.id", group).apply_user_properties();
-    auto consumer = conf.make(RD_KAFKA_CONSUMER);
-    const rd_kafka_metadata_t* md = nullptr;
-    if (auto err = rd_kafka_metadata(consumer.get(), 1, nullptr, &md, ms)) {
-      h.healthy = false;
-      h.lines.push_back(
-        fmt::format("kafka {}: no metadata within {} ms: {}", s.kafka, ms, rd_kafka_err2str(err)));
-      return h;
-    }
+    return conf.make(RD_KAFKA_CONSUMER);
+  };
+  const auto& listeners = app.kafka_listeners();
+  auto first = client(listeners.empty() ? s.service : group_of(listeners.front()));
+  const rd_kafka_metadata_t* md = nullptr;
+  if (auto err = rd_kafka_metadata(first.get(), 1, nullptr, &md, ms)) {
+    h.healthy = false;
+    h.lines.push_back(
+      fmt::format("kafka {}: no metadata within {} ms: {}", s.kafka, ms, rd_kafka_err2str(err)));
+    return h;
+  }
+  for (const auto& l : listeners) {
+    auto group = group_of(l);
+    auto other = &l == &listeners.front() ? kafka::handle{} : client(group);
+    auto* consumer = other ? other.get() : first.get();
     for (const auto& topic : l.topics)
-      h.lines.push_back(fmt::format("kafka listener {} on {}: {}", group, topic,
-                                    lag_of(consumer.get(), *md, topic, ms)));
-    rd_kafka_metadata_destroy(md);
-  }
-  if (app.kafka_listeners().empty()) {
-    kafka::config conf{s.kafka, s, s.service + "-health"};
-    conf.apply_user_properties();
-    auto producer = conf.make(RD_KAFKA_PRODUCER);
-    const rd_kafka_metadata_t* md = nullptr;
-    if (auto err = rd_kafka_metadata(producer.get(), 1, nullptr, &md, ms)) {
-      h.healthy = false;
       h.lines.push_back(
-        fmt::format("kafka {}: no metadata within {} ms: {}", s.kafka, ms, rd_kafka_err2str(err)));
-      return h;
-    }
-    rd_kafka_metadata_destroy(md);
+        fmt::format("kafka listener {} on {}: {}", group, topic, lag_of(consumer, *md, topic, ms)));
   }
+  rd_kafka_metadata_destroy(md);
   h.lines.push_back(fmt::format("kafka {}: brokers answer", s.kafka));
   return h;
 }
