@@ -28,6 +28,7 @@
 #include "depot/runtime/log.hpp"
 #include "depot/transports/kafka.hpp"
 #include "depot/transports/local.hpp"
+#include "saga_commands.hpp"
 
 namespace depot {
 
@@ -333,7 +334,7 @@ void cli::impl::add_builtins() {
                       {},
                       [this](command_env& env) {
                         auto store = open_store(env.settings);
-                        auto applied = persistence::apply_schema(*store);
+                        auto applied = persistence::apply_schema(*store, 0, app.sagas());
                         if (!db_apply_hooks.empty()) {
                           persistence::unit_of_work uow{*store};
                           for (auto& hook : db_apply_hooks)
@@ -504,9 +505,10 @@ void cli::impl::add_builtins() {
                         sigwait(&stop_signals, &signal);
                         return exit_code::ok;
                       }});
-  for (auto& c :
-       dead_letter_commands([this](const node_settings& s) { return open_provisioned_store(s); }))
-    commands.push_back(std::move(c));
+  auto open = [this](const node_settings& s) { return open_provisioned_store(s); };
+  for (auto* group : {dead_letter_commands, saga_commands})
+    for (auto& c : group(open))
+      commands.push_back(std::move(c));
 }
 
 int cli::impl::describe(command_env& env) const {
@@ -548,6 +550,20 @@ int cli::impl::describe(command_env& env) const {
       fmt::join(l.topics, ","), l.group.empty() ? env.settings.service : l.group,
       l.start == offset_reset::earliest ? "earliest" : "latest", to_string(l.offsets),
       l.max_backlog > 0 ? l.max_backlog : env.settings.kafka_max_backlog);
+  fmt::print("sagas:\n");
+  for (const auto& s : app.sagas()) {
+    std::vector<std::string> steps{s.handled.begin(), s.handled.end()};
+    fmt::print(
+      "  {:<36} state {} in table {}.{}, kept {} after it finishes; starts with {}; "
+      "handles {}{}\n",
+      s.name, s.state_type, env.settings.schema, s.table,
+      show_duration(env.settings.saga_retention), fmt::join(s.starts, ", "), fmt::join(steps, ", "),
+      s.deadline.count() > 0
+        ? fmt::format(
+            "; deadline {}",
+            show_duration(std::chrono::duration_cast<std::chrono::milliseconds>(s.deadline)))
+        : "");
+  }
   fmt::print("circuit breakers:\n");
   auto print_breaker = [](const std::string& whose, const breaker_settings& b,
                           const std::string& while_open) {

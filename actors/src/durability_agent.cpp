@@ -5,6 +5,7 @@
 
 #include "depot/persistence/inbox.hpp"
 #include "depot/persistence/node_registry.hpp"
+#include "depot/persistence/saga_store.hpp"
 #include "depot/runtime/log.hpp"
 #include "periodic.hpp"
 
@@ -49,6 +50,18 @@ void agent_tick(caf::stateful_actor<agent_state>* self, node_context& node) {
     if (now - st.last_cleanup >= interval.count()) {
       constexpr int chunk = 10000;
       while (inbox.forget_received_ids(chunk) == chunk) {}
+      persistence::saga_store sagas{*st.conn};
+      for (const auto& saga : node.app().sagas()) {
+        std::size_t removed = 0, n = 0;
+        while ((n = sagas.forget_finished(saga, chunk)) > 0) {
+          removed += n;
+          if (n < chunk)
+            break;
+        }
+        if (removed > 0)
+          log(log_level::info, "durability agent: removed {} finished saga(s) {} past retention",
+              removed, saga.name);
+      }
       st.last_cleanup = now;
     }
   } catch (const persistence::db_error& e) {

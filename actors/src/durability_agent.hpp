@@ -1,6 +1,7 @@
 // The durability agent service: makes due scheduled envelopes ready, recovers what dead nodes
-// held and removes handled ids past the dedup window, every heartbeat-interval, on a connection
-// of its own (a long cleanup blocks nothing else). Blocks on Postgres: a detached actor.
+// held, removes handled ids past the dedup window and finished sagas past their retention,
+// every heartbeat-interval, on a connection of its own (a long cleanup blocks nothing else).
+// Blocks on Postgres: a detached actor.
 #pragma once
 
 #include "depot/actors/service.hpp"

@@ -11,6 +11,7 @@
 #include "depot/persistence/unit_of_work.hpp"
 #include "depot/runtime/failure_policy.hpp"
 #include "depot/runtime/log.hpp"
+#include "depot/runtime/saga.hpp"
 
 namespace depot {
 
@@ -47,6 +48,7 @@ inbox_processor::inbox_processor(persistence::connection& conn, const routing& r
   : conn_(conn)
   , inbox_(conn)
   , dead_letters_(conn)
+  , sagas_(conn)
   , routes_(routes)
   , queue_(queue)
   , settings_(settings)
@@ -89,10 +91,42 @@ std::size_t inbox_processor::process_batch() {
   return ids.size();
 }
 
+namespace {
+
+/// The store as the handlers of a batch see it: an envelope an earlier handling of the batch
+/// scheduled is not stored yet, and is cancelled where it waits.
+class batch_store final : public store_access {
+public:
+  batch_store(persistence::saga_store& store, outgoing_envelopes& batch)
+    : store_(store), batch_(batch) {}
+  bool cancel_scheduled(const std::string& id) override {
+    for (auto* kept : {&batch_.inbox, &batch_.outbox})
+      if (std::erase_if(*kept, [&](const envelope& e) { return e.id == id; }) > 0)
+        return true;
+    return store_.cancel_scheduled(id);
+  }
+  std::optional<saga_row> load_saga(const saga_definition& saga, const std::string& id) override {
+    return store_.load_saga(saga, id);
+  }
+  void save_saga(const saga_definition& saga, saga_row& row) override {
+    store_.save_saga(saga, row);
+  }
+
+private:
+  persistence::saga_store& store_;
+  outgoing_envelopes& batch_;
+};
+
+} // namespace
+
 void inbox_processor::run_one(const envelope& e, outcome& out, bool fallback) {
   outgoing_envelopes sent; // kept only when the handler succeeds
-  context ctx{e, &conn_.session(), routes_, settings_.service, sent, &conn_.handler_statements()};
+  batch_store store{sagas_, out.sent};
+  context ctx{
+    e, &conn_.session(), routes_, settings_.service, sent, &conn_.handler_statements(), &store};
   (fallback ? fallback_ : handler_)->invoke(e, ctx);
+  if (!e.headers.empty())
+    detail::report_compensation(queue_.saga, e, ctx);
   out.sent.append(std::move(sent));
   ++out.counts.handled;
 }
@@ -313,6 +347,8 @@ void inbox_processor::carry_out(const envelope& e, const failure_decision& d, ou
       return;
     }
     case failure_action::dead_letter:
+      if (saga_compensates(e, d, out))
+        return;
       dead_letters_.add(e, d.exception_type, d.reason);
       ++out.counts.dead;
       log(log_level::warning, "{} {} on queue {} dead-lettered after {} attempt(s): {}: {}",
@@ -320,12 +356,33 @@ void inbox_processor::carry_out(const envelope& e, const failure_decision& d, ou
       publish_fault(e, d, out);
       return;
     case failure_action::discard:
+      if (saga_compensates(e, d, out))
+        return;
       ++out.counts.discarded;
       log(log_level::warning, "{} {} on queue {} discarded after {} attempt(s): {}: {}",
           e.message_type, e.id, e.queue, e.attempts + 1, d.exception_type, d.reason);
       publish_fault(e, d, out);
       return;
   }
+}
+
+bool inbox_processor::saga_compensates(const envelope& e, const failure_decision& d, outcome& out) {
+  if (queue_.saga == nullptr && e.headers.empty())
+    return false;
+  outgoing_envelopes sent;
+  context ctx{e, &conn_.session(), routes_, settings_.service, sent, nullptr, &sagas_};
+  // Bad input of a step is a dead letter like any other; of a compensation it makes its saga
+  // stuck all the same.
+  auto compensates = detail::saga_step_failed(
+    d.bad_input ? nullptr : queue_.saga, e, fmt::format("{}: {}", d.exception_type, d.reason), ctx);
+  out.sent.append(std::move(sent));
+  if (!compensates)
+    return false;
+  ++out.counts.handled;
+  log(log_level::warning,
+      "{} {} of saga {} failed after {} attempt(s): {}: {}; the saga compensates", e.message_type,
+      e.id, queue_.name, e.attempts + 1, d.exception_type, d.reason);
+  return true;
 }
 
 void inbox_processor::defer(const envelope& e, const deferral& d, outcome& out) {

@@ -12,6 +12,7 @@
 #include "depot/persistence/connection.hpp"
 #include "depot/persistence/dead_letters.hpp"
 #include "depot/persistence/inbox.hpp"
+#include "depot/persistence/saga_store.hpp"
 #include "depot/persistence/unit_of_work.hpp"
 #include "depot/runtime/routing.hpp"
 #include "depot/runtime/settings.hpp"
@@ -87,6 +88,9 @@ private:
                                                 const std::exception_ptr& error) const;
   /// Carries out a decision other than an inline retry, in the handling transaction.
   void carry_out(const envelope& e, const failure_decision& d, outcome& out);
+  /// For a step of a saga that failed for good: starts the saga's compensation (true: no dead
+  /// letter); for a compensation of a saga, wherever it ran, marks that saga stuck (false).
+  bool saga_compensates(const envelope& e, const failure_decision& d, outcome& out);
   /// Puts `e` back for the time middleware deferred it to, its attempts unchanged.
   void defer(const envelope& e, const deferral& d, outcome& out);
   /// Publishes a depot.fault for `e` when the application asked for faults of its type.
@@ -101,6 +105,7 @@ private:
   persistence::connection& conn_;
   persistence::inbox inbox_;
   persistence::dead_letters dead_letters_;
+  persistence::saga_store sagas_;
   const routing& routes_;
   const queue_definition& queue_;
   const node_settings& settings_;

@@ -17,6 +17,7 @@
 #include "depot/actors/service.hpp"
 #include "depot/persistence/node_registry.hpp"
 #include "depot/persistence/retry.hpp"
+#include "depot/persistence/saga_store.hpp"
 #include "depot/persistence/schema.hpp"
 #include "depot/runtime/log.hpp"
 #include "depot/transports/kafka.hpp"
@@ -277,13 +278,20 @@ void node::start() {
   try {
     d.registration = d.connect();
     if (s.auto_provision) {
-      persistence::apply_schema(*d.registration);
+      persistence::apply_schema(*d.registration, 0, d.app_.sagas());
     } else if (auto v = persistence::schema_version(*d.registration);
                v != persistence::latest_schema_version()) {
       throw startup_error{
         fmt::format("schema '{}' is at version {}, this node needs {}: run "
                     "`db apply` or enable auto-provision",
                     s.schema, v, persistence::latest_schema_version())};
+    } else if (auto missing =
+                 persistence::saga_store{*d.registration}.missing_tables(d.app_.sagas());
+               !missing.empty()) {
+      throw startup_error{
+        fmt::format("the table of saga {} does not exist: run `db apply` or "
+                    "enable auto-provision",
+                    fmt::join(missing, ", "))};
     }
     try {
       d.workers.plan(d.app_, s);
@@ -402,6 +410,23 @@ std::vector<std::string> node::replay_dead_letters(const persistence::dead_lette
       c, [&](connection& t) { ids = persistence::dead_letters{t}.replay(filter); });
     return ids;
   });
+}
+
+bool node::cancel(const std::string& id) {
+  return impl_->with_connection([&](connection& c) {
+    bool cancelled = false;
+    persistence::retry_transaction(
+      c, [&](connection& t) { cancelled = persistence::saga_store{t}.cancel_scheduled(id); });
+    return cancelled;
+  });
+}
+
+void node::cancel_saga(std::string_view saga, const std::string& id, std::string reason) {
+  const auto* s = impl_->app_.find_saga(saga);
+  if (s == nullptr)
+    throw no_route{fmt::format("no saga type '{}'", saga)};
+  send_bodies(s->cancel_type(), {to_json(saga_signal{id, std::move(reason)})}, {}, 0,
+              dispatch::send);
 }
 
 std::size_t node::purge(const std::vector<std::string>& queues) {

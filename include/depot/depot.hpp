@@ -8,6 +8,7 @@
 #include "depot/runtime/error.hpp"
 #include "depot/runtime/message.hpp"
 #include "depot/runtime/routing.hpp"
+#include "depot/runtime/saga.hpp"
 #include "depot/runtime/settings.hpp"
 
 #include <soci/soci.h>

@@ -89,8 +89,10 @@ std::unique_ptr<soci::session> open_session(const std::string& db) {
 }
 
 store_settings store_settings_of(const node_settings& s) {
-  return {s.db, s.schema,
-          std::chrono::duration_cast<std::chrono::microseconds>(s.dedup_window).count()};
+  using std::chrono::duration_cast;
+  using std::chrono::microseconds;
+  return {s.db, s.schema, duration_cast<microseconds>(s.dedup_window).count(),
+          duration_cast<microseconds>(s.saga_retention).count()};
 }
 
 namespace {

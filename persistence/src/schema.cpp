@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "depot/persistence/names.hpp"
+#include "depot/persistence/saga_store.hpp"
 #include "migrations.hpp"
 #include "pg_native.hpp"
 #include "statements.hpp"
@@ -27,7 +28,8 @@ int schema_version(connection& conn) {
   });
 }
 
-std::vector<int> apply_schema(connection& conn, int up_to) {
+std::vector<int> apply_schema(connection& conn, int up_to,
+                              const std::deque<saga_definition>& sagas) {
   auto& sql = conn.session();
   const auto& text = conn.sql();
   return guarded(sql, [&] {
@@ -60,6 +62,7 @@ std::vector<int> apply_schema(connection& conn, int up_to) {
       sql << "RESET search_path";
       applied.push_back(m.version);
     }
+    saga_store{conn}.create_tables(sagas);
     tr.commit();
     return applied;
   });

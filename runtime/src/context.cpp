@@ -8,13 +8,15 @@
 namespace depot {
 
 context::context(const envelope& incoming, soci::session* db, const routing& routes,
-                 std::string source, outgoing_envelopes& out, statement_cache* statements)
+                 std::string source, outgoing_envelopes& out, statement_cache* statements,
+                 store_access* store)
   : incoming_(incoming)
   , db_(db)
   , routes_(routes)
   , source_(std::move(source))
   , out_(out)
-  , statements_(statements) {}
+  , statements_(statements)
+  , store_(store) {}
 
 soci::session& context::db() {
   if (db_ == nullptr)
@@ -28,9 +30,24 @@ statement_cache& context::statements() {
   return *statements_;
 }
 
-void context::enqueue(std::string_view type, std::string body, send_options options, micros at,
-                      dispatch how, std::string key) {
+store_access& context::store() {
+  if (store_ == nullptr)
+    throw std::logic_error{"this context has no store: it is not a handler's"};
+  return *store_;
+}
+
+bool context::cancel(const std::string& id) {
+  // Scheduled by this very transaction: it is not stored yet.
+  for (auto* kept : {&out_.inbox, &out_.outbox})
+    if (auto n = std::erase_if(*kept, [&](const envelope& e) { return e.id == id; }); n > 0)
+      return true;
+  return store().cancel_scheduled(id);
+}
+
+std::string context::enqueue(std::string_view type, std::string body, send_options options,
+                             micros at, dispatch how, std::string key) {
   auto now = now_micros();
+  std::string id;
   for (const auto& to : routes_.targets_of(type, how)) {
     if (to.mode == endpoint_mode::buffered && at > now)
       throw std::logic_error{"queue '" + to.name +
@@ -54,8 +71,10 @@ void context::enqueue(std::string_view type, std::string body, send_options opti
     e.priority = options.priority;
     e.tenant = incoming_.tenant;
     e.key = key;
+    id = e.id;
     out_.add(to, std::move(e));
   }
+  return id;
 }
 
 void context::propagate(std::string name, std::string value) {

@@ -1,10 +1,14 @@
 // Routes and handler registration; the middleware chain of each handler.
 #include "depot/runtime/routing.hpp"
 
+#include <cctype>
+
 #include <algorithm>
 #include <functional>
 
 #include <fmt/format.h>
+
+#include "depot/runtime/saga.hpp"
 
 namespace depot {
 
@@ -228,10 +232,51 @@ void routing::add_handler(const std::string& queue, const std::string& type, inv
       fmt::format("message type '{}' already has a handler on queue '{}'", type, queue)};
 }
 
+const saga_definition* routing::find_saga(std::string_view name) const {
+  auto i = std::find_if(sagas_.begin(), sagas_.end(),
+                        [&](const saga_definition& s) { return s.name == name; });
+  return i == sagas_.end() ? nullptr : &*i;
+}
+
+saga_definition& routing::define_saga(const std::string& name, std::string state_type) {
+  auto valid = !name.empty() && std::islower(static_cast<unsigned char>(name[0])) &&
+               std::all_of(name.begin(), name.end(), [](char c) {
+                 return std::islower(static_cast<unsigned char>(c)) ||
+                        std::isdigit(static_cast<unsigned char>(c)) || c == '-' || c == '_';
+               });
+  if (!valid)
+    throw std::logic_error{fmt::format(
+      "saga name '{}': use lower case letters, digits, '-' and '_', starting with a letter", name)};
+  if (find_saga(name) != nullptr || find_queue(name) != nullptr)
+    throw std::logic_error{fmt::format("saga '{}': a saga or queue of that name exists", name)};
+  saga_definition d;
+  d.name = name;
+  d.table = "saga_" + name;
+  std::replace(d.table.begin(), d.table.end(), '-', '_');
+  d.state_type = std::move(state_type);
+  sagas_.push_back(std::move(d));
+  auto& saga = sagas_.back();
+  define_queue(name).saga = &saga;
+  // Its internal messages: a saga_signal keyed by the saga id.
+  for (const auto& type : {saga.deadline_type(), saga.cancel_type(), saga.compensated_type()}) {
+    validators_[type] = [](std::string_view body) { return from_json<saga_signal>(body).saga_id; };
+    add_handler(name, type, [&saga](const envelope& e, context& ctx, void*) {
+      detail::run_saga_step(saga, from_json<saga_signal>(e.body).saga_id, e, ctx, nullptr);
+    });
+  }
+  return saga;
+}
+
+void routing::add_saga_handler(const saga_definition& saga, const std::string& type, invoker call) {
+  add_handler(saga.name, type, std::move(call));
+}
+
 void routing::move_handlers(const std::string& from, const std::string& to) {
   if (from == to)
     return;
   auto source = define_queue(from);
+  if (source.saga != nullptr)
+    throw std::logic_error{fmt::format("queue '{}' runs a saga: it keeps its name", from)};
   auto& target = define_queue(to);
   for (auto& [type, call] : source.handlers)
     if (!target.handlers.emplace(type, call).second)

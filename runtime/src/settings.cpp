@@ -99,6 +99,8 @@ const std::vector<node_option>& node_options() {
      duration{DEPOT_FIELD(milliseconds, s.stale_after), 100ms, 1h}},
     {"cleanup-interval", "forgetting received ids past the dedup window",
      duration{DEPOT_FIELD(milliseconds, s.cleanup_interval), 100ms, 24h}},
+    {"saga-retention", "how long a finished (completed or compensated) saga is kept",
+     duration{DEPOT_FIELD(milliseconds, s.saga_retention), 0ms, 24h * 3650}},
     {"auto-provision", "apply the schema when the node starts",
      flag{DEPOT_FIELD(bool, s.auto_provision)}},
     {"max-attempts", "attempts before a dead letter",

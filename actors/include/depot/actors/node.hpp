@@ -110,20 +110,32 @@ public:
     send_bodies(type_name_of<T>(), {to_json(m)}, std::move(options), 0, dispatch::publish);
   }
 
-  /// Sends `m` to be handled after `delay`.
+  /// Sends `m` to be handled after `delay`. Returns its envelope id, for cancel.
   template <message T, class Rep, class Period>
-  void schedule(const T& m, std::chrono::duration<Rep, Period> delay, send_options options = {}) {
+  std::string schedule(const T& m, std::chrono::duration<Rep, Period> delay,
+                       send_options options = {}) {
     auto us = std::chrono::duration_cast<std::chrono::microseconds>(delay).count();
-    send_bodies(type_name_of<T>(), {to_json(m)}, std::move(options), now_micros() + us,
-                dispatch::send);
+    return send_bodies(type_name_of<T>(), {to_json(m)}, std::move(options), now_micros() + us,
+                       dispatch::send)
+      .front();
   }
 
-  /// Sends `m` to be handled at `at`.
+  /// Sends `m` to be handled at `at`. Returns its envelope id, for cancel.
   template <message T>
-  void schedule(const T& m, std::chrono::system_clock::time_point at, send_options options = {}) {
+  std::string schedule(const T& m, std::chrono::system_clock::time_point at,
+                       send_options options = {}) {
     auto us = std::chrono::duration_cast<std::chrono::microseconds>(at.time_since_epoch()).count();
-    send_bodies(type_name_of<T>(), {to_json(m)}, std::move(options), us, dispatch::send);
+    return send_bodies(type_name_of<T>(), {to_json(m)}, std::move(options), us, dispatch::send)
+      .front();
   }
+
+  /// Cancels the scheduled envelope `id`: it will not be handled. False when it no longer waits
+  /// (handled, being handled, or unknown).
+  bool cancel(const std::string& id);
+
+  /// Asks saga `saga` (its type's name) `id` to compensate, durably: its queue handles the
+  /// request like a step, on whichever node serves it. Throws no_route for an unknown type.
+  void cancel_saga(std::string_view saga, const std::string& id, std::string reason = {});
 
   /// Sends `m` and waits for the handler's reply of type R. Throws request_timeout.
   template <message R, message T>

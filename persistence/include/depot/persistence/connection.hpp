@@ -30,9 +30,10 @@ namespace depot::persistence {
 
 /// Where the store lives.
 struct store_settings {
-  std::string db;                              ///< libpq connection string or URI
-  std::string schema = "depot";                ///< one schema per service
-  micros dedup_window = 24LL * 3600 * 1000000; ///< how long handled ids are kept for dedup
+  std::string db;                                    ///< libpq connection string or URI
+  std::string schema = "depot";                      ///< one schema per service
+  micros dedup_window = 24LL * 3600 * 1000000;       ///< how long handled ids are kept for dedup
+  micros saga_retention = 7 * 24LL * 3600 * 1000000; ///< how long a finished saga is kept
 };
 
 /// Where the store of a node with settings `s` lives.

@@ -22,6 +22,22 @@ class session;
 namespace depot {
 
 class routing;
+struct saga_definition;
+struct saga_row;
+
+/// What a handler's context asks of the store beyond its SQL session, in the handling
+/// transaction: implemented by the persistence layer.
+class store_access {
+public:
+  virtual ~store_access() = default;
+  /// Removes the waiting envelope `id` (scheduled, or ready and not claimed); false when there
+  /// is none.
+  virtual bool cancel_scheduled(const std::string& id) = 0;
+  /// The saga `id`, locked until the transaction ends; nullopt when it does not exist.
+  virtual std::optional<saga_row> load_saga(const saga_definition& saga, const std::string& id) = 0;
+  /// Stores `row`: inserts it when it is new (version 0), else updates it; bumps its version.
+  virtual void save_saga(const saga_definition& saga, saga_row& row) = 0;
+};
 
 /// Options of one send.
 struct send_options {
@@ -41,9 +57,10 @@ class context {
 public:
   /// Made by the runtime: `incoming` is the envelope being handled, `db` the session of its open
   /// transaction (null outside a handler), `out` where what it sends is collected, `statements`
-  /// the prepared statements of db's connection.
+  /// the prepared statements of db's connection, `store` the store's side of the transaction.
   context(const envelope& incoming, soci::session* db, const routing& routes, std::string source,
-          outgoing_envelopes& out, statement_cache* statements = nullptr);
+          outgoing_envelopes& out, statement_cache* statements = nullptr,
+          store_access* store = nullptr);
 
   /// The open session of the handling transaction: write your own data through it.
   [[nodiscard]] soci::session& db();
@@ -84,20 +101,28 @@ public:
     enqueue(type_name_of<T>(), to_json(m), std::move(options), 0, dispatch::publish, key_of(m));
   }
 
-  /// Sends `m` to be handled after `delay` (persisted; survives restarts).
+  /// Sends `m` to be handled after `delay` (persisted; survives restarts). Returns its
+  /// envelope id, for cancel.
   template <message T, class Rep, class Period>
-  void schedule(const T& m, std::chrono::duration<Rep, Period> delay, send_options options = {}) {
+  std::string schedule(const T& m, std::chrono::duration<Rep, Period> delay,
+                       send_options options = {}) {
     auto us = std::chrono::duration_cast<std::chrono::microseconds>(delay).count();
-    enqueue(type_name_of<T>(), to_json(m), std::move(options), now_micros() + us, dispatch::send,
-            key_of(m));
+    return enqueue(type_name_of<T>(), to_json(m), std::move(options), now_micros() + us,
+                   dispatch::send, key_of(m));
   }
 
-  /// Sends `m` to be handled at `at` (persisted; survives restarts).
+  /// Sends `m` to be handled at `at` (persisted; survives restarts). Returns its envelope id.
   template <message T>
-  void schedule(const T& m, std::chrono::system_clock::time_point at, send_options options = {}) {
+  std::string schedule(const T& m, std::chrono::system_clock::time_point at,
+                       send_options options = {}) {
     auto us = std::chrono::duration_cast<std::chrono::microseconds>(at.time_since_epoch()).count();
-    enqueue(type_name_of<T>(), to_json(m), std::move(options), us, dispatch::send, key_of(m));
+    return enqueue(type_name_of<T>(), to_json(m), std::move(options), us, dispatch::send,
+                   key_of(m));
   }
+
+  /// Cancels the scheduled envelope `id` (a schedule's result) with this transaction: it will
+  /// not be handled. False when it no longer waits (handled, being handled, or unknown).
+  bool cancel(const std::string& id);
 
   /// Answers the request being handled; ignored when the sender asked for no reply.
   template <message T>
@@ -106,14 +131,19 @@ public:
   }
 
   /// Adds an envelope of any registered type from its JSON body (used by the CLI and bridges);
-  /// `key` is its message key (routing::validate returns it), "" for none.
-  void enqueue(std::string_view type, std::string body, send_options options, micros at,
-               dispatch how, std::string key = {});
+  /// `key` is its message key (routing::validate returns it), "" for none. Returns the id of
+  /// the last envelope made ("" when a publish reached no endpoint).
+  std::string enqueue(std::string_view type, std::string body, send_options options, micros at,
+                      dispatch how, std::string key = {});
   /// Answers the request being handled with a JSON body of `type`.
   void set_reply(std::string_view type, std::string body);
   /// Adds header `name` to every envelope this handling sends from now on (middleware
   /// propagates a trace or a tenant this way); a header given in send_options wins.
   void propagate(std::string name, std::string value);
+
+  /// The store's side of the handling transaction; throws outside a handler.
+  [[nodiscard]] store_access& store();
+  [[nodiscard]] const routing& routes() const { return routes_; }
 
 private:
   statement_cache& statements();
@@ -124,6 +154,7 @@ private:
   std::string source_;
   outgoing_envelopes& out_;
   statement_cache* statements_;
+  store_access* store_;
   std::map<std::string, std::string> propagated_;
 };
 

@@ -24,6 +24,7 @@
 #include "depot/runtime/kafka.hpp"
 #include "depot/runtime/message.hpp"
 #include "depot/runtime/middleware.hpp"
+#include "depot/runtime/saga_definition.hpp"
 
 namespace depot {
 
@@ -67,6 +68,8 @@ struct queue_definition {
   std::unordered_map<std::string, breaker_settings> handler_breakers;
   /// message type → its fallback, run instead of its handler while the breaker is open
   std::unordered_map<std::string, invoker> fallbacks;
+  /// The saga this queue runs, or null.
+  const saga_definition* saga = nullptr;
 
   /// This queue as an endpoint (transport "local").
   [[nodiscard]] endpoint target() const { return {std::string{local_transport}, name, mode}; }
@@ -88,6 +91,8 @@ void call_handler(F& f, const T& m, context& ctx) {
 } // namespace detail
 
 class routing;
+template <message S>
+class saga_builder;
 
 /// Chains the configuration of one queue: `app.handle<T>(f).on_queue("q").buffered()`. The
 /// builder of a handler (routing::handle) declares that handler's error policies, the builder
@@ -185,6 +190,14 @@ public:
      ...);
     return queue_builder{*this, queue};
   }
+
+  /// Declares saga type `name` with state S (see saga.hpp): its steps run on queue `name`, its
+  /// state lives in table saga_<name>. The name is lower case letters, digits, '-' and '_'.
+  template <message S>
+  saga_builder<S> saga(const std::string& name);
+  [[nodiscard]] const std::deque<saga_definition>& sagas() const { return sagas_; }
+  /// The saga type `name`, or null.
+  [[nodiscard]] const saga_definition* find_saga(std::string_view name) const;
 
   /// Routes message type T to `to` as well: a publish reaches it besides every local queue
   /// subscribed to T; a send goes there when no local queue handles T. A transport's endpoint
@@ -310,6 +323,8 @@ public:
   void move_handlers(const std::string& from, const std::string& to);
   void add_route(const std::string& type, endpoint to);
   void add_kafka_route(const std::string& type, std::string topic, cloudevents_mode mode);
+  saga_definition& define_saga(const std::string& name, std::string state_type);
+  void add_saga_handler(const saga_definition& saga, const std::string& type, invoker call);
   error_policies& handler_policies(const std::string& type) { return type_policies_[type]; }
   error_policies& queue_policies(const std::string& queue) { return queue_policies_[queue]; }
   /// Where middleware applies: every handler, the handlers of a queue, the handler of a type.
@@ -340,6 +355,7 @@ private:
   std::unordered_map<std::string, std::vector<endpoint>> routes_;     // message type → endpoints
   std::vector<kafka_topic_settings> topics_;                          // sorted by name
   std::deque<kafka_listener> listeners_; // deque: the builder's reference stays valid
+  std::deque<saga_definition> sagas_;    // deque: queues and handlers point to them
   /// message type → check of a body, returning its key
   std::unordered_map<std::string, std::function<std::string(std::string_view)>> validators_;
 };

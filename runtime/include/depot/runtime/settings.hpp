@@ -30,9 +30,11 @@ struct node_settings {
   std::chrono::milliseconds heartbeat_interval{1000};       ///< node heartbeat and agent period
   std::chrono::milliseconds stale_after{10'000};            ///< a node silent this long is dead
   std::chrono::milliseconds cleanup_interval{60'000}; ///< removal of ids past the dedup window
-  bool auto_provision = true;                         ///< apply the schema at start
-  failure_policy failures;                            ///< default error policy of every queue
-  int max_restarts = 5; ///< failures of one actor within restart_window before the node stops
+  /// how long a completed or compensated saga's row is kept
+  std::chrono::milliseconds saga_retention{7 * 24 * 3600 * 1000LL};
+  bool auto_provision = true; ///< apply the schema at start
+  failure_policy failures;    ///< default error policy of every queue
+  int max_restarts = 5;       ///< failures of one actor within restart_window before the node stops
   std::chrono::milliseconds restart_window{60'000}; ///< the window max_restarts counts in
   /// Kafka bootstrap brokers "host:port,host:port", or "embedded" (a mock cluster inside the
   /// node); "" = no Kafka endpoints
