@@ -55,8 +55,9 @@ const saga_definition& saga_named(const routing& app, const std::string& name) {
   std::vector<std::string> names;
   for (const auto& s : app.sagas())
     names.push_back(s.name);
-  throw usage_error{fmt::format("no saga type '{}' (this node has: {})", name,
-                                names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", ")))};
+  throw usage_error{
+    fmt::format("no saga type '{}' (this node has: {})", name,
+                names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", ")))};
 }
 
 void show(const saga_definition& saga, const saga_row& row) {
@@ -115,12 +116,14 @@ std::vector<command> saga_commands(store_opener open) {
      [open, list](command_env& env) {
        if (!env.args.empty())
          throw usage_error{"sagas list takes no arguments (filter with --type, --status)"};
-       const saga_definition* type = list->type.empty() ? nullptr : &saga_named(env.app, list->type);
+       const saga_definition* type =
+         list->type.empty() ? nullptr : &saga_named(env.app, list->type);
        std::optional<saga_status> status;
        if (!list->status.empty() && !(status = saga_status_from(list->status)))
-         throw usage_error{fmt::format("--status {}: use running, completed, compensating, "
-                                       "compensated or stuck",
-                                       list->status)};
+         throw usage_error{
+           fmt::format("--status {}: use running, completed, compensating, "
+                       "compensated or stuck",
+                       list->status)};
        if (list->limit < 1)
          throw usage_error{"--limit must be at least 1"};
        auto store = open(env.settings);

@@ -182,14 +182,13 @@ std::vector<saga_summary> saga_store::list(const std::deque<saga_definition>& sa
     for (const auto& saga : sagas) {
       if (type != nullptr && type != &saga)
         continue;
-      soci::rowset<soci::row> rows = (sql.prepare << fmt::format(
-                                        "SELECT id, status, coalesce(reason, ''), {}, {}, "
-                                        "jsonb_array_length(compensations) FROM {} WHERE :st = '' "
-                                        "OR status = :st2 ORDER BY updated DESC LIMIT :n",
-                                        micros_of("created"), micros_of("updated"),
-                                        names::qualified(conn_.settings().schema, saga.table)),
-                                      soci::use(wanted, "st"), soci::use(wanted, "st2"),
-                                      soci::use(limit, "n"));
+      soci::rowset<soci::row> rows =
+        (sql.prepare << fmt::format("SELECT id, status, coalesce(reason, ''), {}, {}, "
+                                    "jsonb_array_length(compensations) FROM {} WHERE :st = '' "
+                                    "OR status = :st2 ORDER BY updated DESC LIMIT :n",
+                                    micros_of("created"), micros_of("updated"),
+                                    names::qualified(conn_.settings().schema, saga.table)),
+         soci::use(wanted, "st"), soci::use(wanted, "st2"), soci::use(limit, "n"));
       for (const auto& r : rows) {
         saga_summary s;
         s.type = saga.name;

@@ -64,8 +64,7 @@ void start_compensation(const saga_definition& saga, saga_row& row, std::string 
   run_compensations(saga, row, ctx);
 }
 
-void ignore(const saga_definition& saga, const saga_row& row, const envelope& e,
-            const char* why) {
+void ignore(const saga_definition& saga, const saga_row& row, const envelope& e, const char* why) {
   log(log_level::info, "{} {} ignored: saga {} {} {}", e.message_type, e.id, saga.name, row.id,
       why);
 }
@@ -92,8 +91,8 @@ saga_context::saga_context(const context& base, const saga_definition& saga, sag
 std::string saga_context::add_timeout(std::string_view type, std::string body, std::string key,
                                       micros after, std::vector<std::string> until) {
   if (!saga_.handled.contains(std::string{type}))
-    throw std::logic_error{fmt::format("timeout {} of saga {}: the saga does not handle it", type,
-                                       saga_.name)};
+    throw std::logic_error{
+      fmt::format("timeout {} of saga {}: the saga does not handle it", type, saga_.name)};
   cancel_timeout(type);
   send_options o;
   o.headers[saga_header::timeout] = saga_.name;
@@ -211,8 +210,8 @@ void run_saga_step(const saga_definition& saga, const std::string& saga_id, cons
     send_options o;
     o.headers[saga_header::timeout] = saga.name;
     auto at = now_micros() + saga.deadline.count();
-    auto id = ctx.enqueue(saga.deadline_type(), to_json(saga_signal{saga_id, {}}), std::move(o),
-                          at, dispatch::send, saga_id);
+    auto id = ctx.enqueue(saga.deadline_type(), to_json(saga_signal{saga_id, {}}), std::move(o), at,
+                          dispatch::send, saga_id);
     row.timeouts.push_back({id, saga.deadline_type(), at, {}});
   }
   if (const auto& reason = sctx.compensation_asked()) {

@@ -194,10 +194,10 @@ TEST_CASE_FIXTURE(saga_fixture, "a start for a saga that exists is ignored") {
 }
 
 TEST_CASE_FIXTURE(saga_fixture, "a message for a saga that does not exist goes to not-found") {
-  tally_saga(app, s.table("effects")).on_not_found([this](const depot::envelope& e,
-                                                          depot::context& ctx) {
-    record_effect(ctx, s.table("effects"), "not-found:" + e.key);
-  });
+  tally_saga(app, s.table("effects"))
+    .on_not_found([this](const depot::envelope& e, depot::context& ctx) {
+      record_effect(ctx, s.table("effects"), "not-found:" + e.key);
+    });
   depot::node node{app, s.node_config()};
   node.start();
   node.send(add_one{"t-9", "a"});
@@ -221,11 +221,11 @@ TEST_CASE_FIXTURE(saga_fixture, "compensations run last recorded first, each dur
   CHECK(s.number("SELECT jsonb_array_length(compensations) FROM saga_tally") == 0);
   // The one handled on another queue counts as done once its handler committed.
   CHECK(s.text("SELECT string_agg(s->>'type', ',') FROM saga_tally, jsonb_array_elements(steps) s "
-               "WHERE s->>'kind' = 'compensation'") ==
-        "it.undo,it.undo,it.undo-elsewhere,it.undo");
+               "WHERE s->>'kind' = 'compensation'") == "it.undo,it.undo,it.undo-elsewhere,it.undo");
 }
 
-TEST_CASE_FIXTURE(saga_fixture, "a step that fails for good compensates instead of dead-lettering") {
+TEST_CASE_FIXTURE(saga_fixture,
+                  "a step that fails for good compensates instead of dead-lettering") {
   tally_saga(app, s.table("effects"));
   depot::node node{app, s.node_config()};
   node.start();
@@ -241,7 +241,8 @@ TEST_CASE_FIXTURE(saga_fixture, "a step that fails for good compensates instead 
   CHECK(node.stats().retried == 1);
 }
 
-TEST_CASE_FIXTURE(saga_fixture, "a failed compensation leaves the saga stuck until it is replayed") {
+TEST_CASE_FIXTURE(saga_fixture,
+                  "a failed compensation leaves the saga stuck until it is replayed") {
   tally_saga(app, s.table("effects"));
   depot::node node{app, s.node_config()};
   node.start();
@@ -312,8 +313,9 @@ TEST_CASE_FIXTURE(saga_fixture, "completing cancels pending timeouts; a stale on
   node.send(open_tally{"t-1", ""});
   node.send(add_one{"t-1", "a", "", false, false, false, 60'000});
   REQUIRE(wait_until([&] {
-    return s.number("SELECT count(*) FROM incoming WHERE message_type = 'it.waited-too-long' AND "
-                    "status = 'scheduled'") == 1;
+    return s.number(
+             "SELECT count(*) FROM incoming WHERE message_type = 'it.waited-too-long' AND "
+             "status = 'scheduled'") == 1;
   }));
   // b ends that timeout, requests one of its own and completes: completing cancels it.
   node.send(add_one{"t-1", "b", "", false, true, false, 60'000});

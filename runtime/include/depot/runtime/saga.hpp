@@ -8,7 +8,8 @@
 //     DEPOT_MESSAGE(transfer, "transfer.state", transfer_id, from, to, amount)
 //
 //     app.saga<transfer>("transfer")
-//       .starts<start_transfer>([](const start_transfer& m, transfer& s, depot::saga_context& ctx) {
+//       .starts<start_transfer>([](const start_transfer& m, transfer& s, depot::saga_context& ctx)
+//       {
 //         ...  // reserve the amount on the source
 //         ctx.compensate_with(release_reservation{m.transfer_id});
 //         ctx.send(credit_target{m.transfer_id});
@@ -86,7 +87,7 @@ struct saga_row {
   std::string state; ///< the state struct's JSON
   std::int64_t version = 0;
   saga_status status = saga_status::running;
-  std::string reason; ///< why it compensates or is stuck
+  std::string reason;                           ///< why it compensates or is stuck
   std::vector<saga_compensation> compensations; ///< recorded so far; the last runs first
   std::vector<saga_timeout> timeouts;           ///< pending
   std::vector<saga_step> steps;                 ///< handled, oldest first
@@ -142,9 +143,7 @@ public:
 
   // -- used by the saga host ------------------------------------------------------------------
   [[nodiscard]] bool completing() const { return complete_; }
-  [[nodiscard]] const std::optional<std::string>& compensation_asked() const {
-    return compensate_;
-  }
+  [[nodiscard]] const std::optional<std::string>& compensation_asked() const { return compensate_; }
   [[nodiscard]] std::vector<saga_compensation>& recorded() { return compensations_; }
 
 private:
