@@ -40,19 +40,23 @@ std::optional<std::pair<std::string, std::string>> compensation_of(const envelop
   return std::pair{value.substr(0, slash), value.substr(slash + 1)};
 }
 
-/// Sends the last recorded compensation of `row`; the next waits until it was handled. With
-/// none left the saga is compensated.
+/// Sends the last recorded compensation of `row`; the next waits until a handler reports it
+/// handled. One that goes to a transport has no handler here: it is done once in the outbox.
+/// With none left the saga is compensated.
 void run_compensations(const saga_definition& saga, saga_row& row, context& ctx) {
-  if (row.compensations.empty()) {
-    row.status = saga_status::compensated;
-    log(log_level::info, "saga {} {} compensated ({})", saga.name, row.id, row.reason);
-    return;
+  while (!row.compensations.empty()) {
+    auto c = std::move(row.compensations.back());
+    row.compensations.pop_back();
+    send_options o;
+    o.headers[saga_header::compensation] = saga.name + "/" + row.id;
+    const bool handled_here = ctx.routes().targets_of(c.type, dispatch::send).front().local();
+    auto id = ctx.enqueue(c.type, std::move(c.body), std::move(o), 0, dispatch::send, c.key);
+    if (handled_here)
+      return;
+    row.steps.push_back({c.type, id, "compensation", now_micros(), "sent to a transport"});
   }
-  auto c = std::move(row.compensations.back());
-  row.compensations.pop_back();
-  send_options o;
-  o.headers[saga_header::compensation] = saga.name + "/" + row.id;
-  ctx.enqueue(c.type, std::move(c.body), std::move(o), 0, dispatch::send, std::move(c.key));
+  row.status = saga_status::compensated;
+  log(log_level::info, "saga {} {} compensated ({})", saga.name, row.id, row.reason);
 }
 
 void start_compensation(const saga_definition& saga, saga_row& row, std::string reason,
@@ -87,6 +91,11 @@ std::optional<saga_status> saga_status_from(std::string_view text) {
 
 saga_context::saga_context(const context& base, const saga_definition& saga, saga_row& row)
   : context(base), saga_(saga), row_(row) {}
+
+void saga_context::record_compensation(std::string_view type, std::string body, std::string key) {
+  (void)routes().targets_of(type, dispatch::send); // throws no_route
+  compensations_.push_back({std::string{type}, std::move(body), std::move(key), {}});
+}
 
 std::string saga_context::add_timeout(std::string_view type, std::string body, std::string key,
                                       micros after, std::vector<std::string> until) {
@@ -200,7 +209,10 @@ void run_saga_step(const saga_definition& saga, const std::string& saga_id, cons
     saga.on_deadline(row.state, sctx);
   } else {
     call(row.state, sctx);
-    record_step(row, e, is_new ? "start" : compensation ? "compensation" : "step");
+    record_step(row, e,
+                is_new                                         ? "start"
+                : e.header_value(saga_header::timeout).empty() ? "step"
+                                                               : "timeout");
   }
   for (auto& c : sctx.recorded()) {
     c.step = e.message_type;

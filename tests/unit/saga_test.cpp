@@ -27,6 +27,11 @@ struct cancel_flight {
 DEPOT_MESSAGE(cancel_flight, "travel.cancel-flight", trip_id, flight)
 DEPOT_MESSAGE_KEY(cancel_flight, trip_id)
 
+struct nowhere {
+  std::string trip_id;
+};
+DEPOT_MESSAGE(nowhere, "travel.nowhere", trip_id)
+
 struct not_a_step {
   std::string trip_id;
 };
@@ -60,8 +65,7 @@ TEST_CASE("a saga declares its queue, table and internal messages") {
     CHECK(queue->handlers.contains(type));
   // Its internal messages are keyed by the saga id, like its steps.
   CHECK(app.validate("trip-planner.cancel", R"({"saga_id": "t-7", "reason": ""})") == "t-7");
-  CHECK(app.validate("travel.cancel-flight", R"({"trip_id": "t-7", "flight": "LH 400"})") ==
-        "t-7");
+  CHECK(app.validate("travel.cancel-flight", R"({"trip_id": "t-7", "flight": "LH 400"})") == "t-7");
   CHECK(app.route_of("travel.book-trip").name == "trip-planner");
 }
 
@@ -101,6 +105,9 @@ TEST_CASE("the saga context records compensations and timeouts of the saga's own
   REQUIRE(ctx.recorded().size() == 1);
   CHECK(ctx.recorded()[0].type == "travel.cancel-flight");
   CHECK(ctx.recorded()[0].key == "t-1");
+  // A compensation nothing would handle fails the step that records it, not the compensation.
+  CHECK_THROWS_AS(ctx.compensate_with(nowhere{"t-1"}), depot::no_route);
+  CHECK(ctx.recorded().size() == 1);
 
   auto id = ctx.request_timeout<book_trip>(cancel_flight{"t-1", "LH 400"}, std::chrono::minutes{5});
   REQUIRE(row.timeouts.size() == 1);

@@ -114,11 +114,12 @@ public:
   /// Records the compensation of this step: `m` is sent (durably) when the saga compensates,
   /// once the compensations recorded later were handled. A message the saga handles itself runs
   /// as a step of the saga; any other is handled where it is routed, and the saga learns in that
-  /// handling's transaction that it is done. One that fails for good is a dead letter and the
-  /// saga is stuck until it is replayed.
+  /// handling's transaction that it is done; one routed to a transport (Kafka) is done once it
+  /// is in the outbox. One that fails for good is a dead letter and the saga is stuck until it
+  /// is replayed.
   template <message T>
   void compensate_with(const T& m) {
-    compensations_.push_back({std::string{type_name_of<T>()}, to_json(m), key_of(m), {}});
+    record_compensation(type_name_of<T>(), to_json(m), key_of(m));
   }
   /// Marks the saga completed once this step commits: no compensation, timeouts cancelled.
   void complete() { complete_ = true; }
@@ -147,6 +148,9 @@ public:
   [[nodiscard]] std::vector<saga_compensation>& recorded() { return compensations_; }
 
 private:
+  /// Throws no_route when nothing would handle the compensation: better the step fails now
+  /// than the saga cannot compensate later.
+  void record_compensation(std::string_view type, std::string body, std::string key);
   std::string add_timeout(std::string_view type, std::string body, std::string key, micros after,
                           std::vector<std::string> until);
 
