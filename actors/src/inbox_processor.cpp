@@ -95,6 +95,15 @@ namespace {
 
 /// The store as the handlers of a batch see it: an envelope an earlier handling of the batch
 /// scheduled is not stored yet, and is cancelled where it waits.
+/// Forgets the saga rows a transaction read when it ends, committed or not.
+struct saga_rows_of_transaction {
+  explicit saga_rows_of_transaction(persistence::saga_store& s) : store(s) {}
+  persistence::saga_store& store;
+  saga_rows_of_transaction(const saga_rows_of_transaction&) = delete;
+  saga_rows_of_transaction& operator=(const saga_rows_of_transaction&) = delete;
+  ~saga_rows_of_transaction() { store.clear(); }
+};
+
 class batch_store final : public store_access {
 public:
   batch_store(persistence::saga_store& store, outgoing_envelopes& batch)
@@ -124,9 +133,15 @@ void inbox_processor::run_one(const envelope& e, outcome& out, bool fallback) {
   batch_store store{sagas_, out.sent};
   context ctx{
     e, &conn_.session(), routes_, settings_.service, sent, &conn_.handler_statements(), &store};
-  (fallback ? fallback_ : handler_)->invoke(e, ctx);
-  if (!e.headers.empty())
-    detail::report_compensation(queue_.saga, e, ctx);
+  try {
+    (fallback ? fallback_ : handler_)->invoke(e, ctx);
+    if (!e.headers.empty())
+      detail::report_compensation(queue_.saga, e, ctx);
+  } catch (...) {
+    sagas_.discard(); // what it saved rolls back with it
+    throw;
+  }
+  sagas_.accept();
   out.sent.append(std::move(sent));
   ++out.counts.handled;
 }
@@ -207,6 +222,13 @@ void rethrow_if_connection_lost(persistence::connection& conn) {
 
 bool inbox_processor::handle(const std::vector<envelope>& batch, unit_of_work& uow, bool isolate,
                              bool fallback) {
+  saga_rows_of_transaction sagas{sagas_};
+  if (queue_.saga != nullptr) {
+    std::vector<std::string> ids;
+    for (const auto& e : batch)
+      ids.push_back(e.key);
+    sagas_.preload(*queue_.saga, ids);
+  }
   outcome out;
   auto now = now_micros();
   for (auto i = batch.begin(); i != batch.end(); ++i) {
@@ -294,6 +316,7 @@ bool inbox_processor::handle(const std::vector<envelope>& batch, unit_of_work& u
   inbox_.put_back(out.put_back);
   if (out.pause_until != 0)
     inbox_.pause_queue(queue_.name, out.pause_until, out.pause_reason);
+  sagas_.flush();
   persistence::store_outgoing(conn_, out.sent, node_number_);
   uow.commit();
   if (!fallback)
@@ -370,11 +393,13 @@ bool inbox_processor::saga_compensates(const envelope& e, const failure_decision
   if (queue_.saga == nullptr && e.headers.empty())
     return false;
   outgoing_envelopes sent;
-  context ctx{e, &conn_.session(), routes_, settings_.service, sent, nullptr, &sagas_};
+  batch_store store{sagas_, out.sent};
+  context ctx{e, &conn_.session(), routes_, settings_.service, sent, nullptr, &store};
   // Bad input of a step is a dead letter like any other; of a compensation it makes its saga
   // stuck all the same.
   auto compensates = detail::saga_step_failed(
     d.bad_input ? nullptr : queue_.saga, e, fmt::format("{}: {}", d.exception_type, d.reason), ctx);
+  sagas_.accept();
   out.sent.append(std::move(sent));
   if (!compensates)
     return false;
@@ -445,9 +470,11 @@ void inbox_processor::process_buffered(const envelope& incoming) {
     outcome out;
     std::exception_ptr error;
     {
+      saga_rows_of_transaction sagas{sagas_};
       unit_of_work uow{conn_};
       try {
         run_one(e, out, false);
+        sagas_.flush();
         persistence::store_outgoing(conn_, out.sent, node_number_);
         uow.commit();
       } catch (const db_error&) {
@@ -470,8 +497,10 @@ void inbox_processor::process_buffered(const envelope& incoming) {
     auto d = decide_failure(e, error);
     if (d.what == failure_action::dead_letter || d.what == failure_action::discard) {
       outcome failed;
+      saga_rows_of_transaction sagas{sagas_};
       unit_of_work uow{conn_};
       carry_out(e, d, failed);
+      sagas_.flush();
       persistence::store_outgoing(conn_, failed.sent, node_number_);
       uow.commit();
       dispatch(failed);

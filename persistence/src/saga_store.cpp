@@ -52,83 +52,180 @@ bool saga_store::cancel_scheduled(const std::string& id) {
   });
 }
 
-std::optional<saga_row> saga_store::read(const saga_definition& saga, const std::string& id,
-                                         bool lock) {
+namespace {
+
+/// The columns of a saga row as read, in this order.
+std::string row_columns() {
+  return fmt::format(
+    "id, state::text, version, status, coalesce(reason, ''), json_build_object('compensations', "
+    "compensations, 'timeouts', timeouts, 'steps', steps)::text, {}, {}, {}",
+    micros_of("created"), micros_of("updated"), micros_of("keep_until"));
+}
+
+saga_row row_of(const soci::row& r) {
+  saga_row row;
+  row.id = r.get<std::string>(0);
+  row.state = r.get<std::string>(1);
+  row.version = r.get<long long>(2);
+  row.status = saga_status_from(r.get<std::string>(3)).value_or(saga_status::running);
+  row.reason = r.get<std::string>(4);
+  auto l = from_json<saga_lists>(r.get<std::string>(5));
+  row.compensations = std::move(l.compensations);
+  row.timeouts = std::move(l.timeouts);
+  row.steps = std::move(l.steps);
+  row.created = r.get<long long>(6);
+  row.updated = r.get<long long>(7);
+  row.keep_until = r.get<long long>(8);
+  return row;
+}
+
+} // namespace
+
+/// Saga ids, as they travel to Postgres.
+struct saga_ids {
+  std::vector<std::string> ids;
+};
+DEPOT_MESSAGE(saga_ids, "depot.saga-ids", ids)
+
+/// Saga rows to write, as they travel to Postgres: `loaded` is the version read (0: new).
+struct saga_write {
+  std::string id, state, status, reason, lists;
+  std::int64_t version = 0, loaded = 0, keep = -1;
+};
+DEPOT_MESSAGE(saga_write, "depot.saga-write", id, state, status, reason, lists, version, loaded,
+              keep)
+struct saga_writes {
+  std::vector<saga_write> rows;
+};
+DEPOT_MESSAGE(saga_writes, "depot.saga-writes", rows)
+
+std::vector<saga_row> saga_store::select(const saga_definition& saga,
+                                         const std::vector<std::string>& ids, bool lock) {
   auto& sql = conn_.session();
-  return guarded(sql, [&]() -> std::optional<saga_row> {
-    saga_row row;
-    std::string status, lists;
-    long long version = 0, created = 0, updated = 0, keep_until = 0;
-    sql << fmt::format(
-      "SELECT state::text, version, status, coalesce(reason, ''), json_build_object("
-      "'compensations', compensations, 'timeouts', timeouts, 'steps', steps)::text, {}, {}, {} "
-      "FROM {} WHERE id = :id{}",
-      micros_of("created"), micros_of("updated"), micros_of("keep_until"),
-      names::qualified(conn_.settings().schema, saga.table), lock ? " FOR UPDATE" : ""),
-      soci::use(id), soci::into(row.state), soci::into(version), soci::into(status),
-      soci::into(row.reason), soci::into(lists), soci::into(created), soci::into(updated),
-      soci::into(keep_until);
-    if (!sql.got_data())
-      return std::nullopt;
-    row.id = id;
-    row.version = version;
-    row.status = saga_status_from(status).value_or(saga_status::running);
-    auto l = from_json<saga_lists>(lists);
-    row.compensations = std::move(l.compensations);
-    row.timeouts = std::move(l.timeouts);
-    row.steps = std::move(l.steps);
-    row.created = created;
-    row.updated = updated;
-    row.keep_until = keep_until;
-    return row;
+  return guarded(sql, [&] {
+    std::vector<saga_row> rows;
+    auto list = to_json(saga_ids{ids});
+    // In id order: two transactions locking sagas lock them in the same order.
+    soci::rowset<soci::row> found =
+      (sql.prepare << fmt::format("SELECT {} FROM {} WHERE id IN (SELECT "
+                                  "json_array_elements_text(:ids::json->'ids')) ORDER BY id{}",
+                                  row_columns(),
+                                  names::qualified(conn_.settings().schema, saga.table),
+                                  lock ? " FOR UPDATE" : ""),
+       soci::use(list));
+    for (const auto& r : found)
+      rows.push_back(row_of(r));
+    return rows;
   });
 }
 
+void saga_store::preload(const saga_definition& saga, const std::vector<std::string>& ids) {
+  std::vector<std::string> wanted;
+  for (const auto& id : ids)
+    if (!id.empty() && !cache_.contains({&saga, id}))
+      wanted.push_back(id);
+  if (wanted.empty())
+    return;
+  for (const auto& id : wanted)
+    cache_[{&saga, id}] = {}; // absent unless found
+  for (auto& row : select(saga, wanted, true)) {
+    auto& entry = cache_[{&saga, row.id}];
+    entry.loaded = row.version;
+    entry.row = std::move(row);
+  }
+}
+
 std::optional<saga_row> saga_store::load_saga(const saga_definition& saga, const std::string& id) {
-  return read(saga, id, true);
+  if (auto i = pending_.find({&saga, id}); i != pending_.end())
+    return i->second;
+  if (!cache_.contains({&saga, id}))
+    preload(saga, {id});
+  return cache_.at({&saga, id}).row;
 }
 
 std::optional<saga_row> saga_store::find(const saga_definition& saga, const std::string& id) {
-  return read(saga, id, false);
+  auto rows = select(saga, {id}, false);
+  if (rows.empty())
+    return std::nullopt;
+  return std::move(rows.front());
 }
 
 void saga_store::save_saga(const saga_definition& saga, saga_row& row) {
+  ++row.version;
+  pending_.insert_or_assign({&saga, row.id}, row);
+}
+
+void saga_store::accept() {
+  for (auto& [key, row] : pending_) {
+    auto& entry = cache_[key]; // present: every saved row was loaded first
+    entry.row = std::move(row);
+    entry.dirty = true;
+  }
+  pending_.clear();
+}
+
+void saga_store::discard() {
+  pending_.clear();
+}
+
+void saga_store::clear() {
+  pending_.clear();
+  cache_.clear();
+}
+
+void saga_store::flush() {
+  accept();
+  std::map<const saga_definition*, std::pair<saga_writes, saga_writes>> by_saga; // new, old
+  for (auto& [key, entry] : cache_) {
+    if (!entry.dirty)
+      continue;
+    const auto& row = *entry.row;
+    auto& writes = entry.loaded == 0 ? by_saga[key.first].first : by_saga[key.first].second;
+    writes.rows.push_back(
+      {row.id, row.state.empty() ? "{}" : row.state, to_string(row.status), row.reason,
+       to_json(saga_lists{row.compensations, row.timeouts, row.steps}), row.version, entry.loaded,
+       finished(row.status) ? conn_.settings().saga_retention : -1});
+    entry.loaded = row.version;
+    entry.dirty = false;
+  }
+  if (by_saga.empty())
+    return;
   auto& sql = conn_.session();
   guarded(sql, [&] {
-    auto table = names::qualified(conn_.settings().schema, saga.table);
-    std::string status = to_string(row.status);
-    auto lists = to_json(saga_lists{row.compensations, row.timeouts, row.steps});
-    long long keep = finished(row.status) ? conn_.settings().saga_retention : -1;
-    long long version = row.version;
-    const auto values =
-      "FROM (SELECT :lists::jsonb AS l, now() + nullif(:keep::bigint, -1) * interval '1 "
-      "microsecond' AS k) x";
-    if (row.version == 0) {
-      sql << fmt::format(
-        "INSERT INTO {} (id, state, version, status, reason, compensations, timeouts, steps, "
-        "keep_until) SELECT :id, :state::jsonb, 1, :status, nullif(:reason, ''), "
-        "l->'compensations', l->'timeouts', l->'steps', k {}",
-        table, values),
-        soci::use(row.id, "id"), soci::use(row.state, "state"), soci::use(status, "status"),
-        soci::use(row.reason, "reason"), soci::use(lists, "lists"), soci::use(keep, "keep");
-      row.version = 1;
-      return;
+    const auto rows =
+      "json_to_recordset(:rows::json->'rows') AS r(id text, state text, status "
+      "text, reason text, lists text, version bigint, loaded bigint, keep bigint)";
+    const auto keep = "now() + nullif(r.keep, -1) * interval '1 microsecond'";
+    for (auto& [saga, writes] : by_saga) {
+      auto table = names::qualified(conn_.settings().schema, saga->table);
+      if (!writes.first.rows.empty()) {
+        auto json = to_json(writes.first);
+        sql << fmt::format(
+          "INSERT INTO {} (id, state, version, status, reason, compensations, timeouts, steps, "
+          "keep_until) SELECT r.id, r.state::jsonb, r.version, r.status, nullif(r.reason, ''), "
+          "r.lists::jsonb->'compensations', r.lists::jsonb->'timeouts', r.lists::jsonb->'steps', "
+          "{} FROM {}",
+          table, keep, rows),
+          soci::use(json);
+      }
+      if (!writes.second.rows.empty()) {
+        auto json = to_json(writes.second);
+        long long updated = 0;
+        sql << fmt::format(
+          "WITH u AS (UPDATE {} t SET state = r.state::jsonb, version = r.version, status = "
+          "r.status, reason = nullif(r.reason, ''), compensations = "
+          "r.lists::jsonb->'compensations', timeouts = r.lists::jsonb->'timeouts', steps = "
+          "r.lists::jsonb->'steps', updated = now(), keep_until = {} FROM {} WHERE t.id = r.id "
+          "AND t.version = r.loaded RETURNING 1) SELECT count(*) FROM u",
+          table, keep, rows),
+          soci::use(json), soci::into(updated);
+        if (updated != static_cast<long long>(writes.second.rows.size()))
+          throw db_error{
+            failure_kind::transient, "40001",
+            fmt::format("saga {}: {} of {} row(s) changed since they were loaded", saga->name,
+                        writes.second.rows.size() - updated, writes.second.rows.size())};
+      }
     }
-    long long saved = 0;
-    sql << fmt::format(
-      "UPDATE {} SET state = :state::jsonb, version = version + 1, status = :status, reason = "
-      "nullif(:reason, ''), compensations = l->'compensations', timeouts = l->'timeouts', steps "
-      "= l->'steps', updated = now(), keep_until = k {} WHERE id = :id AND version = :version "
-      "RETURNING version",
-      table, values),
-      soci::use(row.state, "state"), soci::use(status, "status"), soci::use(row.reason, "reason"),
-      soci::use(lists, "lists"), soci::use(keep, "keep"), soci::use(row.id, "id"),
-      soci::use(version, "version"), soci::into(saved);
-    if (!sql.got_data())
-      throw db_error{failure_kind::transient, "40001",
-                     fmt::format("saga {} {} changed since it was loaded (version {})", saga.name,
-                                 row.id, row.version)};
-    row.version = saved;
   });
 }
 

@@ -6,8 +6,10 @@
 
 #include <cstddef>
 #include <deque>
+#include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "depot/persistence/connection.hpp"
@@ -26,16 +28,33 @@ struct saga_summary {
   std::size_t pending_compensations = 0;
 };
 
+/// The saga rows of one connection's transactions. A transaction's rows are read once (a batch
+/// preloads the sagas of its envelopes in one statement, each row locked) and kept in memory;
+/// what a handling saves is staged until the handling succeeded (accept) or failed (discard),
+/// and the transaction's changed rows are written in one statement per saga type (flush) before
+/// it commits.
 class saga_store final : public store_access {
 public:
   explicit saga_store(connection& conn) : conn_(conn) {}
 
-  // -- in the handling transaction (store_access) ---------------------------------------------
+  // -- in a handling transaction (store_access) -----------------------------------------------
   bool cancel_scheduled(const std::string& id) override;
+  /// The saga as this transaction sees it: locked, with what it saved so far.
   std::optional<saga_row> load_saga(const saga_definition& saga, const std::string& id) override;
-  /// Inserts a new row (version 0) or updates the row of the version loaded (throws a
-  /// db_error when another transaction changed it); a finished saga gets its keep_until.
+  /// Stages `row` (its version + 1) until accept or discard.
   void save_saga(const saga_definition& saga, saga_row& row) override;
+
+  /// Reads and locks the sagas `ids` of type `saga` not read yet, in one statement.
+  void preload(const saga_definition& saga, const std::vector<std::string>& ids);
+  /// The handling that staged rows succeeded: they are the transaction's now.
+  void accept();
+  /// The handling failed (its savepoint rolled back): its staged rows are dropped.
+  void discard();
+  /// Writes the transaction's changed rows, each checked against the version it had when read
+  /// (a db_error of kind transient when another transaction changed it).
+  void flush();
+  /// Forgets every row: the transaction ended.
+  void clear();
 
   // -- operations -----------------------------------------------------------------------------
   /// Creates the tables of `sagas` that do not exist, in the caller's transaction.
@@ -53,9 +72,19 @@ public:
   std::size_t forget_finished(const saga_definition& saga, int limit);
 
 private:
-  std::optional<saga_row> read(const saga_definition& saga, const std::string& id, bool lock);
+  using key = std::pair<const saga_definition*, std::string>;
+  struct entry {
+    std::optional<saga_row> row; ///< nullopt: no such saga (yet)
+    std::int64_t loaded = 0;     ///< the version in the table; 0: not there
+    bool dirty = false;
+  };
+
+  std::vector<saga_row> select(const saga_definition& saga, const std::vector<std::string>& ids,
+                               bool lock);
 
   connection& conn_;
+  std::map<key, entry> cache_;
+  std::map<key, saga_row> pending_;
 };
 
 } // namespace depot::persistence
