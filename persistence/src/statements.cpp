@@ -81,25 +81,31 @@ statements::statements(std::string_view schema) {
   // The claim deletes: it runs in the handling transaction, so the envelopes are gone when that
   // commits and ready again when it aborts. Rows with a key are taken only with their key's
   // transaction lock, which every claim of the queue on every node asks for (try, never wait):
-  // one transaction at a time holds a key, and takes its envelopes in order. The filter runs on
-  // the rows of the ordered index scan, so only the keys of rows up to the limit are locked.
+  // one transaction at a time holds a key. The filter runs on the rows of the ordered index
+  // scan, so only the keys of rows up to the limit are locked. A keyed row is taken only when
+  // no earlier row of its key waits (one probe of incoming_keyed): a scan that skipped a key's
+  // first rows while another transaction held the key must not take its later rows once that
+  // transaction commits. A batch therefore holds one envelope per key.
   const auto claimed_columns = fmt::format(
     "id::text, queue, message_type, body, headers::text, {}, coalesce({}, 0), attempts, "
     "priority, {}, seq, coalesce(tenant, ''), coalesce(message_key, '')",
     micros_of("execution_time"), micros_of("deliver_by"), micros_of("received_at"));
   const auto ready = fmt::format(
-    "status = '{}' AND execution_time <= now() AND (message_key IS NULL OR "
-    "pg_try_advisory_xact_lock(hashtextextended(queue || '/' || message_key, 0)))",
-    st::incoming);
+    "r.status = '{0}' AND r.execution_time <= now() AND (r.message_key IS NULL OR "
+    "(pg_try_advisory_xact_lock(hashtextextended(r.queue || '/' || r.message_key, 0)) AND NOT "
+    "EXISTS (SELECT 1 FROM {1} e WHERE e.queue = r.queue AND e.message_key = r.message_key AND "
+    "e.status = '{0}' AND (e.priority > r.priority OR (e.priority = r.priority AND e.seq < "
+    "r.seq)))))",
+    st::incoming, incoming);
   // A paused queue claims nothing (a one-time check, not one per row).
   claim = fmt::format(
-    "DELETE FROM {0} WHERE id IN (SELECT id FROM {0} WHERE queue = :q AND {1} AND NOT EXISTS "
-    "(SELECT 1 FROM {3} p WHERE p.queue = :q AND p.paused_until > now()) ORDER BY priority "
-    "DESC, seq LIMIT :n FOR UPDATE SKIP LOCKED) RETURNING {2}",
+    "DELETE FROM {0} WHERE id IN (SELECT r.id FROM {0} r WHERE r.queue = :q AND {1} AND NOT "
+    "EXISTS (SELECT 1 FROM {3} p WHERE p.queue = :q AND p.paused_until > now()) ORDER BY "
+    "r.priority DESC, r.seq LIMIT :n FOR UPDATE SKIP LOCKED) RETURNING {2}",
     incoming, ready, claimed_columns, queue_states);
   claim_again = fmt::format(
-    "DELETE FROM {0} WHERE id IN (SELECT id FROM {0} WHERE id = ANY(:ids::uuid[]) AND {1} FOR "
-    "UPDATE SKIP LOCKED) RETURNING {2}",
+    "DELETE FROM {0} WHERE id IN (SELECT r.id FROM {0} r WHERE r.id = ANY(:ids::uuid[]) AND {1} "
+    "FOR UPDATE SKIP LOCKED) RETURNING {2}",
     incoming, ready, claimed_columns);
   pause_queue = fmt::format(
     "INSERT INTO {} (queue, paused_until, reason) VALUES (:q, timestamptz 'epoch' + :u * interval "

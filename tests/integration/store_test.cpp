@@ -101,7 +101,7 @@ TEST_CASE("db apply migrates a version-2 schema without losing its envelopes") {
     "('00000000-0000-7000-8000-000000000004', 'it.q', 'it.t', '{}', 'handled', 4, now(), "
     "now() + interval '1 day', now())");
 
-  REQUIRE(store.apply_schema() == std::vector<int>{3, 4, 5, 6});
+  REQUIRE(store.apply_schema() == std::vector<int>{3, 4, 5, 6, 7});
   CHECK(s.number("SELECT count(*) FROM incoming") == 3);
   // The handled id is still a duplicate for the rest of its window.
   CHECK(s.number("SELECT count(*) FROM received_ids") == 1);
@@ -271,7 +271,34 @@ TEST_CASE(
   CHECK(ids_of(handle(other, "it.accounts", 10)) == std::vector<std::string>{b1.id, none.id});
   CHECK(handle(other, "it.accounts", 10).empty());
   holding.commit();
-  CHECK(ids_of(handle(other, "it.accounts", 10)) == std::vector<std::string>{a2.id, a3.id});
+  // One envelope of a key per batch: the next waits for the batch that holds the one before.
+  CHECK(ids_of(handle(other, "it.accounts", 10)) == std::vector<std::string>{a2.id});
+  CHECK(ids_of(handle(other, "it.accounts", 10)) == std::vector<std::string>{a3.id});
+}
+
+TEST_CASE("a later envelope of a key is not claimed while an earlier one waits") {
+  // What a claim sees when its scan passed a key's first envelope while another transaction
+  // held the key, and reaches the next one after that transaction committed: the first is
+  // still there, and the next must not overtake it.
+  test_schema s;
+  test_store store{s.store_config()};
+  test_store other{s.store_config()};
+  provision(store);
+  auto a1 = make_envelope("it.accounts", "it.debit", "{}");
+  auto a2 = make_envelope("it.accounts", "it.debit", "{}");
+  a1.key = a2.key = "a";
+  {
+    unit_of_work uow{store.conn};
+    REQUIRE(store.inbox.insert({a1, a2}) == 2);
+    uow.commit();
+  }
+  unit_of_work passing{store.conn}; // a1 locked, as a concurrent scan holds it, key "a" free
+  store.conn.session() << "SELECT id FROM " + s.table("incoming") + " WHERE id = '" + a1.id +
+                            "' FOR UPDATE";
+  CHECK(handle(other, "it.accounts", 10).empty());
+  passing.rollback();
+  CHECK(ids_of(handle(other, "it.accounts", 10)) == std::vector<std::string>{a1.id});
+  CHECK(ids_of(handle(other, "it.accounts", 10)) == std::vector<std::string>{a2.id});
 }
 
 TEST_CASE("claim returns nothing when nothing qualifies") {
