@@ -69,6 +69,22 @@ TEST_CASE("a saga declares its queue, table and internal messages") {
   CHECK(app.route_of("travel.book-trip").name == "trip-planner");
 }
 
+TEST_CASE("a saga's steps have error policies of their own, tried before its queue's") {
+  depot::routing app;
+  auto saga = app.saga<trip>("trip")
+                .starts<book_trip>([](const book_trip&, trip&, depot::saga_context&) {})
+                .handles<cancel_flight>(ignore);
+  saga.policies_of<cancel_flight>().on_exception<std::runtime_error>().retry_times(5);
+  saga.queue().on_exception<std::runtime_error>().retry_times(1);
+  auto thrown = std::make_exception_ptr(std::runtime_error{"airline down"});
+  const auto* step = app.error_policy_for("trip", "travel.cancel-flight", thrown);
+  const auto* other = app.error_policy_for("trip", "travel.book-trip", thrown);
+  REQUIRE(step != nullptr);
+  REQUIRE(other != nullptr);
+  CHECK(step != other);
+  CHECK(step->describe().find('5') != std::string::npos);
+}
+
 TEST_CASE("a saga's name is checked, and its queue keeps it") {
   depot::routing app;
   for (const auto* bad : {"", "Trip", "1trip", "trip planner", "trip.planner"})

@@ -237,8 +237,14 @@ public:
     };
     return *this;
   }
-  /// The saga's queue: concurrency, middleware and error policies of its steps.
+  /// The saga's queue: concurrency, middleware and error policies of all its steps.
   queue_builder queue() { return routing_.queue(saga_.name); }
+  /// The error policies of the handler of M alone (a step or a compensation), tried before the
+  /// queue's: `saga.policies_of<credit_target>().on_exception<no_account>().retry_times(2)`.
+  template <message M>
+  error_policies& policies_of() {
+    return routing_.handler_policies(std::string{type_name_of<M>()});
+  }
 
 private:
   routing& routing_;
