@@ -85,17 +85,20 @@ statements::statements(std::string_view schema) {
   // scan, so only the keys of rows up to the limit are locked. A keyed row is taken only when
   // no earlier row of its key waits (one probe of incoming_keyed): a scan that skipped a key's
   // first rows while another transaction held the key must not take its later rows once that
-  // transaction commits. A batch therefore holds one envelope per key.
+  // transaction commits. A batch therefore holds one envelope per key, and a key's envelopes go
+  // in the order stored whatever their priorities.
   const auto claimed_columns = fmt::format(
     "id::text, queue, message_type, body, headers::text, {}, coalesce({}, 0), attempts, "
     "priority, {}, seq, coalesce(tenant, ''), coalesce(message_key, '')",
     micros_of("execution_time"), micros_of("deliver_by"), micros_of("received_at"));
+  // The head check comes first (CASE keeps that order), so that a claim locks only keys whose
+  // envelope it can take.
   const auto ready = fmt::format(
-    "r.status = '{0}' AND r.execution_time <= now() AND (r.message_key IS NULL OR "
-    "(pg_try_advisory_xact_lock(hashtextextended(r.queue || '/' || r.message_key, 0)) AND NOT "
-    "EXISTS (SELECT 1 FROM {1} e WHERE e.queue = r.queue AND e.message_key = r.message_key AND "
-    "e.status = '{0}' AND (e.priority > r.priority OR (e.priority = r.priority AND e.seq < "
-    "r.seq)))))",
+    "r.status = '{0}' AND r.execution_time <= now() AND (r.message_key IS NULL OR CASE WHEN "
+    "NOT EXISTS (SELECT 1 FROM {1} e WHERE e.queue = r.queue AND e.message_key = r.message_key "
+    "AND e.status = '{0}' AND e.seq < r.seq) THEN "
+    "pg_try_advisory_xact_lock(hashtextextended(r.queue || '/' || r.message_key, 0)) ELSE false "
+    "END)",
     st::incoming, incoming);
   // A paused queue claims nothing (a one-time check, not one per row).
   claim = fmt::format(
