@@ -32,6 +32,7 @@ struct options {
   int rounds = 3;       ///< runs of each path per case, alternating; the median is reported
   std::int64_t latency_messages = 2000;   ///< messages of the latency cases, one at a time
   std::int64_t recovery_messages = 50000; ///< backlog of the recovery case
+  std::int64_t saga_instances = 10000;    ///< sagas of the saga case (three steps each)
   std::string kafka_offsets = "kafka";    ///< where the kafka case's listener keeps its offsets
 };
 
@@ -213,7 +214,7 @@ constexpr int bank_concurrent_workers = 4;
 
 /// What a case measures: that decides its figures and which of them picks its median round.
 enum class case_kind {
-  throughput, ///< noop, bank, bank_concurrent, kafka: msgs_per_s under load
+  throughput, ///< noop, bank, bank_concurrent, saga, kafka: msgs_per_s under load
   latency,    ///< latency, latency_remote: p50_ms and p99_ms, one message at a time
   recovery,   ///< recovery: recovery_s
 };
@@ -229,8 +230,9 @@ void run_round(const options& o, const std::string& name, case_result& round);
 [[nodiscard]] case_result median_of(const std::string& name,
                                     const std::vector<case_result>& rounds);
 
-/// Runs depot's throughput path for `name` ("noop", "bank" or "bank_concurrent") with the
-/// workers per queue of `o`. Throws on setup errors.
+/// Runs depot's throughput path for `name` ("noop", "bank", "bank_concurrent", "saga" or
+/// "saga_plain", the saga case's baseline) with the workers per queue of `o`. Throws on setup
+/// errors.
 measurement run_depot_case(const options& o, const std::string& name, case_result& result);
 
 /// Runs the libpq throughput baseline doing the work of case `name` ("noop" or "bank").

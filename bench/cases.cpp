@@ -11,7 +11,7 @@ namespace bench {
 
 const std::vector<std::string>& case_names() {
   static const std::vector<std::string> names{
-    "noop", "bank", "bank_concurrent", "latency", "latency_remote", "recovery", "kafka"};
+    "noop", "bank", "bank_concurrent", "saga", "latency", "latency_remote", "recovery", "kafka"};
   return names;
 }
 
@@ -40,6 +40,10 @@ void run_round(const options& o, const std::string& name, case_result& round) {
       round.ours.note = "with 1 worker: " + round.single_worker.note;
     }
     round.baseline = run_baseline(o, "bank");
+  } else if (name == "saga") {
+    round.ours = run_depot_case(o, name, round);
+    case_result plain_round; // its drained time and envelope count are not reported
+    round.baseline = run_depot_case(o, "saga_plain", plain_round);
   } else if (name == "latency") {
     round.ours = run_latency(o, round);
     round.baseline = run_latency_baseline(o);

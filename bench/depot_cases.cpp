@@ -2,12 +2,16 @@
 //   noop: a handler that does nothing; every envelope counts.
 //   bank, bank_concurrent: the bank sample's handlers; only DebitAccount commands count, their
 //         cascades (AccountUpdated, ...) are handled at the same time.
+//   saga: --saga-instances three-step sagas (saga.hpp): the senders send their starts, the node
+//         runs the steps; every step counts, and the run ends when every saga has completed.
+//   saga_plain: saga's baseline: the same chains as plain durable handlers.
 // Latency is measured from the send commit (taken when send_all returns) to the handler start
-// (taken in a middleware), keyed by a sequence number carried in the body as "seq".
-// The end of the measurement is the commit of the last handled counted message: once every
-// counted message has started, the last envelope each worker thread started is polled in the
-// store until all of them are handled (gone from the inbox: the handling transaction deletes
-// them).
+// (taken in a middleware), keyed by a sequence number carried in the body as "seq"; in the saga
+// cases, of a chain's start to the start of its last step.
+// The end of the measurement is the commit of the last handled counted message (the saga cases:
+// the last step of each chain): once every counted message has started, the last envelope each
+// worker thread started is polled in the store until all of them are handled (gone from the
+// inbox: the handling transaction deletes them).
 #include <mutex>
 #include <thread>
 #include <unordered_map>
@@ -17,6 +21,7 @@
 #include "bank.hpp"
 #include "bench.hpp"
 #include "noop.hpp"
+#include "saga.hpp"
 
 namespace bench {
 
@@ -44,14 +49,24 @@ private:
   std::unordered_map<std::thread::id, std::string> last_;
 };
 
-/// Sends the batches b = index, index + senders, ... of the run.
-void send_batches(depot::node& n, const options& o, const std::string& name, int index,
-                  latencies& lat) {
-  const auto total = o.messages;
+/// The saga case's paths: the saga, and its baseline of plain handlers.
+bool is_saga_case(const std::string& name) {
+  return name == "saga" || name == "saga_plain";
+}
+
+/// Sends the batches b = index, index + senders, ... of the run's `total` messages.
+void send_batches(depot::node& n, const options& o, const std::string& name, std::int64_t total,
+                  int index, latencies& lat) {
   for (std::int64_t b = index; b * o.send_batch < total; b += o.senders) {
     auto first = b * o.send_batch;
     auto last = std::min(total, first + o.send_batch);
-    if (name == "noop") {
+    if (is_saga_case(name)) {
+      std::vector<chain_start> ms;
+      ms.reserve(static_cast<std::size_t>(last - first));
+      for (auto seq = first; seq < last; ++seq)
+        ms.push_back({chain_id(seq), seq});
+      n.send_all(ms);
+    } else if (name == "noop") {
       std::vector<noop> ms;
       ms.reserve(static_cast<std::size_t>(last - first));
       for (auto seq = first; seq < last; ++seq)
@@ -83,8 +98,11 @@ void send_batches(depot::node& n, const options& o, const std::string& name, int
 /// counts it.
 constexpr std::int64_t warm_up_debit = 1;
 
-void warm_up(depot::node& n, const std::string& name) {
-  if (name == "noop")
+/// Sends the warm-up of sender `index`.
+void warm_up(depot::node& n, const std::string& name, int index) {
+  if (is_saga_case(name))
+    n.send(chain_start{fmt::format("warm-up-{}", index), -1});
+  else if (name == "noop")
     n.send(noop{-1});
   else
     n.send(bank::debit_account{"acct-1", warm_up_debit});
@@ -108,10 +126,15 @@ std::string with_search_path(const std::string& db, const std::string& schema) {
 
 measurement run_depot_case(const options& o, const std::string& name, case_result& result) {
   const bool bank_case = name == "bank" || name == "bank_concurrent";
+  const bool saga_case = is_saga_case(name);
   const auto schema = fmt::format("bench_{}", name);
   const auto db = with_search_path(o.db, schema);
-  const auto counted_type = std::string{bank_case ? depot::type_name_of<bank::debit_account>()
-                                                  : depot::type_name_of<noop>()};
+  const auto counted_type = std::string{bank_case   ? depot::type_name_of<bank::debit_account>()
+                                        : saga_case ? depot::type_name_of<chain_last>()
+                                                    : depot::type_name_of<noop>()};
+  // What is sent, and how many envelopes the node handles per message sent (cascades, steps).
+  const auto sent = saga_case ? o.saga_instances : o.messages;
+  const std::uint64_t per_message = bank_case ? 2 : saga_case ? 3 : 1;
   reset_schema(o.db, schema);
   if (bank_case) {
     auto session = depot::persistence::open_session(db);
@@ -121,11 +144,15 @@ measurement run_depot_case(const options& o, const std::string& name, case_resul
     tr.commit();
   }
 
-  latencies lat{o.messages};
+  latencies lat{sent};
   last_started last;
   depot::routing app;
   if (bank_case)
     bank::register_bank(app);
+  else if (name == "saga")
+    register_chain_saga(app);
+  else if (name == "saga_plain")
+    register_chain_handlers(app);
   else
     app.handle<noop>([](const noop&, depot::context&) {});
   app.use([&](const depot::envelope& e, depot::context&, const depot::next_step& next) {
@@ -150,23 +177,23 @@ measurement run_depot_case(const options& o, const std::string& name, case_resul
   n.start();
 
   // Warm-up: one envelope per sender opens the sender connections and the handling path.
-  // Each bank warm-up handles two envelopes (a debit of warm_up_debit and its AccountUpdated).
-  const std::uint64_t per_warmup = bank_case ? 2 : 1;
+  // Each bank warm-up handles two envelopes (a debit of warm_up_debit and its AccountUpdated),
+  // each saga warm-up three (a chain of its own).
   {
     std::vector<std::thread> ts;
     for (int i = 0; i < o.senders; ++i)
-      ts.emplace_back([&] { warm_up(n, name); });
+      ts.emplace_back([&, i] { warm_up(n, name, i); });
     for (auto& t : ts)
       t.join();
   }
-  const auto warm = per_warmup * static_cast<std::uint64_t>(o.senders);
+  const auto warm = per_message * static_cast<std::uint64_t>(o.senders);
   auto deadline = clock::now() + 60s;
   while (n.stats().handled + n.stats().expired < warm && clock::now() < deadline)
     std::this_thread::sleep_for(1ms);
 
   auto probe = depot::persistence::open_session(o.db);
   measurement m;
-  m.messages = o.messages;
+  m.messages = saga_case ? sent * 3 : sent; // the saga cases count steps
   settle(o.db);
   const auto before = resources::sample(o.db);
   const auto t0 = now_ns();
@@ -176,7 +203,7 @@ measurement run_depot_case(const options& o, const std::string& name, case_resul
   for (int i = 0; i < o.senders; ++i)
     senders.emplace_back([&, i] {
       try {
-        send_batches(n, o, name, i, lat);
+        send_batches(n, o, name, sent, i, lat);
       } catch (...) {
         std::lock_guard guard{send_error_mutex};
         send_error = std::current_exception();
@@ -185,14 +212,14 @@ measurement run_depot_case(const options& o, const std::string& name, case_resul
 
   // Every counted message started: then the last one of each worker thread must commit.
   deadline = clock::now() + std::chrono::seconds{o.timeout_s};
-  while (lat.distinct() < o.messages && clock::now() < deadline) {
+  while (lat.distinct() < sent && clock::now() < deadline) {
     std::this_thread::sleep_for(200us);
     std::lock_guard guard{send_error_mutex};
     if (send_error)
       break;
   }
   std::int64_t t_end = 0;
-  if (lat.distinct() == o.messages) {
+  if (lat.distinct() == sent) {
     auto ids = last.ids();
     auto array = fmt::format("{{{}}}", fmt::join(ids, ","));
     long long unfinished = 0;
@@ -214,7 +241,7 @@ measurement run_depot_case(const options& o, const std::string& name, case_resul
     std::rethrow_exception(send_error);
 
   // Cascades: wait until every envelope sent was handled or expired.
-  const auto expected = warm + static_cast<std::uint64_t>(o.messages) * per_warmup;
+  const auto expected = warm + static_cast<std::uint64_t>(sent) * per_message;
   while (n.stats().handled + n.stats().expired < expected && clock::now() < deadline)
     std::this_thread::sleep_for(1ms);
   const auto t_drained = now_ns();
@@ -224,12 +251,12 @@ measurement run_depot_case(const options& o, const std::string& name, case_resul
   result.envelopes_handled = stats.handled;
   result.drained_s = static_cast<double>(t_drained - t0) / 1e9;
   if (t_end == 0) {
-    m.note = fmt::format("timed out: {} of {} messages started", lat.distinct(), o.messages);
+    m.note = fmt::format("timed out: {} of {} messages started", lat.distinct(), sent);
     return m;
   }
   m.ok = true;
   m.seconds = static_cast<double>(t_end - t0) / 1e9;
-  m.msgs_per_s = static_cast<double>(o.messages) / m.seconds;
+  m.msgs_per_s = static_cast<double>(m.messages) / m.seconds;
   std::tie(m.p50_ms, m.p99_ms) = lat.percentiles();
   if (stats.expired > 0)
     m.note = fmt::format("{} envelopes expired", stats.expired);
@@ -243,6 +270,23 @@ measurement run_depot_case(const options& o, const std::string& name, case_resul
     if (total != expected_total) {
       m.ok = false;
       m.note = fmt::format("balances sum to {}, expected {}", total, expected_total);
+    }
+  }
+  if (saga_case && stats.handled < expected) {
+    m.ok = false;
+    m.note = fmt::format("{} of {} steps handled", stats.handled, expected);
+  }
+  if (name == "saga") {
+    // Every saga, the warm-ups' too, completed after its three steps.
+    auto session = depot::persistence::open_session(db);
+    long long completed = 0;
+    *session << "SELECT count(*) FROM saga_chain WHERE status = 'completed' AND "
+                "(state->>'steps')::bigint = 3",
+      soci::into(completed);
+    const auto sagas = sent + o.senders;
+    if (completed != sagas) {
+      m.ok = false;
+      m.note = fmt::format("{} of {} sagas completed", completed, sagas);
     }
   }
   return m;

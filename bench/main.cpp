@@ -59,7 +59,7 @@ public:
       .add(o.messages, "messages", "messages per throughput case")
       .add(o.out, "out", "where the JSON results go")
       .add(cases_, "cases",
-           "comma-separated cases: noop, bank, bank_concurrent, latency, latency_remote, "
+           "comma-separated cases: noop, bank, bank_concurrent, saga, latency, latency_remote, "
            "recovery, kafka (default: all)")
       .add(o.batch_size, "batch-size", "envelopes claimed and handled per transaction")
       .add(o.send_batch, "send-batch", "messages per send transaction")
@@ -68,6 +68,7 @@ public:
       .add(o.accounts, "accounts", "accounts of the bank cases")
       .add(o.latency_messages, "latency-messages", "messages of the latency cases, one at a time")
       .add(o.recovery_messages, "recovery-messages", "backlog of the recovery case")
+      .add(o.saga_instances, "saga-instances", "sagas of the saga case, three steps each")
       .add(o.kafka_offsets, "kafka-offsets",
            "where the kafka case's listener keeps its offsets: kafka or postgres")
       .add(o.timeout_s, "timeout", "seconds before a case gives up")
@@ -206,6 +207,7 @@ void write_json(const std::string& path, const machine_info& mi, const options& 
   integer("bank_concurrent_workers", bench::bank_concurrent_workers);
   integer("latency_messages", o.latency_messages);
   integer("recovery_messages", o.recovery_messages);
+  integer("saga_instances", o.saga_instances);
   integer("baseline_producers", 1);
   integer("baseline_consumers", 1);
   w.EndObject();
@@ -325,10 +327,10 @@ int main(int argc, char** argv) {
       throw std::invalid_argument{"no database: set DEPOT_DB or --db"};
     if (o.messages < 1 || o.batch_size < 1 || o.send_batch < 1 || o.senders < 1 ||
         o.concurrency < 1 || o.accounts < 1 || o.rounds < 1 || o.latency_messages < 1 ||
-        o.recovery_messages < 1)
+        o.recovery_messages < 1 || o.saga_instances < 1)
       throw std::invalid_argument{
-        "messages, latency-messages, recovery-messages, batch sizes, senders, concurrency, "
-        "accounts and rounds must be at least 1"};
+        "messages, latency-messages, recovery-messages, saga-instances, batch sizes, senders, "
+        "concurrency, accounts and rounds must be at least 1"};
     const auto& known = bench::case_names();
     for (const auto& c : o.cases)
       if (std::find(known.begin(), known.end(), c) == known.end())
@@ -348,9 +350,11 @@ int main(int argc, char** argv) {
       "settings: {} messages per throughput case; node batch-size {}, concurrency {} per queue, "
       "{} sender thread(s) x {} per send; baseline: 1 producer (COPY x {}), "
       "1 consumer (DELETE ... SKIP LOCKED x {}); bank: {} accounts (bank_concurrent: {} and 1 "
-      "worker per queue); latency: {} messages; recovery: {} messages\n",
+      "worker per queue); saga: {} sagas of 3 steps (baseline: as plain handlers); latency: {} "
+      "messages; recovery: {} messages\n",
       o.messages, o.batch_size, o.concurrency, o.senders, o.send_batch, o.send_batch, o.batch_size,
-      o.accounts, bench::bank_concurrent_workers, o.latency_messages, o.recovery_messages);
+      o.accounts, bench::bank_concurrent_workers, o.saga_instances, o.latency_messages,
+      o.recovery_messages);
     std::fflush(stdout);
     std::vector<bench::case_result> results;
     bool ok = true;
