@@ -1,5 +1,5 @@
 // Saga rows: one table per saga type (saga_<name>), created by `db apply`. In a handling
-// transaction the store loads a saga with its row locked and saves it with a version check; for
+// transaction the store loads a saga and saves it with a version check; for
 // operators it lists and shows sagas; the durability agent removes finished ones past their
 // retention. A view over one connection. Blocks on Postgres.
 #pragma once
@@ -29,7 +29,7 @@ struct saga_summary {
 };
 
 /// The saga rows of one connection's transactions. A transaction's rows are read once (a batch
-/// preloads the sagas of its envelopes in one statement, each row locked) and kept in memory;
+/// preloads the sagas of its envelopes in one statement) and kept in memory;
 /// what a handling saves is staged until the handling succeeded (accept) or failed (discard),
 /// and the transaction's changed rows are written in one statement per saga type (flush) before
 /// it commits.
@@ -39,12 +39,12 @@ public:
 
   // -- in a handling transaction (store_access) -----------------------------------------------
   bool cancel_scheduled(const std::string& id) override;
-  /// The saga as this transaction sees it: locked, with what it saved so far.
+  /// The saga as this transaction sees it, with what it saved so far.
   std::optional<saga_row> load_saga(const saga_definition& saga, const std::string& id) override;
   /// Stages `row` (its version + 1) until accept or discard.
   void save_saga(const saga_definition& saga, saga_row& row) override;
 
-  /// Reads and locks the sagas `ids` of type `saga` not read yet, in one statement.
+  /// Reads the sagas `ids` of type `saga` not read yet, in one statement.
   void preload(const saga_definition& saga, const std::vector<std::string>& ids);
   /// The handling that staged rows succeeded: they are the transaction's now.
   void accept();
@@ -79,8 +79,7 @@ private:
     bool dirty = false;
   };
 
-  std::vector<saga_row> select(const saga_definition& saga, const std::vector<std::string>& ids,
-                               bool lock);
+  std::vector<saga_row> select(const saga_definition& saga, const std::vector<std::string>& ids);
 
   connection& conn_;
   std::map<key, entry> cache_;

@@ -33,7 +33,7 @@ public:
   /// Removes the waiting envelope `id` (scheduled, or ready and not claimed); false when there
   /// is none.
   virtual bool cancel_scheduled(const std::string& id) = 0;
-  /// The saga `id`, locked until the transaction ends; nullopt when it does not exist.
+  /// The saga `id` as this transaction sees it; nullopt when it does not exist.
   virtual std::optional<saga_row> load_saga(const saga_definition& saga, const std::string& id) = 0;
   /// Stores `row`: inserts it when it is new (version 0), else updates it; bumps its version.
   virtual void save_saga(const saga_definition& saga, saga_row& row) = 0;

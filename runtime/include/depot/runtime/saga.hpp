@@ -1,6 +1,6 @@
 // Sagas: long-running processes written as a state struct plus handlers. Each step loads the
-// saga's state row (locked for the handling transaction), runs its handler, and saves the state
-// with the messages it sent and the completion of its envelope, in one transaction. Steps record
+// saga's state row, runs its handler, and saves the state (checking the version it loaded) with
+// the messages it sent and the completion of its envelope, in one transaction. Steps record
 // their compensations; on failure, cancel or timeout the saga runs them in reverse order, each
 // as a durable envelope. Timeouts are durable scheduled envelopes.
 //
@@ -8,8 +8,7 @@
 //     DEPOT_MESSAGE(transfer, "transfer.state", transfer_id, from, to, amount)
 //
 //     app.saga<transfer>("transfer")
-//       .starts<start_transfer>([](const start_transfer& m, transfer& s, depot::saga_context& ctx)
-//       {
+//       .starts<start_transfer>([](const start_transfer& m, transfer& s, auto& ctx) {
 //         ...  // reserve the amount on the source
 //         ctx.compensate_with(release_reservation{m.transfer_id});
 //         ctx.send(credit_target{m.transfer_id});
