@@ -73,9 +73,12 @@ std::size_t inbox_processor::process_batch() {
   }
   const bool fallback = permit == kind::fallback;
   std::vector<std::string> ids;
+  keyed_ = false;
   {
     unit_of_work uow{conn_};
     auto batch = inbox_.claim(queue_.name, permit == kind::probe ? 1 : settings_.batch_size);
+    keyed_ =
+      std::any_of(batch.begin(), batch.end(), [](const envelope& e) { return !e.key.empty(); });
     if (batch.empty()) {
       if (permit == kind::probe)
         breaker_->give_back_probe();
