@@ -4,6 +4,7 @@
 
 #include <chrono>
 
+#include <fmt/format.h>
 #include <soci/soci.h>
 
 namespace bank {
@@ -92,6 +93,27 @@ void seed(soci::session& db, std::int64_t n, std::int64_t balance, std::int64_t 
         "generate_series(1, :n) AS i ON CONFLICT (id) DO UPDATE SET balance = excluded.balance, "
         "minimum_threshold = excluded.minimum_threshold",
     soci::use(b, "b"), soci::use(t, "t"), soci::use(count, "n");
+}
+
+depot::command seed_command(seeding& s) {
+  return {{"seed"},
+          "",
+          "create or reset accounts acct-1 ... acct-N",
+          [&s](depot::command_options& opts) {
+            opts.add(s.accounts, "accounts", "number of accounts");
+            opts.add(s.balance, "balance", "starting balance of each account");
+            opts.add(s.threshold, "threshold", "minimum threshold of each account");
+          },
+          [&s](depot::command_env& env) {
+            auto db = env.open_session();
+            soci::transaction tr{*db};
+            create_tables(*db);
+            seed(*db, s.accounts, s.balance, s.threshold);
+            tr.commit();
+            fmt::print("seeded {} accounts (balance {}, threshold {})\n", s.accounts, s.balance,
+                       s.threshold);
+            return depot::exit_code::ok;
+          }};
 }
 
 void register_bank(depot::routing& app) {

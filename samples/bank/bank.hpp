@@ -61,6 +61,18 @@ void create_tables(soci::session& db);
 /// Creates or resets accounts acct-1 ... acct-n.
 void seed(soci::session& db, std::int64_t n, std::int64_t balance, std::int64_t threshold);
 
+/// The accounts `seed` makes: acct-1 ... acct-<accounts>, each with `balance` and `threshold`.
+struct seeding {
+  std::int64_t accounts = 250;
+  std::int64_t balance = 1000;
+  std::int64_t threshold = 200;
+};
+
+/// The `seed` command of the node binaries that use the accounts table: creates the tables and
+/// creates or resets the accounts `s` describes (its options bind to `s`, which must outlive
+/// the command).
+depot::command seed_command(seeding& s);
+
 /// Registers the bank's handlers.
 void register_bank(depot::routing& app);
 

@@ -18,10 +18,7 @@ namespace {
 
 using namespace std::chrono;
 
-struct seed_options {
-  std::int64_t accounts = 250;
-  std::int64_t balance = 1000;
-  std::int64_t threshold = 200;
+struct seed_options : bank::seeding {
   std::int64_t messages = 10000;
 };
 
@@ -322,24 +319,7 @@ int main(int argc, char** argv) {
       bank::register_kafka(routes);
   });
   seed_options o;
-  cli.add_command({{"seed"},
-                   "",
-                   "create or reset accounts acct-1 ... acct-N",
-                   [&o](depot::command_options& opts) {
-                     opts.add(o.accounts, "accounts", "number of accounts");
-                     opts.add(o.balance, "balance", "starting balance of each account");
-                     opts.add(o.threshold, "threshold", "minimum threshold of each account");
-                   },
-                   [&o](depot::command_env& env) {
-                     auto db = env.open_session();
-                     soci::transaction tr{*db};
-                     bank::create_tables(*db);
-                     bank::seed(*db, o.accounts, o.balance, o.threshold);
-                     tr.commit();
-                     fmt::print("seeded {} accounts (balance {}, threshold {})\n", o.accounts,
-                                o.balance, o.threshold);
-                     return depot::exit_code::ok;
-                   }});
+  cli.add_command(bank::seed_command(o));
   cli.add_command({{"demo"},
                    "",
                    "reset the sample, send debits through a node, verify every effect",

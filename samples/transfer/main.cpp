@@ -15,13 +15,6 @@ namespace {
 
 using namespace std::chrono;
 
-/// The bank's seed command, with its defaults.
-struct seed_options {
-  std::int64_t accounts = 250;
-  std::int64_t balance = 1000;
-  std::int64_t threshold = 200;
-};
-
 struct demo_options {
   std::int64_t accounts = 50;
   std::int64_t balance = 1000;
@@ -323,26 +316,9 @@ int main(int argc, char** argv) {
   transfer::register_transfer(app, settings);
   depot::cli cli{"transfer", app};
   cli.on_db_apply(bank::create_tables);
-  seed_options seeding;
+  bank::seeding seeding;
   demo_options o;
-  cli.add_command({{"seed"},
-                   "",
-                   "create or reset accounts acct-1 ... acct-N",
-                   [&seeding](depot::command_options& opts) {
-                     opts.add(seeding.accounts, "accounts", "number of accounts");
-                     opts.add(seeding.balance, "balance", "starting balance of each account");
-                     opts.add(seeding.threshold, "threshold", "minimum threshold of each account");
-                   },
-                   [&seeding](depot::command_env& env) {
-                     auto db = env.open_session();
-                     soci::transaction tr{*db};
-                     bank::create_tables(*db);
-                     bank::seed(*db, seeding.accounts, seeding.balance, seeding.threshold);
-                     tr.commit();
-                     fmt::print("seeded {} accounts (balance {}, threshold {})\n", seeding.accounts,
-                                seeding.balance, seeding.threshold);
-                     return depot::exit_code::ok;
-                   }});
+  cli.add_command(bank::seed_command(seeding));
   cli.add_command({{"demo"},
                    "",
                    "reset the accounts, run transfers (some failing) through a node, verify "
