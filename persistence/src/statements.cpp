@@ -91,14 +91,16 @@ statements::statements(std::string_view schema) {
     "id::text, queue, message_type, body, headers::text, {}, coalesce({}, 0), attempts, "
     "priority, {}, seq, coalesce(tenant, ''), coalesce(message_key, '')",
     micros_of("execution_time"), micros_of("deliver_by"), micros_of("received_at"));
-  // The head check comes first (CASE keeps that order), so that a claim locks only keys whose
-  // envelope it can take.
+  // The lock is tried first (CASE keeps that order): rows of keys other transactions hold, which
+  // every scan passes while other workers run, are skipped at the price of a lookup in shared
+  // memory, and only rows of keys this claim holds pay the probe. It walks back from the row, so
+  // a key's second row in the batch finds its first at once. A lock taken for a row the probe
+  // then refuses is kept only when its key's holder committed during the scan.
   const auto ready = fmt::format(
     "r.status = '{0}' AND r.execution_time <= now() AND (r.message_key IS NULL OR CASE WHEN "
-    "NOT EXISTS (SELECT 1 FROM {1} e WHERE e.queue = r.queue AND e.message_key = r.message_key "
-    "AND e.status = '{0}' AND e.seq < r.seq) THEN "
-    "pg_try_advisory_xact_lock(hashtextextended(r.queue || '/' || r.message_key, 0)) ELSE false "
-    "END)",
+    "pg_try_advisory_xact_lock(hashtextextended(r.queue || '/' || r.message_key, 0)) THEN NOT "
+    "EXISTS (SELECT 1 FROM {1} e WHERE e.queue = r.queue AND e.message_key = r.message_key AND "
+    "e.status = '{0}' AND e.seq < r.seq ORDER BY e.seq DESC LIMIT 1) ELSE false END)",
     st::incoming, incoming);
   // A paused queue claims nothing (a one-time check, not one per row).
   claim = fmt::format(
