@@ -138,7 +138,7 @@ void inbox_processor::run_one(const envelope& e, outcome& out, bool fallback) {
     e, &conn_.session(), routes_, settings_.service, sent, &conn_.handler_statements(), &store};
   try {
     (fallback ? fallback_ : handler_)->invoke(e, ctx);
-    if (!e.headers.empty())
+    if (!routes_.sagas().empty()) // without sagas there is no compensation to report
       detail::report_compensation(queue_.saga, e, ctx);
   } catch (...) {
     sagas_.discard(); // what it saved rolls back with it
@@ -393,7 +393,7 @@ void inbox_processor::carry_out(const envelope& e, const failure_decision& d, ou
 }
 
 bool inbox_processor::saga_compensates(const envelope& e, const failure_decision& d, outcome& out) {
-  if (queue_.saga == nullptr && e.headers.empty())
+  if (routes_.sagas().empty())
     return false;
   outgoing_envelopes sent;
   batch_store store{sagas_, out.sent};

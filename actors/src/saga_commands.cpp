@@ -3,8 +3,6 @@
 #include "saga_commands.hpp"
 
 #include <fmt/format.h>
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
 
 #include "depot/persistence/saga_store.hpp"
 #include "depot/transports/local.hpp"
@@ -27,26 +25,28 @@ std::string age(micros since) {
   return fmt::format("{}s", s);
 }
 
-std::string to_json(const saga_summary& s) {
-  rapidjson::StringBuffer out;
-  rapidjson::Writer<rapidjson::StringBuffer> w{out};
-  auto text = [&w](const char* key, const std::string& value) {
-    w.Key(key);
-    w.String(value.data(), static_cast<rapidjson::SizeType>(value.size()));
-  };
-  w.StartObject();
-  text("type", s.type);
-  text("id", s.id);
-  text("status", to_string(s.status));
-  text("reason", s.reason);
-  text("created", iso8601(s.created));
-  text("updated", iso8601(s.updated));
-  w.Key("age_s");
-  w.Int64((now_micros() - s.created) / 1'000'000);
-  w.Key("pending_compensations");
-  w.Uint64(s.pending_compensations);
-  w.EndObject();
-  return out.GetString();
+/// One line of `sagas list --json`.
+struct saga_line {
+  std::string type, id, status, reason, created, updated;
+  std::int64_t age_s = 0;
+  std::int64_t pending_compensations = 0;
+};
+DEPOT_MESSAGE(saga_line, "depot.saga-line", type, id, status, reason, created, updated, age_s,
+              pending_compensations)
+
+std::string json_line(const saga_summary& s) {
+  return depot::to_json(saga_line{s.type, s.id, to_string(s.status), s.reason, iso8601(s.created),
+                                  iso8601(s.updated), (now_micros() - s.created) / 1'000'000,
+                                  static_cast<std::int64_t>(s.pending_compensations)});
+}
+
+/// The saga the command names, or nullopt after saying on stderr that there is none.
+std::optional<saga_row> find_saga(persistence::connection& store, const saga_definition& saga,
+                                  const std::string& id) {
+  auto row = persistence::saga_store{store}.find(saga, id);
+  if (!row)
+    fmt::print(stderr, "no saga {} {}\n", saga.name, id);
+  return row;
 }
 
 const saga_definition& saga_named(const routing& app, const std::string& name) {
@@ -133,7 +133,7 @@ std::vector<command> saga_commands(store_opener open) {
          fmt::print("{:<16} {:<40} {:<13} {:<12} {}\n", "type", "id", "status", "age", "reason");
        for (const auto& s : sagas) {
          if (list->json)
-           fmt::print("{}\n", to_json(s));
+           fmt::print("{}\n", json_line(s));
          else
            fmt::print("{:<16} {:<40} {:<13} {:<12} {}\n", s.type, s.id, to_string(s.status),
                       age(s.created), s.reason);
@@ -149,11 +149,9 @@ std::vector<command> saga_commands(store_opener open) {
                           throw usage_error{"sagas show takes <type> <id>"};
                         const auto& saga = saga_named(env.app, env.args[0]);
                         auto store = open(env.settings);
-                        auto row = persistence::saga_store{*store}.find(saga, env.args[1]);
-                        if (!row) {
-                          fmt::print(stderr, "no saga {} {}\n", saga.name, env.args[1]);
+                        auto row = find_saga(*store, saga, env.args[1]);
+                        if (!row)
                           return exit_code::failure;
-                        }
                         show(saga, *row);
                         return exit_code::ok;
                       }});
@@ -167,11 +165,9 @@ std::vector<command> saga_commands(store_opener open) {
          throw usage_error{"sagas cancel takes <type> <id>"};
        const auto& saga = saga_named(env.app, env.args[0]);
        auto store = open(env.settings);
-       auto row = persistence::saga_store{*store}.find(saga, env.args[1]);
-       if (!row) {
-         fmt::print(stderr, "no saga {} {}\n", saga.name, env.args[1]);
+       auto row = find_saga(*store, saga, env.args[1]);
+       if (!row)
          return exit_code::failure;
-       }
        if (row->status != saga_status::running) {
          fmt::print(stderr, "saga {} {} is {}: only a running saga can be cancelled\n", saga.name,
                     row->id, to_string(row->status));
