@@ -53,6 +53,9 @@ inline constexpr std::string_view dead = "dead";
   return static_cast<int>(h & 0x7fffffff);
 }
 
+/// The setting, local to a handling transaction, in which a claim notes the seqs it took.
+inline constexpr std::string_view claim_memo = "depot.claimed";
+
 /// The key of the transaction lock that serialises schema migrations of one schema.
 [[nodiscard]] inline std::string migration_lock(std::string_view schema) {
   return "depot.schema." + std::string{schema};
