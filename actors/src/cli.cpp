@@ -17,6 +17,7 @@
 #include <fmt/format.h>
 #include <soci/soci.h>
 
+#include "cluster_commands.hpp"
 #include "dead_letter_commands.hpp"
 #include "depot/actors/node.hpp"
 #include "depot/persistence/embedded_postgres.hpp"
@@ -506,7 +507,7 @@ void cli::impl::add_builtins() {
                         return exit_code::ok;
                       }});
   auto open = [this](const node_settings& s) { return open_provisioned_store(s); };
-  for (auto* group : {dead_letter_commands, saga_commands})
+  for (auto* group : {dead_letter_commands, saga_commands, cluster_commands})
     for (auto& c : group(open))
       commands.push_back(std::move(c));
 }
@@ -521,9 +522,11 @@ int cli::impl::describe(command_env& env) const {
     for (const auto& [t, h] : q.handlers)
       types.push_back(t);
     std::sort(types.begin(), types.end());
-    fmt::print("  {:<36} {:<8} workers {:<3} {}: {}\n", q.name, to_string(q.mode),
-               env.settings.concurrency_of(q.name, q.concurrency),
-               q.make_state ? "handler actor" : "handler functions", fmt::join(types, ", "));
+    const bool served = env.settings.serves(q.name); // see --queues
+    fmt::print("  {:<36} {:<8} workers {:<3} {}: {}{}\n", q.name, to_string(q.mode),
+               served ? env.settings.concurrency_of(q.name, q.concurrency) : 0,
+               q.make_state ? "handler actor" : "handler functions", fmt::join(types, ", "),
+               served ? "" : " (not served by this node)");
   }
   fmt::print("routes:\n");
   for (const auto& t : app.message_types()) {

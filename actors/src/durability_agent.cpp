@@ -31,9 +31,19 @@ void agent_tick(caf::stateful_actor<agent_state>* self, node_context& node) {
       log(log_level::info, "durability agent: database connection is back");
     }
     st.connected = true;
+    if (!node.leader())
+      return; // the leader's work
     persistence::inbox inbox{*st.conn};
     persistence::node_registry registry{*st.conn};
-    node.wake(inbox.promote_due());
+    // The nodes serving what became ready hear it: this one directly, the others through
+    // the notification.
+    auto tell = [&](const std::vector<std::string>& ready) {
+      if (ready.empty())
+        return;
+      node.wake(ready);
+      inbox.notify_ready({ready.begin(), ready.end()}, node.number());
+    };
+    tell(inbox.promote_due());
     auto dead = registry.recover_stale(
       std::chrono::duration_cast<std::chrono::microseconds>(s.stale_after).count());
     if (!dead.empty()) {
@@ -43,7 +53,7 @@ void agent_tick(caf::stateful_actor<agent_state>* self, node_context& node) {
       std::vector<std::string> queues;
       for (const auto& q : node.app().queues())
         queues.push_back(q.name);
-      node.wake(queues);
+      tell(queues);
     }
     auto now = now_micros();
     auto interval = std::chrono::duration_cast<std::chrono::microseconds>(s.cleanup_interval);

@@ -20,9 +20,13 @@ std::vector<supervised> heartbeat::actors(node_context& node) {
   auto beat = [this, &node](caf::stateful_actor<heartbeat_state>* self) {
     auto& st = self->state;
     auto& conn = *lock_holder_;
+    auto& cluster = *cluster_;
     persistence::node_registry registry{conn};
     try {
       if (!st.connected) {
+        if (cluster.leader.exchange(false))
+          log(log_level::warning, "node {} lost the leader's lock with its connection",
+              self_.number);
         conn.reconnect();
         if (!registry.lock_number(self_.number))
           log(log_level::error, "node id {} was taken over while the database was unreachable",
@@ -31,7 +35,19 @@ std::vector<supervised> heartbeat::actors(node_context& node) {
         log(log_level::info, "heartbeat: database connection is back");
       }
       auto h = node.health();
-      registry.heartbeat(self_, version_, {to_string(h.status), h.reason});
+      registry.heartbeat(self_, version_, {to_string(h.status), h.reason}, cluster.presence());
+      if (!cluster.leader && registry.try_lead()) {
+        cluster.leader = true;
+        log(log_level::info, "node {} leads the cluster", self_.number);
+      }
+      std::vector<int> numbers;
+      std::vector<std::string> uris;
+      for (auto& m : registry.members()) {
+        numbers.push_back(m.number);
+        uris.push_back(std::move(m.presence.uri));
+      }
+      if (auto a = cluster.node_actor())
+        caf::anon_send(a, members_atom::value, std::move(numbers), std::move(uris));
     } catch (const persistence::db_error& e) {
       if (st.connected)
         log(log_level::warning, "heartbeat: database {} ({}); retrying", to_string(e.kind()),

@@ -13,7 +13,9 @@
 #include <unordered_map>
 
 #include <caf/all.hpp>
+#include <caf/io/middleman.hpp>
 
+#include "cluster.hpp"
 #include "depot/actors/service.hpp"
 #include "depot/persistence/node_registry.hpp"
 #include "depot/persistence/retry.hpp"
@@ -50,8 +52,11 @@ struct node::impl final : dispatch_sink, node_context {
   std::unique_ptr<caf::actor_system> system;
   std::unique_ptr<connection> registration; // holds the node's advisory lock; the heartbeat's
   persistence::node_registration self;
+  std::shared_ptr<cluster_view> cluster = std::make_shared<cluster_view>();
+  caf::actor node_actor; // published for the peers; not supervised: its failure fails the node
+  bool middleman_loaded = false;
   queue_workers workers{*this};
-  heartbeat beat{registration, self, version};
+  heartbeat beat{registration, self, version, cluster};
   durability_agent agent;
   wake_listener listener;
   std::vector<std::unique_ptr<service>> services; // the application's
@@ -112,6 +117,11 @@ struct node::impl final : dispatch_sink, node_context {
   [[nodiscard]] node_health health() const override {
     return failures ? failures->health() : node_health{};
   }
+  [[nodiscard]] bool leader() const override { return cluster->leader; }
+
+  /// Spawns the node actor and publishes it at cluster-host:cluster-port; its address goes
+  /// into the node's row with the next heartbeat.
+  void publish_node_actor();
 
   // -- dispatch_sink --------------------------------------------------------------------------
 
@@ -238,6 +248,23 @@ void node::impl::check_connection_budget(const std::vector<service*>& all) {
       budget.used)};
 }
 
+void node::impl::publish_node_actor() {
+  const auto& s = settings_;
+  node_actor = spawn_node_actor(*system, self.number, cluster);
+  node_actor->attach_functor([record = failures, n = self.number](const caf::error& reason) {
+    if (reason && reason != caf::exit_reason::user_shutdown)
+      record->fail(fmt::format("the node actor of node {} failed: {}", n, to_string(reason)));
+  });
+  auto port = system->middleman().publish(node_actor, static_cast<std::uint16_t>(s.cluster_port),
+                                          s.cluster_host.c_str());
+  if (!port)
+    throw startup_error{
+      fmt::format("cannot listen for cluster peers on {}:{} (--cluster-host, --cluster-port): {}",
+                  s.cluster_host, s.cluster_port, system->render(port.error()))};
+  cluster->set_uri(fmt::format("{}:{}", s.cluster_host, *port));
+  cluster->set_node_actor(node_actor);
+}
+
 void node::start() {
   auto& d = *impl_;
   if (d.running)
@@ -273,6 +300,13 @@ void node::start() {
     }
     for (auto* x : d.all_services())
       x->stopped();
+    if (d.node_actor) {
+      caf::anon_send_exit(d.node_actor, caf::exit_reason::user_shutdown);
+      d.node_actor = caf::actor{};
+    }
+    d.cluster->set_node_actor({});
+    d.cluster->leader = false;
+    d.system.reset(); // waits for the actors spawned so far
     d.registration.reset();
   };
   try {
@@ -299,8 +333,15 @@ void node::start() {
       throw startup_error{e.what()};
     }
     d.check_connection_budget(all);
-    d.self = persistence::node_registry{*d.registration}.register_node(s.node_id, "", version);
+    persistence::node_registry registry{*d.registration};
+    d.self = registry.register_node(s.node_id, "", version);
     registered = true;
+    d.cluster->leader = registry.try_lead();
+    std::vector<std::string> served;
+    for (const auto& q : d.app_.queues())
+      if (s.serves(q.name))
+        served.push_back(q.name);
+    d.cluster->set_queues(std::move(served));
     std::vector<supervised> actors;
     for (auto* x : all)
       for (auto& a : x->actors(d))
@@ -309,8 +350,13 @@ void node::start() {
       d.own_config = std::make_unique<caf::actor_system_config>();
       d.config = d.own_config.get();
     }
+    if (!d.middleman_loaded) { // peers talk to the node actor through CAF's middleman
+      d.config->load<caf::io::middleman>();
+      d.middleman_loaded = true;
+    }
     d.system = std::make_unique<caf::actor_system>(*d.config);
     d.failures = std::make_shared<failure_record>(s.max_restarts, s.restart_window);
+    d.publish_node_actor();
     d.supervisor = spawn_supervisor(*d.system, std::move(actors), d.failures);
   } catch (const db_error& e) {
     undo();
@@ -324,8 +370,9 @@ void node::start() {
   for (const auto& q : d.app_.queues())
     all_queues.push_back(q.name);
   d.wake(all_queues); // drain what waited while no node ran
-  log(log_level::info, "node {} started: {} queue(s), {} service(s), schema {}", d.self.number,
-      d.app_.queues().size(), all.size(), s.schema);
+  log(log_level::info, "node {} started: {} queue(s), {} service(s), schema {}, cluster {}{}",
+      d.self.number, d.app_.queues().size(), all.size(), s.schema, d.cluster->presence().uri,
+      d.cluster->leader ? " (leader)" : "");
 }
 
 void node::stop() {
@@ -335,8 +382,12 @@ void node::stop() {
   d.running = false;
   // The supervisor stops every actor it runs, and restarts none from then on.
   caf::anon_send_exit(d.supervisor, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(d.node_actor, caf::exit_reason::user_shutdown);
+  d.cluster->set_node_actor({});
+  d.node_actor = caf::actor{};
   d.system->await_all_actors_done();
   d.supervisor = caf::actor{};
+  d.cluster->leader = false;
   for (auto* s : d.all_services())
     s->stopped();
   try {

@@ -156,9 +156,15 @@ void queue_workers::plan(const routing& app, const node_settings& s) {
         fmt::format("--queue-concurrency names queue '{}', which this "
                     "node does not serve (see describe)",
                     name)};
+  for (const auto& name : s.named_queues())
+    if (app.find_queue(name) == nullptr)
+      throw std::invalid_argument{
+        fmt::format("--queues names queue '{}', which the application does not have (see "
+                    "describe)",
+                    name)};
   for (const auto& q : app.queues()) {
-    auto n = s.concurrency_of(q.name, q.concurrency);
-    if (n == 0)
+    auto n = s.serves(q.name) ? s.concurrency_of(q.name, q.concurrency) : 0;
+    if (n == 0 && s.serves(q.name))
       log(log_level::warning,
           "queue {} has no worker on this node (concurrency 0): its "
           "envelopes wait for another node",

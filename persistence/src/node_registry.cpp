@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "depot/persistence/names.hpp"
+#include "depot/runtime/message.hpp"
 #include "pg_native.hpp"
 #include "row_codec.hpp"
 #include "statements.hpp"
@@ -48,14 +49,27 @@ node_registration node_registry::register_node(int number, std::string_view uri,
   });
 }
 
+namespace {
+
+/// A node's queues and peers, as they travel to and from Postgres.
+struct node_lists {
+  std::vector<std::string> queues;
+  std::vector<int> peers;
+};
+DEPOT_MESSAGE(node_lists, "depot.node-lists", queues, peers)
+
+} // namespace
+
 void node_registry::heartbeat(const node_registration& self, std::string_view version,
-                              const node_health_row& health) {
+                              const node_health_row& health, const node_presence& presence) {
   auto& sql = conn_.session();
   const auto& text = conn_.sql();
   guarded(sql, [&] {
     auto reason = postgres_text(health.reason);
-    soci::statement st = (sql.prepare << text.heartbeat, soci::use(health.health, "h"),
-                          soci::use(reason, "r"), soci::use(self.id, "id"));
+    auto lists = to_json(node_lists{presence.queues, presence.peers});
+    soci::statement st =
+      (sql.prepare << text.heartbeat, soci::use(health.health, "h"), soci::use(reason, "r"),
+       soci::use(presence.uri, "u"), soci::use(lists, "l"), soci::use(self.id, "id"));
     st.execute(true);
     if (st.get_affected_rows() > 0)
       return;
@@ -63,13 +77,48 @@ void node_registry::heartbeat(const node_registration& self, std::string_view ve
     auto v = std::string{version};
     soci::statement back =
       (sql.prepare << text.reinsert_node, soci::use(self.id, "id"), soci::use(self.number, "n"),
-       soci::use(v, "v"), soci::use(health.health, "h"), soci::use(reason, "r"));
+       soci::use(v, "v"), soci::use(health.health, "h"), soci::use(reason, "r"),
+       soci::use(presence.uri, "u"), soci::use(lists, "l"));
     back.execute(true);
     if (back.get_affected_rows() == 0)
       throw db_error{failure_kind::permanent, "",
                      fmt::format("node id {} was taken by another node while this one was "
                                  "unreachable; restart this node",
                                  self.number)};
+  });
+}
+
+bool node_registry::try_lead() {
+  auto& sql = conn_.session();
+  return guarded(sql, [&] {
+    int locked = 0;
+    auto cls = names::lock_class(conn_.settings().schema);
+    sql << conn_.sql().lock_leader, soci::use(cls, "c"), soci::into(locked);
+    return locked != 0;
+  });
+}
+
+std::vector<cluster_member> node_registry::members() {
+  auto& sql = conn_.session();
+  return guarded(sql, [&] {
+    std::vector<cluster_member> result;
+    auto cls = names::lock_class(conn_.settings().schema);
+    soci::rowset<soci::row> rows =
+      (sql.prepare << conn_.sql().cluster_members, soci::use(cls, "c"));
+    for (const auto& r : rows) {
+      auto& m = result.emplace_back();
+      m.number = r.get<int>(0);
+      m.presence.uri = r.get<std::string>(1);
+      m.started = r.get<long long>(2);
+      m.heartbeat = r.get<long long>(3);
+      auto lists = from_json<node_lists>(r.get<std::string>(4));
+      m.presence.queues = std::move(lists.queues);
+      m.presence.peers = std::move(lists.peers);
+      m.health = r.get<std::string>(5);
+      m.version = r.get<std::string>(6);
+      m.leader = r.get<int>(7) != 0;
+    }
+    return result;
   });
 }
 

@@ -252,14 +252,34 @@ statements::statements(std::string_view schema) {
     "INSERT INTO {} (id, number, uri, version) VALUES (:id::uuid, :n, "
     ":u, :v)",
     nodes);
+  // A node's queues and peers travel as one JSON object (node_lists).
+  const auto queues_of = "ARRAY(SELECT json_array_elements_text(:l::json->'queues'))";
+  const auto peers_of = "ARRAY(SELECT json_array_elements_text(:l::json->'peers')::integer)";
   heartbeat = fmt::format(
-    "UPDATE {} SET heartbeat = now(), health = :h, health_reason = :r WHERE "
-    "id = :id::uuid",
-    nodes);
+    "UPDATE {} SET heartbeat = now(), health = :h, health_reason = :r, uri = :u, queues = {}, "
+    "peers = {} WHERE id = :id::uuid",
+    nodes, queues_of, peers_of);
   reinsert_node = fmt::format(
-    "INSERT INTO {} (id, number, version, health, health_reason) VALUES "
-    "(:id::uuid, :n, :v, :h, :r) ON CONFLICT DO NOTHING",
-    nodes);
+    "INSERT INTO {} (id, number, version, health, health_reason, uri, queues, peers) VALUES "
+    "(:id::uuid, :n, :v, :h, :r, :u, {}, {}) ON CONFLICT DO NOTHING",
+    nodes, queues_of, peers_of);
+  // The leader holds this lock on the connection that holds its node's lock: the one shared
+  // pid tells which node leads.
+  lock_leader = fmt::format("SELECT pg_try_advisory_lock(:c, {})::int", names::leader_lock_key);
+  const auto held = [](std::string_view alias, std::string_view key) {
+    return fmt::format(
+      "{0}.locktype = 'advisory' AND {0}.objsubid = 2 AND {0}.classid = :c::oid AND {0}.objid = "
+      "({1})::oid AND {0}.granted AND {0}.database = (SELECT oid FROM pg_database WHERE datname "
+      "= current_database())",
+      alias, key);
+  };
+  cluster_members = fmt::format(
+    "SELECT n.number, n.uri, {}, {}, json_build_object('queues', n.queues, 'peers', "
+    "n.peers)::text, n.health, n.version, EXISTS (SELECT 1 FROM pg_locks a JOIN pg_locks b ON "
+    "a.pid = b.pid WHERE "
+    "{} AND {})::int FROM {} n ORDER BY n.number",
+    micros_of("n.started"), micros_of("n.heartbeat"), held("a", "n.number"),
+    held("b", std::to_string(names::leader_lock_key)), nodes);
   node_statuses = fmt::format("SELECT number, health, health_reason, {} FROM {} ORDER BY number",
                               micros_of("(now() - heartbeat)"), nodes);
   delete_node = fmt::format("DELETE FROM {} WHERE id = :id::uuid", nodes);

@@ -25,7 +25,8 @@ struct statements {
   std::string insert_dead_letter, list_dead_letters, replay_dead_letters, purge_dead_letters;
   // nodes
   std::string lock_node, lock_nodes_table, next_node_number, delete_node_number, insert_node,
-    heartbeat, reinsert_node, node_statuses, delete_node, delete_dead_nodes;
+    heartbeat, reinsert_node, node_statuses, delete_node, delete_dead_nodes, lock_leader,
+    cluster_members;
   // admin
   std::string pending, ready_capped, counts, purge, free_connections;
 };

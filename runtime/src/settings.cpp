@@ -67,6 +67,28 @@ void check_kafka_properties(const std::string& value) {
   (void)parse_properties(value);
 }
 
+void check_cluster_host(const std::string& value) {
+  if (value.empty())
+    throw invalid_setting{"--cluster-host must not be empty"};
+}
+
+/// The items of a comma-separated list, each trimmed of nothing: "a,b" -> a, b.
+std::vector<std::string> split_list(std::string_view text) {
+  std::vector<std::string> items;
+  while (!text.empty()) {
+    auto comma = text.find(',');
+    items.emplace_back(text.substr(0, comma));
+    text = comma == std::string_view::npos ? std::string_view{} : text.substr(comma + 1);
+  }
+  return items;
+}
+
+void check_queue_list(const std::string& value) {
+  for (const auto& q : split_list(value))
+    if (q.empty())
+      throw invalid_setting{fmt::format("--queues '{}' names an empty queue", value)};
+}
+
 // Where each option lives: captureless lambdas, so the table stays plain data.
 #define DEPOT_FIELD(type, expr) [](node_settings& s) -> type& { return expr; }
 
@@ -125,6 +147,12 @@ const std::vector<node_option>& node_options() {
      text{DEPOT_FIELD(std::string, s.service_uri)}},
     {"kafka-max-backlog", "a Kafka listener pauses while its queues hold more ready envelopes",
      integer{DEPOT_FIELD(int, s.kafka_max_backlog), 1, 100'000'000}},
+    {"cluster-host", "address this node's node actor listens on for its peers",
+     text{DEPOT_FIELD(std::string, s.cluster_host), check_cluster_host}},
+    {"cluster-port", "port of this node's node actor; 0 picks a free one",
+     integer{DEPOT_FIELD(int, s.cluster_port), 0, 65'535}},
+    {"queues", "the queues this node serves: QUEUE,QUEUE; unset: every queue",
+     text{DEPOT_FIELD(std::string, s.queues), check_queue_list}},
   };
   return all;
 }
@@ -238,6 +266,17 @@ void check_schema_name(const std::string& name) {
       fmt::format("schema name '{}' is not a lower-case identifier; set "
                   "--schema (DEPOT_SCHEMA) to letters, digits and '_'",
                   name)};
+}
+
+std::vector<std::string> node_settings::named_queues() const {
+  return split_list(queues);
+}
+
+bool node_settings::serves(std::string_view queue) const {
+  if (queues.empty())
+    return true;
+  auto named = named_queues();
+  return std::find(named.begin(), named.end(), queue) != named.end();
 }
 
 } // namespace depot

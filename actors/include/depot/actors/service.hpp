@@ -62,6 +62,9 @@ public:
   virtual void on_outbox(std::string transport, std::function<void()> wake) = 0;
   /// Healthy, unhealthy or failed, with the reason.
   [[nodiscard]] virtual node_health health() const = 0;
+  /// Whether this node leads the cluster: the one node that recovers dead nodes' work, promotes
+  /// due scheduled envelopes and cleans up.
+  [[nodiscard]] virtual bool leader() const = 0;
 };
 
 /// A part of a node. Add it with node::add_service before node::start.

@@ -53,6 +53,10 @@ inline constexpr std::string_view dead = "dead";
   return static_cast<int>(h & 0x7fffffff);
 }
 
+/// The second key of the session advisory lock the cluster's leader holds (after the schema's
+/// lock class; node numbers are positive and the outbox relay takes -1).
+inline constexpr int leader_lock_key = -2;
+
 /// The setting, local to a handling transaction, in which a claim notes the seqs it took.
 inline constexpr std::string_view claim_memo = "depot.claimed";
 

@@ -25,6 +25,24 @@ struct node_health_row {
   std::string reason;
 };
 
+/// What a node tells its peers in its row, with every heartbeat.
+struct node_presence {
+  std::string uri;                 ///< host:port of its node actor; "" = not listening
+  std::vector<std::string> queues; ///< the queues it serves
+  std::vector<int> peers;          ///< the nodes it is connected to
+};
+
+/// A registered node as `cluster status` shows it.
+struct cluster_member {
+  int number = 0;
+  node_presence presence;
+  micros started = 0;
+  micros heartbeat = 0; ///< its last
+  std::string health;
+  std::string version;
+  bool leader = false; ///< holds the leader's lock
+};
+
 /// A registered node as `health` shows it.
 struct node_status {
   int number = 0;
@@ -41,10 +59,17 @@ public:
   node_registration register_node(int number, std::string_view uri, std::string_view version);
   /// Takes the advisory lock that marks node `number` alive (again, after a reconnect).
   bool lock_number(int number);
-  /// Refreshes the heartbeat and the health; re-inserts the row when another node declared
-  /// this one dead.
+  /// Refreshes the heartbeat, the health and the presence; re-inserts the row when another
+  /// node declared this one dead.
   void heartbeat(const node_registration& self, std::string_view version,
-                 const node_health_row& health = {});
+                 const node_health_row& health = {}, const node_presence& presence = {});
+  /// Takes the leader's lock on this connection (the one that registered the node) unless
+  /// another connection holds it. True while this connection holds it; a lost connection loses
+  /// it, and another node takes it.
+  bool try_lead();
+  /// Every registered node with its presence, by number; the one whose connection holds the
+  /// leader's lock is marked.
+  [[nodiscard]] std::vector<cluster_member> members();
   /// Every registered node, by number.
   [[nodiscard]] std::vector<node_status> statuses();
   /// Removes the node row (clean shutdown).

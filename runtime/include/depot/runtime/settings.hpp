@@ -43,6 +43,14 @@ struct node_settings {
   std::string
     service_uri; ///< CloudEvents source of this service's events; "" = urn:depot:<service>
   int kafka_max_backlog = 10'000; ///< a Kafka listener pauses above this many ready envelopes
+  std::string cluster_host = "127.0.0.1"; ///< where this node's node actor listens for peers
+  int cluster_port = 0;                   ///< its port; 0 = a free one
+  std::string queues; ///< the queues this node serves, "a,b"; "" = every queue of the app
+
+  /// Whether this node serves `queue` (see queues).
+  [[nodiscard]] bool serves(std::string_view queue) const;
+  /// The queues named by `queues`, in order; empty when it names none (every queue).
+  [[nodiscard]] std::vector<std::string> named_queues() const;
 
   /// The CloudEvents source of this service's events.
   [[nodiscard]] std::string source_uri() const {

@@ -1,0 +1,13 @@
+// The `cluster` commands every node binary has: status.
+#pragma once
+
+#include <vector>
+
+#include "dead_letter_commands.hpp"
+
+namespace depot {
+
+/// The cluster commands, working on stores `open` gives.
+[[nodiscard]] std::vector<command> cluster_commands(store_opener open);
+
+} // namespace depot
