@@ -307,9 +307,10 @@ int run_node(command_env& env) {
   fmt::print("node {} running (schema {}); stop with SIGINT or SIGTERM\n", n.number(),
              env.settings.schema);
   std::fflush(stdout);
-  // Until a stop signal, or until the node has failed (an actor past its max-restarts).
+  // Until a stop signal, a drain request, or until the node has failed (an actor past its
+  // max-restarts).
   const timespec tick{0, 200'000'000};
-  while (sigtimedwait(&stop_signals, nullptr, &tick) < 0) {
+  while (sigtimedwait(&stop_signals, nullptr, &tick) < 0 && !n.drain_requested()) {
     if (auto h = n.health(); h.status == node_health::state::failed) {
       n.stop();
       throw std::runtime_error{"node failed: " + h.reason};

@@ -142,8 +142,8 @@ void connect(node_actor* self, int number) {
         if (i == self->state.peers.end() || i->second.uri != uri)
           return;
         retry_later(i->second);
-        log(log_level::debug, "cluster: node {} cannot reach node {} at {}: {}",
-            self->state.number, number, uri, self->system().render(e));
+        log(log_level::debug, "cluster: node {} cannot reach node {} at {}: {}", self->state.number,
+            number, uri, self->system().render(e));
       });
 }
 
@@ -197,6 +197,12 @@ caf::behavior node_actor_behavior(node_actor* self, int number,
       }
       if (changed)
         publish_peers(self);
+    },
+    [=](drain_atom) {
+      if (!self->state.view->drain_requested.exchange(true))
+        log(log_level::info, "node {}: drain requested: it finishes what it holds and stops",
+            self->state.number);
+      return caf::ok_atom::value;
     },
     [=](hello_atom, int peer) {
       auto sender = caf::actor_cast<caf::actor>(self->current_sender());

@@ -36,6 +36,8 @@ public:
 
   /// Whether this node holds the leader's lock (set by the heartbeat).
   std::atomic<bool> leader{false};
+  /// Whether an operator asked this node to drain (`cluster drain`): finish, stop, exit 0.
+  std::atomic<bool> drain_requested{false};
 
 private:
   mutable std::mutex mutex_;
@@ -47,6 +49,8 @@ private:
 using members_atom = caf::atom_constant<caf::atom("members")>;
 /// A node actor's greeting to a peer it connected to: (hello, number).
 using hello_atom = caf::atom_constant<caf::atom("hello")>;
+/// An operator's request that the node drain: (drain) -> ok.
+using drain_atom = caf::atom_constant<caf::atom("drain")>;
 
 /// Spawns the node actor of node `number`, which keeps `view`'s peers up to date.
 [[nodiscard]] caf::actor spawn_node_actor(caf::actor_system& system, int number,

@@ -1,9 +1,17 @@
 // cluster status: every registered node, where its node actor listens, what it serves, whom it
-// is connected to, and which one leads.
+// is connected to, and which one leads. cluster drain: one node finishes and stops, asked over
+// CAF. queues pause | resume: a durable pause every node serving the queue honours.
 #include "cluster_commands.hpp"
 
+#include <chrono>
+#include <thread>
+
+#include <caf/all.hpp>
+#include <caf/io/all.hpp>
 #include <fmt/format.h>
 
+#include "cluster.hpp"
+#include "depot/persistence/inbox.hpp"
 #include "depot/persistence/node_registry.hpp"
 #include "depot/runtime/message.hpp"
 
@@ -19,11 +27,56 @@ struct node_line {
   std::vector<int> peers;
   bool leader = false;
 };
-DEPOT_MESSAGE(node_line, "depot.node-line", number, uri, started, heartbeat, queues, peers,
-              leader, health, version)
+DEPOT_MESSAGE(node_line, "depot.node-line", number, uri, started, heartbeat, queues, peers, leader,
+              health, version)
 
 std::string list_or_dash(const auto& items) {
   return items.empty() ? "-" : fmt::format("{}", fmt::join(items, ","));
+}
+
+/// How long `queues pause` pauses: until resumed.
+constexpr micros until_resumed = 253'402'300'799'000'000; // 9999-12-31T23:59:59Z
+
+const queue_definition& queue_named(const routing& app, const std::string& name) {
+  if (const auto* q = app.find_queue(name))
+    return *q;
+  std::vector<std::string> names;
+  for (const auto& q : app.queues())
+    names.push_back(q.name);
+  throw usage_error{
+    fmt::format("no queue '{}' (this application has: {})", name, fmt::join(names, ", "))};
+}
+
+/// The registered node `number`, if any.
+std::optional<persistence::cluster_member> member(persistence::connection& store, int number) {
+  for (auto& m : persistence::node_registry{store}.members())
+    if (m.number == number)
+      return std::move(m);
+  return std::nullopt;
+}
+
+/// Asks node `m` over CAF to drain, as a short-lived client of the cluster; the error, if any.
+std::string ask_to_drain(const persistence::cluster_member& m) {
+  std::string host;
+  std::uint16_t port = 0;
+  if (!split_uri(m.presence.uri, host, port))
+    return fmt::format("node {} has no cluster address (uri '{}')", m.number, m.presence.uri);
+  caf::actor_system_config cfg;
+  cfg.load<caf::io::middleman>();
+  caf::actor_system system{cfg};
+  auto peer = system.middleman().remote_actor(host, port);
+  if (!peer)
+    return fmt::format("cannot reach node {} at {}: {}", m.number, m.presence.uri,
+                       system.render(peer.error()));
+  std::string failure;
+  caf::scoped_actor self{system};
+  self->request(*peer, std::chrono::seconds{5}, drain_atom::value)
+    .receive([](caf::ok_atom) {},
+             [&](caf::error& e) {
+               failure = fmt::format("node {} did not take the drain request: {}", m.number,
+                                     system.render(e));
+             });
+  return failure;
 }
 
 } // namespace
@@ -46,9 +99,9 @@ std::vector<command> cluster_commands(store_opener open) {
        for (const auto& m : members) {
          const auto& p = m.presence;
          if (*json)
-           fmt::print("{}\n", to_json(node_line{m.number, p.uri, iso8601(m.started),
-                                                iso8601(m.heartbeat), m.health, m.version,
-                                                p.queues, p.peers, m.leader}));
+           fmt::print("{}\n",
+                      to_json(node_line{m.number, p.uri, iso8601(m.started), iso8601(m.heartbeat),
+                                        m.health, m.version, p.queues, p.peers, m.leader}));
          else
            fmt::print("{:<7} {:<6} {:<22} {:<27} {:<27} {:<20} {}\n", m.number,
                       m.leader ? "yes" : "", p.uri.empty() ? "-" : p.uri, iso8601(m.started),
@@ -56,6 +109,76 @@ std::vector<command> cluster_commands(store_opener open) {
        }
        if (!*json && members.empty())
          fmt::print("no node is running\n");
+       return exit_code::ok;
+     }});
+  auto timeout = std::make_shared<std::int64_t>(60);
+  commands.push_back(
+    {{"cluster", "drain"},
+     "<node>",
+     "ask node <node> (its number) to finish what it holds, stop claiming and exit 0; waits "
+     "until it has stopped",
+     [timeout](command_options& o) {
+       o.add(*timeout, "timeout", "seconds to wait for the node to stop (default 60)");
+     },
+     [open, timeout](command_env& env) {
+       if (env.args.size() != 1)
+         throw usage_error{"cluster drain takes <node>, a node number (see cluster status)"};
+       int number = 0;
+       try {
+         number = std::stoi(env.args[0]);
+       } catch (const std::exception&) {
+         throw usage_error{fmt::format("cluster drain: '{}' is not a node number", env.args[0])};
+       }
+       auto store = open(env.settings);
+       auto m = member(*store, number);
+       if (!m)
+         throw std::runtime_error{fmt::format("no node {} is running", number)};
+       if (auto failure = ask_to_drain(*m); !failure.empty())
+         throw std::runtime_error{failure};
+       auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{*timeout};
+       while (member(*store, number)) {
+         if (std::chrono::steady_clock::now() >= deadline)
+           throw std::runtime_error{
+             fmt::format("node {} was asked to drain but still runs after {} s", number, *timeout)};
+         std::this_thread::sleep_for(std::chrono::milliseconds{100});
+       }
+       fmt::print("node {} drained and stopped\n", number);
+       return exit_code::ok;
+     }});
+  auto reason = std::make_shared<std::string>("paused by an operator");
+  commands.push_back(
+    {{"queues", "pause"},
+     "<queue>",
+     "stop every node claiming from <queue> until it is resumed (durable: a node that starts "
+     "later honours it)",
+     [reason](command_options& o) { o.add(*reason, "reason", "why, shown by storage counts"); },
+     [open, reason](command_env& env) {
+       if (env.args.size() != 1)
+         throw usage_error{"queues pause takes <queue>"};
+       const auto& q = queue_named(env.app, env.args[0]);
+       auto store = open(env.settings);
+       persistence::inbox{*store}.pause_queue(q.name, until_resumed, *reason);
+       fmt::print("queue {} paused on every node until resumed\n", q.name);
+       return exit_code::ok;
+     }});
+  commands.push_back(
+    {{"queues", "resume"},
+     "<queue>",
+     "let every node serving <queue> claim from it again (also ends a pause an error policy "
+     "set)",
+     {},
+     [open](command_env& env) {
+       if (env.args.size() != 1)
+         throw usage_error{"queues resume takes <queue>"};
+       const auto& q = queue_named(env.app, env.args[0]);
+       auto store = open(env.settings);
+       persistence::inbox inbox{*store};
+       if (!inbox.resume_queue(q.name)) {
+         fmt::print("queue {} was not paused\n", q.name);
+         return exit_code::ok;
+       }
+       inbox.notify_ready({q.name}, 0); // the nodes serving it claim at once
+       fmt::print("queue {} resumed\n", q.name);
        return exit_code::ok;
      }});
   return commands;

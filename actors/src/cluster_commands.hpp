@@ -1,4 +1,5 @@
-// The `cluster` commands every node binary has: status.
+// The cluster control commands every node binary has: cluster status and drain, queues pause
+// and resume.
 #pragma once
 
 #include <vector>

@@ -212,6 +212,10 @@ node_health node::health() const {
   return impl_->health();
 }
 
+bool node::drain_requested() const {
+  return impl_->cluster->drain_requested;
+}
+
 const char* to_string(node_health::state s) {
   switch (s) {
     case node_health::state::healthy: return "healthy";

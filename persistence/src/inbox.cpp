@@ -126,6 +126,16 @@ void inbox::put_back(const std::vector<envelope>& envelopes) {
   insert(envelopes);
 }
 
+bool inbox::resume_queue(std::string_view queue) {
+  auto& sql = conn_.session();
+  return guarded(sql, [&] {
+    std::string q{queue};
+    long long resumed = 0;
+    sql << conn_.sql().resume_queue, soci::use(q, "q"), soci::into(resumed);
+    return resumed > 0;
+  });
+}
+
 void inbox::pause_queue(std::string_view queue, micros until, std::string_view reason) {
   auto& sql = conn_.session();
   guarded(sql, [&] {

@@ -144,6 +144,10 @@ statements::statements(std::string_view schema) {
     "{}.paused_until), reason = "
     "excluded.reason, changed_at = now()",
     queue_states, t::queue_states);
+  resume_queue = fmt::format(
+    "WITH r AS (DELETE FROM {} WHERE queue = :q AND paused_until > now() RETURNING 1) SELECT "
+    "count(*) FROM r",
+    queue_states);
   paused_queues =
     fmt::format("SELECT queue, {}, reason FROM {} WHERE paused_until > now() ORDER BY queue",
                 micros_of("paused_until"), queue_states);

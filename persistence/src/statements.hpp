@@ -15,7 +15,8 @@ struct statements {
     search_path;
   // inbox
   std::string insert_incoming, copy_incoming, notify, claim, claim_keyed, claim_again, pause_queue,
-    paused_queues, set_breaker, close_breaker, open_breakers, promote_due, forget_received_ids;
+    paused_queues, resume_queue, set_breaker, close_breaker, open_breakers, promote_due,
+    forget_received_ids;
   // outbox
   std::string insert_outgoing, lock_relay, pending_outgoing, delete_outgoing,
     count_outgoing_attempt, outgoing_backlog;

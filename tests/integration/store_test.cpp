@@ -512,6 +512,34 @@ TEST_CASE("one connection at a time holds the relay lock; it passes on when that
   CHECK(wait_until([&] { return store.outbox.lock_relay(); }));
 }
 
+TEST_CASE("one registered node leads at a time; the lead passes on when its connection closes") {
+  test_schema s;
+  test_store store{s.store_config()};
+  store.apply_schema();
+  auto second = store.nodes.register_node(2, "", "test");
+  store.nodes.heartbeat(second, "test", {}, {"127.0.0.1:2002", {"it.q"}, {1}});
+  {
+    test_store first{s.store_config()};
+    auto self = first.nodes.register_node(1, "", "test");
+    REQUIRE(first.nodes.try_lead());
+    CHECK(first.nodes.try_lead()); // held: taking it again is fine
+    CHECK_FALSE(store.nodes.try_lead());
+    auto members = store.nodes.members();
+    REQUIRE(members.size() == 2);
+    CHECK(members[0].number == 1);
+    CHECK(members[0].leader);
+    CHECK_FALSE(members[1].leader);
+    CHECK(members[1].presence.uri == "127.0.0.1:2002");
+    CHECK(members[1].presence.queues == std::vector<std::string>{"it.q"});
+    CHECK(members[1].presence.peers == std::vector<int>{1});
+    first.nodes.deregister(self);
+  } // its connection closes with it: so does its lock
+  CHECK(wait_until([&] { return store.nodes.try_lead(); }));
+  auto members = store.nodes.members();
+  REQUIRE(members.size() == 1);
+  CHECK(members[0].leader);
+}
+
 TEST_CASE("Kafka listener offsets kept in Postgres: saved per group, the latest wins") {
   test_schema s;
   test_store store{s.store_config()};

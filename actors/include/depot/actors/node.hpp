@@ -87,6 +87,10 @@ public:
   [[nodiscard]] node_stats stats() const;
   /// Healthy, unhealthy or failed, with the reason; also written to the node's row.
   [[nodiscard]] node_health health() const;
+  /// Whether an operator asked this node to drain (`cluster drain`, over CAF): the process
+  /// running it should stop() it, which finishes what its workers hold, and exit 0. `run`
+  /// does.
+  [[nodiscard]] bool drain_requested() const;
 
   /// Sends `m` durably (one transaction) to the queue that handles its type.
   template <message T>

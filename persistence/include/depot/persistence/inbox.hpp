@@ -57,6 +57,9 @@ public:
   /// Pauses `queue` on every node until `until` (a later pause already recorded stays), for
   /// `reason`: no claim takes its envelopes meanwhile. Inside the caller's transaction.
   void pause_queue(std::string_view queue, micros until, std::string_view reason);
+  /// Ends the pause of `queue` on every node, whatever paused it; false when it was not paused.
+  /// Inside the caller's transaction.
+  bool resume_queue(std::string_view queue);
 
   /// Records the state of a circuit breaker on node `node` for operators: `queue`'s, or with a
   /// `message_type` the breaker of that handler on the queue; "open" or "half-open" (with
