@@ -33,6 +33,13 @@ void insert(test_store& store, const depot::envelope& e) {
   REQUIRE(store.inbox.insert({e}) == 1);
 }
 
+/// Inserts `envelopes` in one transaction, as one send would.
+void insert_all(test_store& store, const std::vector<depot::envelope>& envelopes) {
+  unit_of_work uow{store.conn};
+  REQUIRE(store.inbox.insert(envelopes) == envelopes.size());
+  uow.commit();
+}
+
 std::vector<std::string> ids_of(const std::vector<depot::envelope>& envelopes) {
   std::vector<std::string> ids;
   for (const auto& e : envelopes)
@@ -263,11 +270,7 @@ TEST_CASE(
       return e;
     };
     auto a1 = keyed("a"), b1 = keyed("b"), a2 = keyed("a"), none = keyed(""), a3 = keyed("a");
-    {
-      unit_of_work uow{store.conn};
-      REQUIRE(store.inbox.insert({a1, b1, a2, none, a3}) == 5);
-      uow.commit();
-    }
+    insert_all(store, {a1, b1, a2, none, a3});
     unit_of_work holding{store.conn};
     REQUIRE(ids_of(store.inbox.claim("it.accounts", 1, look_ahead)) ==
             std::vector<std::string>{a1.id});
@@ -295,11 +298,7 @@ TEST_CASE("a later envelope of a key is not claimed while an earlier one waits")
     auto a1 = make_envelope("it.accounts", "it.debit", "{}");
     auto a2 = make_envelope("it.accounts", "it.debit", "{}");
     a1.key = a2.key = "a";
-    {
-      unit_of_work uow{store.conn};
-      REQUIRE(store.inbox.insert({a1, a2}) == 2);
-      uow.commit();
-    }
+    insert_all(store, {a1, a2});
     unit_of_work passing{store.conn}; // a1 locked, as a concurrent scan holds it, key "a" free
     store.conn.session() << "SELECT id FROM " + s.table("incoming") + " WHERE id = '" + a1.id +
                               "' FOR UPDATE";
@@ -324,11 +323,7 @@ TEST_CASE("a key's envelopes go in the order stored whatever their priorities") 
     };
     auto low = keyed(0), high = keyed(5), other = make_envelope("it.accounts", "it.debit", "{}");
     other.priority = 9;
-    {
-      unit_of_work uow{store.conn};
-      REQUIRE(store.inbox.insert({low, high, other}) == 3);
-      uow.commit();
-    }
+    insert_all(store, {low, high, other});
     // `high` comes first in claim order but waits for `low`, stored before it.
     CHECK(ids_of(handle(store, "it.accounts", 10, look_ahead)) ==
           std::vector<std::string>{other.id, low.id});
@@ -351,11 +346,7 @@ TEST_CASE("a claim looks ahead a bounded number of rows past keys other transact
     batch.push_back(make_envelope("it.accounts", "it.debit", "{}"));
     batch.back().key = key;
   }
-  {
-    unit_of_work uow{store.conn};
-    REQUIRE(store.inbox.insert(batch) == batch.size());
-    uow.commit();
-  }
+  insert_all(store, batch);
   unit_of_work holding{store.conn};
   REQUIRE(store.inbox.claim("it.accounts", 1, true).size() == 1); // holds key "busy"
   // One row wanted: ten looked at, all of the busy key.
