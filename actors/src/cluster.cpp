@@ -9,6 +9,7 @@
 
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
+#include <fmt/format.h>
 
 #include "depot/runtime/log.hpp"
 
@@ -69,7 +70,8 @@ constexpr std::chrono::seconds connect_timeout{5};
 /// One other node, as this node's node actor sees it.
 struct peer_link {
   std::string uri;
-  caf::actor handle; ///< its node actor, null while not connected
+  std::vector<std::string> queues; ///< those it serves
+  caf::actor handle;               ///< its node actor, null while not connected
   bool connecting = false;
   clock::time_point next_try{};
   milliseconds backoff{0};
@@ -78,6 +80,7 @@ struct peer_link {
 struct node_actor_state {
   int number = 0;
   std::shared_ptr<cluster_view> view;
+  local_wake wake;
   std::map<int, peer_link> peers; ///< by node number
   static inline const char* name = "depot.node";
 };
@@ -147,10 +150,11 @@ void connect(node_actor* self, int number) {
       });
 }
 
-caf::behavior node_actor_behavior(node_actor* self, int number,
-                                  std::shared_ptr<cluster_view> view) {
+caf::behavior node_actor_behavior(node_actor* self, int number, std::shared_ptr<cluster_view> view,
+                                  local_wake wake) {
   self->state.number = number;
   self->state.view = std::move(view);
+  self->state.wake = std::move(wake);
   self->set_down_handler([self](const caf::down_msg& down) {
     for (auto& [n, p] : self->state.peers)
       if (p.handle && p.handle.address() == down.source) {
@@ -161,7 +165,8 @@ caf::behavior node_actor_behavior(node_actor* self, int number,
       }
   });
   return {
-    [=](members_atom, const std::vector<int>& numbers, const std::vector<std::string>& uris) {
+    [=](members_atom, const std::vector<int>& numbers, const std::vector<std::string>& uris,
+        std::vector<std::vector<std::string>>& queues) {
       auto& peers = self->state.peers;
       std::set<int> listed(numbers.begin(), numbers.end());
       bool changed = false;
@@ -192,11 +197,30 @@ caf::behavior node_actor_behavior(node_actor* self, int number,
           }
           p.uri = uris[k]; // known so far only by its greeting, if at all
         }
+        if (k < queues.size())
+          p.queues = std::move(queues[k]);
         if (!p.handle && !p.connecting && now >= p.next_try)
           connect(self, n);
       }
       if (changed)
         publish_peers(self);
+    },
+    [=](peer_wake_atom, const std::vector<std::string>& queues) {
+      for (const auto& [n, p] : self->state.peers) {
+        if (!p.handle)
+          continue; // LISTEN/NOTIFY tells it
+        std::vector<std::string> served;
+        for (const auto& q : queues)
+          if (std::find(p.queues.begin(), p.queues.end(), q) != p.queues.end())
+            served.push_back(q);
+        if (!served.empty())
+          self->send(p.handle, wake_atom::value, std::move(served));
+      }
+    },
+    [=](wake_atom, const std::vector<std::string>& queues) {
+      log(log_level::debug, "cluster: node {} woken over CAF for {}", self->state.number,
+          fmt::join(queues, ", "));
+      self->state.wake(queues);
     },
     [=](drain_atom) {
       if (!self->state.view->drain_requested.exchange(true))
@@ -215,8 +239,8 @@ caf::behavior node_actor_behavior(node_actor* self, int number,
 } // namespace
 
 caf::actor spawn_node_actor(caf::actor_system& system, int number,
-                            std::shared_ptr<cluster_view> view) {
-  return system.spawn(node_actor_behavior, number, std::move(view));
+                            std::shared_ptr<cluster_view> view, local_wake wake) {
+  return system.spawn(node_actor_behavior, number, std::move(view), std::move(wake));
 }
 
 } // namespace depot

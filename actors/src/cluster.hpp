@@ -8,6 +8,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -45,16 +46,26 @@ private:
   caf::actor node_actor_;
 };
 
-/// The registered nodes, as the heartbeat tells the node actor: (members, numbers, uris).
+/// The registered nodes, as the heartbeat tells the node actor: (members, numbers, uris, and
+/// the queues each serves).
 using members_atom = caf::atom_constant<caf::atom("members")>;
 /// A node actor's greeting to a peer it connected to: (hello, number).
 using hello_atom = caf::atom_constant<caf::atom("hello")>;
+/// Ready envelopes for queues this node does not serve, committed by it: (peerwake, queues); its
+/// node actor tells the peers that serve them.
+using peer_wake_atom = caf::atom_constant<caf::atom("peerwake")>;
+/// A peer's news of ready envelopes in queues this node serves: (wake, queues).
+using wake_atom = caf::atom_constant<caf::atom("wake")>;
 /// An operator's request that the node drain: (drain) -> ok.
 using drain_atom = caf::atom_constant<caf::atom("drain")>;
 
-/// Spawns the node actor of node `number`, which keeps `view`'s peers up to date.
+/// Wakes this node's workers of `queues`.
+using local_wake = std::function<void(const std::vector<std::string>& queues)>;
+
+/// Spawns the node actor of node `number`, which keeps `view`'s peers up to date and wakes
+/// this node's workers through `wake` when a peer tells it of ready envelopes.
 [[nodiscard]] caf::actor spawn_node_actor(caf::actor_system& system, int number,
-                                          std::shared_ptr<cluster_view> view);
+                                          std::shared_ptr<cluster_view> view, local_wake wake);
 
 /// "host:port" of a node actor, split; false when `uri` is not of that form.
 [[nodiscard]] bool split_uri(const std::string& uri, std::string& host, std::uint16_t& port);

@@ -42,12 +42,15 @@ std::vector<supervised> heartbeat::actors(node_context& node) {
       }
       std::vector<int> numbers;
       std::vector<std::string> uris;
+      std::vector<std::vector<std::string>> queues;
       for (auto& m : registry.members()) {
         numbers.push_back(m.number);
         uris.push_back(std::move(m.presence.uri));
+        queues.push_back(std::move(m.presence.queues));
       }
       if (auto a = cluster.node_actor())
-        caf::anon_send(a, members_atom::value, std::move(numbers), std::move(uris));
+        caf::anon_send(a, members_atom::value, std::move(numbers), std::move(uris),
+                       std::move(queues));
     } catch (const persistence::db_error& e) {
       if (st.connected)
         log(log_level::warning, "heartbeat: database {} ({}); retrying", to_string(e.kind()),

@@ -462,7 +462,7 @@ void inbox_processor::dispatch(outcome& out) {
     if (e.status == envelope_status::incoming)
       woken.push_back(e.queue);
   if (!woken.empty())
-    sink_.wake(woken);
+    sink_.committed(woken);
   if (!out.sent.memory.empty())
     sink_.deliver_buffered(std::move(out.sent.memory));
   for (auto& r : out.sent.replies)

@@ -40,8 +40,9 @@ struct queue_breakers {
 class dispatch_sink {
 public:
   virtual ~dispatch_sink() = default;
-  /// Queues that got ready envelopes.
-  virtual void wake(const std::vector<std::string>& queues) = 0;
+  /// Queues that got ready envelopes from this node: its workers, and the peers serving those
+  /// it does not serve, are woken.
+  virtual void committed(const std::vector<std::string>& queues) = 0;
   /// Memory-only envelopes for buffered queues.
   virtual void deliver_buffered(std::vector<envelope> envelopes) = 0;
   /// A reply for a waiting requester.

@@ -111,6 +111,15 @@ struct node::impl final : dispatch_sink, node_context {
       if (auto i = outbox_wakers.find(t); i != outbox_wakers.end())
         i->second();
   }
+  void committed(const std::vector<std::string>& queues) override {
+    wake(queues);
+    std::vector<std::string> elsewhere;
+    for (const auto& q : queues)
+      if (q.find("://") == std::string::npos && !settings_.serves(q))
+        elsewhere.push_back(q);
+    if (!elsewhere.empty() && node_actor)
+      caf::anon_send(node_actor, peer_wake_atom::value, std::move(elsewhere));
+  }
   void on_outbox(std::string transport, std::function<void()> wake) override {
     outbox_wakers[std::move(transport)] = std::move(wake);
   }
@@ -254,7 +263,8 @@ void node::impl::check_connection_budget(const std::vector<service*>& all) {
 
 void node::impl::publish_node_actor() {
   const auto& s = settings_;
-  node_actor = spawn_node_actor(*system, self.number, cluster);
+  node_actor = spawn_node_actor(*system, self.number, cluster,
+                                [this](const std::vector<std::string>& queues) { wake(queues); });
   node_actor->attach_functor([record = failures, n = self.number](const caf::error& reason) {
     if (reason && reason != caf::exit_reason::user_shutdown)
       record->fail(fmt::format("the node actor of node {} failed: {}", n, to_string(reason)));
@@ -420,7 +430,7 @@ std::vector<std::string> node::send_bodies(std::string_view type, std::vector<st
     }
   for (const auto& e : sent.memory)
     ids.push_back(e.id);
-  d.wake(ready);
+  d.committed(ready);
   d.deliver_buffered(std::move(sent.memory));
   return ids;
 }
