@@ -117,8 +117,10 @@ struct node::impl final : dispatch_sink, node_context {
     for (const auto& q : queues)
       if (q.find("://") == std::string::npos && !settings_.serves(q))
         elsewhere.push_back(q);
-    if (!elsewhere.empty() && node_actor)
-      caf::anon_send(node_actor, peer_wake_atom::value, std::move(elsewhere));
+    if (elsewhere.empty())
+      return;
+    if (auto a = cluster->node_actor()) // workers call this from their threads
+      caf::anon_send(a, peer_wake_atom::value, std::move(elsewhere));
   }
   void on_outbox(std::string transport, std::function<void()> wake) override {
     outbox_wakers[std::move(transport)] = std::move(wake);
