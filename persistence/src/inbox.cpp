@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <limits>
 
 #include <fmt/format.h>
 
@@ -99,14 +98,12 @@ std::vector<envelope> in_claim_order(std::vector<envelope> claimed) {
 
 } // namespace
 
-std::vector<envelope> inbox::claim(std::string_view queue, int limit, bool keyed) {
+std::vector<envelope> inbox::claim(std::string_view queue, int limit) {
   auto& sql = conn_.session();
   return guarded(sql, [&] {
-    auto& st = conn_.prepared().claim(keyed);
+    auto& st = conn_.prepared().claim();
     st.queue = std::string{queue};
     st.limit = limit;
-    st.look_ahead = static_cast<int>(std::min<long long>(
-      static_cast<long long>(limit) * claim_look_ahead, std::numeric_limits<int>::max()));
     return in_claim_order(st.rows.fetch_all(st.statement));
   });
 }

@@ -33,13 +33,6 @@ void insert(test_store& store, const depot::envelope& e) {
   REQUIRE(store.inbox.insert({e}) == 1);
 }
 
-/// Inserts `envelopes` in one transaction, as one send would.
-void insert_all(test_store& store, const std::vector<depot::envelope>& envelopes) {
-  unit_of_work uow{store.conn};
-  REQUIRE(store.inbox.insert(envelopes) == envelopes.size());
-  uow.commit();
-}
-
 std::vector<std::string> ids_of(const std::vector<depot::envelope>& envelopes) {
   std::vector<std::string> ids;
   for (const auto& e : envelopes)
@@ -54,10 +47,9 @@ void provision(test_store& store) {
 }
 
 /// Claims up to `limit` envelopes of `queue` and commits, as a handling transaction would.
-std::vector<depot::envelope> handle(test_store& store, const std::string& queue, int limit,
-                                    bool keyed = false) {
+std::vector<depot::envelope> handle(test_store& store, const std::string& queue, int limit) {
   unit_of_work uow{store.conn};
-  auto claimed = store.inbox.claim(queue, limit, keyed);
+  auto claimed = store.inbox.claim(queue, limit);
   uow.commit();
   return claimed;
 }
@@ -258,104 +250,55 @@ TEST_CASE(
 TEST_CASE(
   "envelopes with the same key are claimed by one transaction at a time, in order; other keys "
   "run beside them") {
-  for (bool look_ahead : {false, true}) { // both forms of the claim
-    CAPTURE(look_ahead);
-    test_schema s;
-    test_store store{s.store_config()};
-    test_store other{s.store_config()};
-    provision(store);
-    auto keyed = [](const std::string& key) {
-      auto e = make_envelope("it.accounts", "it.debit", "{}");
-      e.key = key;
-      return e;
-    };
-    auto a1 = keyed("a"), b1 = keyed("b"), a2 = keyed("a"), none = keyed(""), a3 = keyed("a");
-    insert_all(store, {a1, b1, a2, none, a3});
-    unit_of_work holding{store.conn};
-    REQUIRE(ids_of(store.inbox.claim("it.accounts", 1, look_ahead)) ==
-            std::vector<std::string>{a1.id});
-    // Key "a" is held: its later envelopes wait, whatever the limit.
-    CHECK(ids_of(handle(other, "it.accounts", 10, look_ahead)) ==
-          std::vector<std::string>{b1.id, none.id});
-    CHECK(handle(other, "it.accounts", 10, look_ahead).empty());
-    holding.commit();
-    // The key is free again: one batch takes the rest of its envelopes, in order.
-    CHECK(ids_of(handle(other, "it.accounts", 10, look_ahead)) ==
-          std::vector<std::string>{a2.id, a3.id});
-  }
-}
-
-TEST_CASE("a later envelope of a key is not claimed while an earlier one waits") {
-  for (bool look_ahead : {false, true}) { // both forms of the claim
-    CAPTURE(look_ahead);
-    // What a claim sees when its scan passed a key's first envelope while another transaction
-    // held the key, and reaches the next one after that transaction committed: the first is
-    // still there, and the next must not overtake it.
-    test_schema s;
-    test_store store{s.store_config()};
-    test_store other{s.store_config()};
-    provision(store);
-    auto a1 = make_envelope("it.accounts", "it.debit", "{}");
-    auto a2 = make_envelope("it.accounts", "it.debit", "{}");
-    a1.key = a2.key = "a";
-    insert_all(store, {a1, a2});
-    unit_of_work passing{store.conn}; // a1 locked, as a concurrent scan holds it, key "a" free
-    store.conn.session() << "SELECT id FROM " + s.table("incoming") + " WHERE id = '" + a1.id +
-                              "' FOR UPDATE";
-    CHECK(handle(other, "it.accounts", 10, look_ahead).empty());
-    passing.rollback();
-    CHECK(ids_of(handle(other, "it.accounts", 10, look_ahead)) ==
-          std::vector<std::string>{a1.id, a2.id});
-  }
-}
-
-TEST_CASE("a key's envelopes go in the order stored whatever their priorities") {
-  for (bool look_ahead : {false, true}) { // both forms of the claim
-    CAPTURE(look_ahead);
-    test_schema s;
-    test_store store{s.store_config()};
-    provision(store);
-    auto keyed = [](int priority) {
-      auto e = make_envelope("it.accounts", "it.debit", "{}");
-      e.key = "a";
-      e.priority = priority;
-      return e;
-    };
-    auto low = keyed(0), high = keyed(5), other = make_envelope("it.accounts", "it.debit", "{}");
-    other.priority = 9;
-    insert_all(store, {low, high, other});
-    // `high` comes first in claim order but waits for `low`, stored before it.
-    CHECK(ids_of(handle(store, "it.accounts", 10, look_ahead)) ==
-          std::vector<std::string>{other.id, low.id});
-    CHECK(ids_of(handle(store, "it.accounts", 10, look_ahead)) ==
-          std::vector<std::string>{high.id});
-  }
-}
-
-TEST_CASE("a claim looks ahead a bounded number of rows past keys other transactions hold") {
   test_schema s;
   test_store store{s.store_config()};
   test_store other{s.store_config()};
   provision(store);
-  std::vector<depot::envelope> batch;
-  for (int i = 0; i < depot::persistence::inbox::claim_look_ahead; ++i) {
-    batch.push_back(make_envelope("it.accounts", "it.debit", "{}"));
-    batch.back().key = "busy";
+  auto keyed = [](const std::string& key) {
+    auto e = make_envelope("it.accounts", "it.debit", "{}");
+    e.key = key;
+    return e;
+  };
+  auto a1 = keyed("a"), b1 = keyed("b"), a2 = keyed("a"), none = keyed(""), a3 = keyed("a");
+  {
+    unit_of_work uow{store.conn};
+    REQUIRE(store.inbox.insert({a1, b1, a2, none, a3}) == 5);
+    uow.commit();
   }
-  for (const auto* key : {"free", "other"}) {
-    batch.push_back(make_envelope("it.accounts", "it.debit", "{}"));
-    batch.back().key = key;
-  }
-  insert_all(store, batch);
   unit_of_work holding{store.conn};
-  REQUIRE(store.inbox.claim("it.accounts", 1, true).size() == 1); // holds key "busy"
-  // One row wanted: ten looked at, all of the busy key.
-  CHECK(handle(other, "it.accounts", 1, true).empty());
-  // The claim for queues without keys goes as far as it must.
-  CHECK(ids_of(handle(other, "it.accounts", 1)) ==
-        std::vector<std::string>{batch[batch.size() - 2].id});
-  // Two wanted: twenty looked at, "other" among them.
-  CHECK(ids_of(handle(other, "it.accounts", 2, true)) == std::vector<std::string>{batch.back().id});
+  REQUIRE(ids_of(store.inbox.claim("it.accounts", 1)) == std::vector<std::string>{a1.id});
+  // Key "a" is held: its later envelopes wait, whatever the limit.
+  CHECK(ids_of(handle(other, "it.accounts", 10)) == std::vector<std::string>{b1.id, none.id});
+  CHECK(handle(other, "it.accounts", 10).empty());
+  holding.commit();
+  // One envelope of a key per batch: the next waits for the batch that holds the one before.
+  CHECK(ids_of(handle(other, "it.accounts", 10)) == std::vector<std::string>{a2.id});
+  CHECK(ids_of(handle(other, "it.accounts", 10)) == std::vector<std::string>{a3.id});
+}
+
+TEST_CASE("a later envelope of a key is not claimed while an earlier one waits") {
+  // What a claim sees when its scan passed a key's first envelope while another transaction
+  // held the key, and reaches the next one after that transaction committed: the first is
+  // still there, and the next must not overtake it.
+  test_schema s;
+  test_store store{s.store_config()};
+  test_store other{s.store_config()};
+  provision(store);
+  auto a1 = make_envelope("it.accounts", "it.debit", "{}");
+  auto a2 = make_envelope("it.accounts", "it.debit", "{}");
+  a1.key = a2.key = "a";
+  {
+    unit_of_work uow{store.conn};
+    REQUIRE(store.inbox.insert({a1, a2}) == 2);
+    uow.commit();
+  }
+  unit_of_work passing{store.conn}; // a1 locked, as a concurrent scan holds it, key "a" free
+  store.conn.session() << "SELECT id FROM " + s.table("incoming") + " WHERE id = '" + a1.id +
+                            "' FOR UPDATE";
+  CHECK(handle(other, "it.accounts", 10).empty());
+  passing.rollback();
+  CHECK(ids_of(handle(other, "it.accounts", 10)) == std::vector<std::string>{a1.id});
+  CHECK(ids_of(handle(other, "it.accounts", 10)) == std::vector<std::string>{a2.id});
 }
 
 TEST_CASE("claim returns nothing when nothing qualifies") {
