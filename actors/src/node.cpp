@@ -54,6 +54,7 @@ struct node::impl final : dispatch_sink, node_context {
   persistence::node_registration self;
   std::shared_ptr<cluster_view> cluster = std::make_shared<cluster_view>();
   caf::actor node_actor; // published for the peers; not supervised: its failure fails the node
+  std::set<std::string, std::less<>> served; // the queues this node serves (set at start)
   bool middleman_loaded = false;
   queue_workers workers{*this};
   heartbeat beat{registration, self, version, cluster};
@@ -115,7 +116,7 @@ struct node::impl final : dispatch_sink, node_context {
     wake(queues);
     std::vector<std::string> elsewhere;
     for (const auto& q : queues)
-      if (q.find("://") == std::string::npos && !settings_.serves(q))
+      if (q.find("://") == std::string::npos && !served.contains(q))
         elsewhere.push_back(q);
     if (elsewhere.empty())
       return;
@@ -353,10 +354,11 @@ void node::start() {
     d.self = registry.register_node(s.node_id, "", version);
     registered = true;
     d.cluster->leader = registry.try_lead();
-    std::vector<std::string> served;
+    std::vector<std::string> served; // in the application's order, for the node's row
     for (const auto& q : d.app_.queues())
       if (s.serves(q.name))
         served.push_back(q.name);
+    d.served = {served.begin(), served.end()};
     d.cluster->set_queues(std::move(served));
     std::vector<supervised> actors;
     for (auto* x : all)

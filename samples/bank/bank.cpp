@@ -95,15 +95,17 @@ void seed(soci::session& db, std::int64_t n, std::int64_t balance, std::int64_t 
     soci::use(b, "b"), soci::use(t, "t"), soci::use(count, "n");
 }
 
+void add_options(depot::command_options& opts, seeding& s) {
+  opts.add(s.accounts, "accounts", "number of accounts");
+  opts.add(s.balance, "balance", "starting balance of each account");
+  opts.add(s.threshold, "threshold", "minimum threshold of each account");
+}
+
 depot::command seed_command(seeding& s) {
   return {{"seed"},
           "",
           "create or reset accounts acct-1 ... acct-N",
-          [&s](depot::command_options& opts) {
-            opts.add(s.accounts, "accounts", "number of accounts");
-            opts.add(s.balance, "balance", "starting balance of each account");
-            opts.add(s.threshold, "threshold", "minimum threshold of each account");
-          },
+          [&s](depot::command_options& opts) { add_options(opts, s); },
           [&s](depot::command_env& env) {
             auto db = env.open_session();
             soci::transaction tr{*db};

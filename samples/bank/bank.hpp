@@ -68,6 +68,9 @@ struct seeding {
   std::int64_t threshold = 200;
 };
 
+/// Adds --accounts, --balance and --threshold, bound to `s`.
+void add_options(depot::command_options& opts, seeding& s);
+
 /// The `seed` command of the node binaries that use the accounts table: creates the tables and
 /// creates or resets the accounts `s` describes (its options bind to `s`, which must outlive
 /// the command).

@@ -324,10 +324,8 @@ int main(int argc, char** argv) {
                    "",
                    "reset the sample, send debits through a node, verify every effect",
                    [&o](depot::command_options& opts) {
-                     opts.add(o.accounts, "accounts", "number of accounts");
+                     bank::add_options(opts, o);
                      opts.add(o.messages, "messages", "number of DebitAccount commands");
-                     opts.add(o.balance, "balance", "starting balance of each account");
-                     opts.add(o.threshold, "threshold", "minimum threshold of each account");
                    },
                    [&o](depot::command_env& env) { return run_demo(o, env); }});
   return cli.run(argc, argv);

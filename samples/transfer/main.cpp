@@ -15,10 +15,8 @@ namespace {
 
 using namespace std::chrono;
 
-struct demo_options {
-  std::int64_t accounts = 50;
-  std::int64_t balance = 1000;
-  std::int64_t threshold = 200;
+struct demo_options : bank::seeding {
+  demo_options() { accounts = 50; }
   std::int64_t transfers = 200;
   /// Above the retries of a credit to a missing target (two, each promoted within a heartbeat),
   /// so that those fail before they time out.
@@ -324,10 +322,8 @@ int main(int argc, char** argv) {
                    "reset the accounts, run transfers (some failing) through a node, verify "
                    "every outcome and balance",
                    [&o](depot::command_options& opts) {
-                     opts.add(o.accounts, "accounts", "number of accounts");
+                     bank::add_options(opts, o);
                      opts.add(o.transfers, "transfers", "number of transfers");
-                     opts.add(o.balance, "balance", "starting balance of each account");
-                     opts.add(o.threshold, "threshold", "minimum threshold of each account");
                      opts.add(o.credit_timeout_ms, "credit-timeout-ms",
                               "credit timeout of the demo's transfers, in milliseconds");
                    },
