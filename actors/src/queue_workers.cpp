@@ -99,6 +99,14 @@ void connect(worker_actor* self, const worker_env& env) {
 caf::behavior queue_worker(worker_actor* self, worker_env env) {
   fail_on_exception(self); // nothing to give back: an open batch rolls back as it unwinds
   auto* slot = env.slot;
+  // Published before the flag is cleared: a wake-up that sets the flag from now on reaches this
+  // incarnation, and one that set it earlier went to a predecessor (or nowhere), but the drain
+  // after connecting sees what it announced. The other order could leave the flag set with no
+  // wake-up on its way, and every later one coalesced into it until the polling interval.
+  {
+    std::lock_guard guard{slot->mutex};
+    slot->actor = caf::actor_cast<caf::actor>(self);
+  }
   slot->pending = false;
   self->send(self, reconnect_atom::value);
   const auto& settings = env.node->settings();
@@ -193,10 +201,7 @@ std::vector<supervised> queue_workers::actors(node_context& node) {
     result.push_back(
       {slot.label,
        [env](caf::actor_system& sys) { return sys.spawn<caf::detached>(queue_worker, env); },
-       [p = &slot](const caf::actor& a) {
-         std::lock_guard guard{p->mutex};
-         p->actor = a;
-       }});
+       {}}); // each incarnation publishes itself (see queue_worker)
   }
   return result;
 }

@@ -43,7 +43,7 @@ public:
     const queue_definition* queue = nullptr;
     std::atomic<bool> pending{false}; // a wake-up is on its way: coalesce
     queue_breakers breakers;          // the queue's on this node, shared by its slots
-    std::mutex mutex;                 // guards actor: the supervisor replaces it
+    std::mutex mutex;                 // guards actor: each incarnation of the worker sets it
     caf::actor actor;
     /// The connection the first incarnation starts with; later ones open their own.
     std::unique_ptr<persistence::connection> first_connection;
