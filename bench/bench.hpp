@@ -82,10 +82,14 @@ struct case_result {
   measurement baseline;
   measurement single_worker; ///< bank_concurrent: depot's path with one worker per queue
   measurement kafka_raw;     ///< kafka: raw librdkafka produce and consume, no database
+  measurement queries;       ///< cluster: request round trips to the other node
+  measurement local_queries; ///< cluster: the same requests answered on the same node
   std::vector<double> rounds_msgs_per_s;               ///< depot's path, every round in order
   std::vector<double> rounds_baseline_msgs_per_s;      ///< the baseline, every round in order
   std::vector<double> rounds_single_worker_msgs_per_s; ///< bank_concurrent's one-worker runs
   std::vector<double> rounds_kafka_raw_msgs_per_s;     ///< kafka's raw librdkafka runs
+  std::vector<double> rounds_queries_per_s;            ///< cluster's cross-node queries
+  std::vector<double> rounds_local_queries_per_s;      ///< cluster's same-node queries
   std::uint64_t envelopes_handled = 0; ///< by the node, cascades and warm-up included
   double drained_s = 0;                ///< first send until every queue was empty (cascades)
   [[nodiscard]] double ratio() const {
@@ -215,7 +219,7 @@ constexpr int bank_concurrent_workers = 4;
 /// What a case measures: that decides its figures and which of them picks its median round.
 enum class case_kind {
   throughput, ///< noop, bank, bank_concurrent, saga, kafka: msgs_per_s under load
-  latency,    ///< latency, latency_remote: p50_ms and p99_ms, one message at a time
+  latency,    ///< latency, latency_remote, cluster: p50_ms and p99_ms, one message at a time
   recovery,   ///< recovery: recovery_s
 };
 [[nodiscard]] case_kind kind_of(const std::string& name);
@@ -249,6 +253,11 @@ measurement run_recovery(const options& o);
 /// kafka: depot's Kafka path, its librdkafka + libpq baseline and raw librdkafka, one round of
 /// each on fresh topics of the case's embedded cluster (see kafka.hpp).
 void run_kafka_round(const options& o, case_result& round);
+
+/// cluster: two nodes of one cluster, the measured queues served by one of them: a send on the
+/// other to them, one at a time (baseline: the same-node `latency` path), and request round
+/// trips across the two nodes and on one node.
+void run_cluster_round(const options& o, case_result& round);
 
 /// Child process roles: the sender of latency_remote and the node of recovery. Return the exit
 /// code.

@@ -10,13 +10,14 @@
 namespace bench {
 
 const std::vector<std::string>& case_names() {
-  static const std::vector<std::string> names{
-    "noop", "bank", "bank_concurrent", "saga", "latency", "latency_remote", "recovery", "kafka"};
+  static const std::vector<std::string> names{"noop",    "bank",     "bank_concurrent",
+                                              "saga",    "latency",  "latency_remote",
+                                              "cluster", "recovery", "kafka"};
   return names;
 }
 
 case_kind kind_of(const std::string& name) {
-  if (name == "latency" || name == "latency_remote")
+  if (name == "latency" || name == "latency_remote" || name == "cluster")
     return case_kind::latency;
   if (name == "recovery")
     return case_kind::recovery;
@@ -50,6 +51,8 @@ void run_round(const options& o, const std::string& name, case_result& round) {
   } else if (name == "latency_remote") {
     round.ours = run_remote_latency(o, round);
     round.baseline = run_latency_baseline(o);
+  } else if (name == "cluster") {
+    run_cluster_round(o, round);
   } else if (name == "kafka") {
     run_kafka_round(o, round);
   } else if (name == "recovery") {
@@ -93,11 +96,15 @@ case_result median_of(const std::string& name, const std::vector<case_result>& r
   r.baseline = median_by(&case_result::baseline)->baseline;
   r.single_worker = median_by(&case_result::single_worker)->single_worker;
   r.kafka_raw = median_by(&case_result::kafka_raw)->kafka_raw;
+  r.queries = median_by(&case_result::queries)->queries;
+  r.local_queries = median_by(&case_result::local_queries)->local_queries;
   for (const auto& x : rounds) {
     r.rounds_msgs_per_s.push_back(x.ours.msgs_per_s);
     r.rounds_baseline_msgs_per_s.push_back(x.baseline.msgs_per_s);
     r.rounds_single_worker_msgs_per_s.push_back(x.single_worker.msgs_per_s);
     r.rounds_kafka_raw_msgs_per_s.push_back(x.kafka_raw.msgs_per_s);
+    r.rounds_queries_per_s.push_back(x.queries.msgs_per_s);
+    r.rounds_local_queries_per_s.push_back(x.local_queries.msgs_per_s);
     if (!x.ours.ok || !x.baseline.ok) {
       r.ours.ok = r.ours.ok && x.ours.ok;
       r.baseline.ok = r.baseline.ok && x.baseline.ok;

@@ -259,6 +259,16 @@ void write_json(const std::string& path, const machine_info& mi, const options& 
       num("single_worker_msgs_per_s", r.single_worker.msgs_per_s);
       list("rounds_single_worker_msgs_per_s", r.rounds_single_worker_msgs_per_s);
     }
+    if (r.name == "cluster") {
+      num("query_msgs_per_s", r.queries.msgs_per_s);
+      num("query_p50_ms", r.queries.p50_ms);
+      num("query_p99_ms", r.queries.p99_ms);
+      num("local_query_msgs_per_s", r.local_queries.msgs_per_s);
+      num("local_query_p50_ms", r.local_queries.p50_ms);
+      num("local_query_p99_ms", r.local_queries.p99_ms);
+      list("rounds_query_msgs_per_s", r.rounds_queries_per_s);
+      list("rounds_local_query_msgs_per_s", r.rounds_local_queries_per_s);
+    }
     if (r.name == "kafka") {
       num("raw_msgs_per_s", r.kafka_raw.msgs_per_s);
       num("raw_p50_ms", r.kafka_raw.p50_ms);
@@ -281,12 +291,20 @@ void write_json(const std::string& path, const machine_info& mi, const options& 
 /// The figures of case `name` in `r`, for the progress lines.
 std::string figures(const std::string& name, const bench::case_result& r) {
   switch (bench::kind_of(name)) {
-    case bench::case_kind::latency:
-      return fmt::format(
+    case bench::case_kind::latency: {
+      auto text = fmt::format(
         "depot p50 {:.2f} ms, p99 {:.2f} ms ({} messages, {:.0f} msg/s), baseline p50 {:.2f} "
         "ms, p99 {:.2f} ms",
         r.ours.p50_ms, r.ours.p99_ms, r.ours.messages, r.ours.msgs_per_s, r.baseline.p50_ms,
         r.baseline.p99_ms);
+      if (name == "cluster")
+        text += fmt::format(
+          "; queries across nodes {:.0f}/s (p50 {:.2f} ms), on one node "
+          "{:.0f}/s (p50 {:.2f} ms)",
+          r.queries.msgs_per_s, r.queries.p50_ms, r.local_queries.msgs_per_s,
+          r.local_queries.p50_ms);
+      return text;
+    }
     case bench::case_kind::recovery:
       return fmt::format("depot restart to first handled {:.3f} s", r.ours.recovery_s);
     case bench::case_kind::throughput: break;
@@ -411,6 +429,15 @@ int main(int argc, char** argv) {
       if (r.name == "bank_concurrent")
         fmt::print("bank_concurrent with 1 worker per queue: {:.0f} msg/s\n",
                    r.single_worker.msgs_per_s);
+    for (const auto& r : results)
+      if (r.name == "cluster")
+        fmt::print(
+          "cluster: send to the other node p50 {:.2f} ms ({:.2f}x the same node's); queries "
+          "across nodes {:.0f}/s, p50 {:.2f} ms, p99 {:.2f} ms; on one node {:.0f}/s, p50 "
+          "{:.2f} ms, p99 {:.2f} ms\n",
+          r.ours.p50_ms, r.baseline.p50_ms > 0 ? r.ours.p50_ms / r.baseline.p50_ms : 0,
+          r.queries.msgs_per_s, r.queries.p50_ms, r.queries.p99_ms, r.local_queries.msgs_per_s,
+          r.local_queries.p50_ms, r.local_queries.p99_ms);
     for (const auto& r : results)
       if (r.name == "kafka")
         fmt::print(

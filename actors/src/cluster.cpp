@@ -9,6 +9,7 @@
 
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
+#include <caf/openssl/all.hpp>
 #include <fmt/format.h>
 
 #include "depot/runtime/log.hpp"
@@ -80,8 +81,10 @@ struct peer_link {
 struct node_actor_state {
   int number = 0;
   std::shared_ptr<cluster_view> view;
-  local_wake wake;
+  node_hooks hooks;
   std::map<int, peer_link> peers; ///< by node number
+  std::size_t turn = 0;           ///< spreads buffered envelopes over the peers serving a queue
+  bool tls = false;               ///< connect through CAF's OpenSSL module
   static inline const char* name = "depot.node";
 };
 
@@ -122,7 +125,9 @@ void connect(node_actor* self, int number) {
     return;
   }
   p.connecting = true;
-  auto mm = self->system().middleman().actor_handle();
+  auto& system = self->system();
+  auto mm =
+    self->state.tls ? system.openssl_manager().actor_handle() : system.middleman().actor_handle();
   auto uri = p.uri;
   self->request(mm, connect_timeout, caf::connect_atom_v, std::move(host), port)
     .then(
@@ -150,11 +155,39 @@ void connect(node_actor* self, int number) {
       });
 }
 
+/// A connected peer that serves `queue`, taking turns among them; null when none does.
+const caf::actor* server_of(node_actor* self, const std::string& queue) {
+  std::vector<const caf::actor*> serving;
+  for (const auto& [n, p] : self->state.peers)
+    if (p.handle && std::find(p.queues.begin(), p.queues.end(), queue) != p.queues.end())
+      serving.push_back(&p.handle);
+  if (serving.empty())
+    return nullptr;
+  return serving[self->state.turn++ % serving.size()];
+}
+
+/// Answers one client request, on a thread of its own: the node's request blocks.
+caf::behavior asker(caf::event_based_actor* self, node_hooks hooks) {
+  return {
+    [=](ask_atom, const std::string& type, std::string& body,
+        std::int64_t timeout_ms) -> std::tuple<std::string, std::string, std::string> {
+      self->quit();
+      try {
+        auto r = hooks.ask(type, std::move(body), milliseconds{timeout_ms});
+        return {std::move(r.message_type), std::move(r.body), ""};
+      } catch (const std::exception& e) {
+        return {"", "", e.what()};
+      }
+    },
+  };
+}
+
 caf::behavior node_actor_behavior(node_actor* self, int number, std::shared_ptr<cluster_view> view,
-                                  local_wake wake) {
+                                  node_hooks hooks, bool tls) {
   self->state.number = number;
+  self->state.tls = tls;
   self->state.view = std::move(view);
-  self->state.wake = std::move(wake);
+  self->state.hooks = std::move(hooks);
   self->set_down_handler([self](const caf::down_msg& down) {
     for (auto& [n, p] : self->state.peers)
       if (p.handle && p.handle.address() == down.source) {
@@ -220,7 +253,38 @@ caf::behavior node_actor_behavior(node_actor* self, int number, std::shared_ptr<
     [=](wake_atom, const std::vector<std::string>& queues) {
       log(log_level::debug, "cluster: node {} woken over CAF for {}", self->state.number,
           fmt::join(queues, ", "));
-      self->state.wake(queues);
+      self->state.hooks.wake(queues);
+    },
+    [=](peer_buffered_atom, std::vector<envelope>& envelopes) {
+      std::map<const caf::actor*, std::vector<envelope>> by_peer;
+      for (auto& e : envelopes) {
+        if (const auto* peer = server_of(self, e.queue))
+          by_peer[peer].push_back(std::move(e));
+        else
+          log(log_level::warning,
+              "buffered {} {} dropped: no connected node serves queue {} (see cluster status)",
+              e.message_type, e.id, e.queue);
+      }
+      for (auto& [peer, batch] : by_peer)
+        self->send(*peer, buffered_atom::value, std::move(batch));
+    },
+    [=](buffered_atom, std::vector<envelope>& envelopes) {
+      self->state.hooks.deliver(std::move(envelopes));
+    },
+    [=](peer_reply_atom, reply_message& reply) {
+      auto n = node_of_address(reply.reply_to);
+      auto i = self->state.peers.find(n);
+      if (i == self->state.peers.end() || !i->second.handle) {
+        log(log_level::warning, "reply {} to {} dropped: node {} is not connected",
+            reply.message_type, reply.reply_to, n);
+        return;
+      }
+      self->send(i->second.handle, reply_atom::value, std::move(reply));
+    },
+    [=](reply_atom, reply_message& reply) { self->state.hooks.reply(std::move(reply)); },
+    [=](ask_atom a, std::string& type, std::string& body, std::int64_t timeout_ms) {
+      auto helper = self->spawn<caf::detached>(asker, self->state.hooks);
+      return self->delegate(helper, a, std::move(type), std::move(body), timeout_ms);
     },
     [=](drain_atom) {
       if (!self->state.view->drain_requested.exchange(true))
@@ -239,8 +303,45 @@ caf::behavior node_actor_behavior(node_actor* self, int number, std::shared_ptr<
 } // namespace
 
 caf::actor spawn_node_actor(caf::actor_system& system, int number,
-                            std::shared_ptr<cluster_view> view, local_wake wake) {
-  return system.spawn(node_actor_behavior, number, std::move(view), std::move(wake));
+                            std::shared_ptr<cluster_view> view, node_hooks hooks, bool tls) {
+  return system.spawn(node_actor_behavior, number, std::move(view), std::move(hooks), tls);
+}
+
+void load_cluster_modules(caf::actor_system_config& config, const node_settings& settings) {
+  config.load<caf::io::middleman>();
+  config.add_message_type<envelope>("depot.envelope");
+  config.add_message_type<reply_message>("depot.reply");
+  if (!settings.cluster_tls())
+    return;
+  config.load<caf::openssl::manager>();
+  config.openssl_certificate = settings.cluster_tls_cert;
+  config.openssl_key = settings.cluster_tls_key;
+  config.openssl_cafile = settings.cluster_tls_ca;
+}
+
+caf::expected<std::uint16_t> publish_node_actor(const caf::actor& node_actor,
+                                                const std::string& host, std::uint16_t port,
+                                                bool tls) {
+  if (tls)
+    return caf::openssl::publish(node_actor, port, host.c_str());
+  return node_actor.home_system().middleman().publish(node_actor, port, host.c_str());
+}
+
+caf::expected<caf::actor> remote_node_actor(caf::actor_system& system, const std::string& host,
+                                            std::uint16_t port, bool tls) {
+  if (tls)
+    return caf::openssl::remote_actor(system, host, port);
+  return system.middleman().remote_actor(host, port);
+}
+
+int node_of_address(const std::string& address) {
+  constexpr std::string_view prefix = "node:";
+  if (!address.starts_with(prefix))
+    return 0;
+  int n = 0;
+  const auto* last = address.data() + address.size();
+  auto [end, ec] = std::from_chars(address.data() + prefix.size(), last, n);
+  return ec == std::errc{} && end == last ? n : 0;
 }
 
 } // namespace depot

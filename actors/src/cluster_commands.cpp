@@ -1,9 +1,12 @@
 // cluster status: every registered node, where its node actor listens, what it serves, whom it
 // is connected to, and which one leads. cluster drain: one node finishes and stops, asked over
-// CAF. queues pause | resume: a durable pause every node serving the queue honours.
+// CAF. request: a query answered by a node that serves it, asked over CAF. queues pause |
+// resume: a durable pause every node serving the queue honours.
 #include "cluster_commands.hpp"
 
+#include <algorithm>
 #include <chrono>
+#include <memory>
 #include <thread>
 
 #include <caf/all.hpp>
@@ -55,28 +58,100 @@ std::optional<persistence::cluster_member> member(persistence::connection& store
   return std::nullopt;
 }
 
-/// Asks node `m` over CAF to drain, as a short-lived client of the cluster; the error, if any.
-std::string ask_to_drain(const persistence::cluster_member& m) {
-  std::string host;
-  std::uint16_t port = 0;
-  if (!split_uri(m.presence.uri, host, port))
-    return fmt::format("node {} has no cluster address (uri '{}')", m.number, m.presence.uri);
-  caf::actor_system_config cfg;
-  cfg.load<caf::io::middleman>();
-  caf::actor_system system{cfg};
-  auto peer = system.middleman().remote_actor(host, port);
-  if (!peer)
-    return fmt::format("cannot reach node {} at {}: {}", m.number, m.presence.uri,
-                       system.render(peer.error()));
+/// A short-lived client of the cluster: an actor system with CAF's middleman, no node actor.
+class cluster_client {
+public:
+  /// Over TLS when `settings` ask for it, presenting their certificate.
+  explicit cluster_client(const node_settings& settings) : tls_(settings.cluster_tls()) {
+    load_cluster_modules(config_, settings);
+    system_ = std::make_unique<caf::actor_system>(config_);
+  }
+
+  /// The node actor of `m`; throws with a one-line reason when it cannot be reached.
+  caf::actor node_actor(const persistence::cluster_member& m) {
+    std::string host;
+    std::uint16_t port = 0;
+    if (!split_uri(m.presence.uri, host, port))
+      throw std::runtime_error{
+        fmt::format("node {} has no cluster address (uri '{}')", m.number, m.presence.uri)};
+    auto peer = remote_node_actor(*system_, host, port, tls_);
+    if (!peer)
+      throw std::runtime_error{fmt::format("cannot reach node {} at {}: {}", m.number,
+                                           m.presence.uri, system_->render(peer.error()))};
+    return *peer;
+  }
+
+  [[nodiscard]] caf::actor_system& system() { return *system_; }
+
+private:
+  bool tls_;
+  caf::actor_system_config config_;
+  std::unique_ptr<caf::actor_system> system_;
+};
+
+/// Asks node `m` over CAF to drain; throws when it did not take the request.
+void ask_to_drain(const node_settings& settings, const persistence::cluster_member& m) {
+  cluster_client client{settings};
+  auto peer = client.node_actor(m);
   std::string failure;
-  caf::scoped_actor self{system};
-  self->request(*peer, std::chrono::seconds{5}, drain_atom::value)
+  caf::scoped_actor self{client.system()};
+  self->request(peer, std::chrono::seconds{5}, drain_atom::value)
     .receive([](caf::ok_atom) {},
              [&](caf::error& e) {
                failure = fmt::format("node {} did not take the drain request: {}", m.number,
-                                     system.render(e));
+                                     client.system().render(e));
              });
-  return failure;
+  if (!failure.empty())
+    throw std::runtime_error{failure};
+}
+
+/// The registered nodes that serve `queue` and can be reached over CAF.
+std::vector<persistence::cluster_member> servers_of(persistence::connection& store,
+                                                    const std::string& queue) {
+  auto members = persistence::node_registry{store}.members();
+  std::erase_if(members, [&](const persistence::cluster_member& m) {
+    const auto& served = m.presence.queues;
+    return m.presence.uri.empty() || std::find(served.begin(), served.end(), queue) == served.end();
+  });
+  return members;
+}
+
+/// Sends request `body` of `type` to one of `servers` over CAF and returns the reply's body;
+/// throws with a one-line reason on a timeout or when no server can be reached.
+std::string ask(const node_settings& settings,
+                const std::vector<persistence::cluster_member>& servers, const std::string& type,
+                const std::string& body, std::chrono::seconds timeout) {
+  cluster_client client{settings};
+  std::string unreachable;
+  for (const auto& m : servers) {
+    caf::actor peer;
+    try {
+      peer = client.node_actor(m);
+    } catch (const std::runtime_error& e) {
+      unreachable = e.what(); // try the next one
+      continue;
+    }
+    std::string reply, failure;
+    caf::scoped_actor self{client.system()};
+    auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(timeout);
+    // The node gives up first and says why; this timeout only covers a node that went away.
+    self
+      ->request(peer, waited + std::chrono::seconds{2}, ask_atom::value, type, body,
+                static_cast<std::int64_t>(waited.count()))
+      .receive(
+        [&](std::string&, std::string& reply_body, std::string& why) {
+          reply = std::move(reply_body);
+          failure = std::move(why);
+        },
+        [&](caf::error& e) {
+          failure =
+            fmt::format("node {} did not answer {}: {}", m.number, type, client.system().render(e));
+        });
+    if (!failure.empty())
+      throw std::runtime_error{fmt::format("node {}: {}", m.number, failure)};
+    return reply;
+  }
+  throw std::runtime_error{unreachable};
 }
 
 } // namespace
@@ -133,8 +208,7 @@ std::vector<command> cluster_commands(store_opener open) {
        auto m = member(*store, number);
        if (!m)
          throw std::runtime_error{fmt::format("no node {} is running", number)};
-       if (auto failure = ask_to_drain(*m); !failure.empty())
-         throw std::runtime_error{failure};
+       ask_to_drain(env.settings, *m);
        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{*timeout};
        while (member(*store, number)) {
          if (std::chrono::steady_clock::now() >= deadline)
@@ -143,6 +217,34 @@ std::vector<command> cluster_commands(store_opener open) {
          std::this_thread::sleep_for(std::chrono::milliseconds{100});
        }
        fmt::print("node {} drained and stopped\n", number);
+       return exit_code::ok;
+     }});
+  auto wait = std::make_shared<std::int64_t>(5);
+  commands.push_back(
+    {{"request"},
+     "<type> <json>",
+     "send a request to a running node that serves <type> and print its reply's JSON; exit 1 "
+     "when no node serves it or no reply comes in time",
+     [wait](command_options& o) {
+       o.add(*wait, "timeout", "seconds to wait for the reply (default 5)");
+     },
+     [open, wait](command_env& env) {
+       if (env.args.size() != 2)
+         throw usage_error{"request takes <type> and <json>"};
+       const auto& type = env.args[0];
+       const auto& body = env.args[1];
+       if (*wait < 1)
+         throw usage_error{"request: --timeout takes a number of seconds, at least 1"};
+       env.app.validate(type, body); // bad input never leaves this process
+       auto queues = env.app.subscribers_of(type);
+       if (queues.empty())
+         throw std::runtime_error{fmt::format("no queue of this application handles {}", type)};
+       const auto& queue = queues.front()->name;
+       auto store = open(env.settings);
+       auto servers = servers_of(*store, queue);
+       if (servers.empty())
+         throw std::runtime_error{fmt::format("no running node serves {} (queue {})", type, queue)};
+       fmt::print("{}\n", ask(env.settings, servers, type, body, std::chrono::seconds{*wait}));
        return exit_code::ok;
      }});
   auto reason = std::make_shared<std::string>("paused by an operator");

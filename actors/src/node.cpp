@@ -55,7 +55,7 @@ struct node::impl final : dispatch_sink, node_context {
   std::shared_ptr<cluster_view> cluster = std::make_shared<cluster_view>();
   caf::actor node_actor; // published for the peers; not supervised: its failure fails the node
   std::set<std::string, std::less<>> served; // the queues this node serves (set at start)
-  bool middleman_loaded = false;
+  bool cluster_loaded = false;               // load_cluster_modules ran on config
   queue_workers workers{*this};
   heartbeat beat{registration, self, version, cluster};
   durability_agent agent;
@@ -138,14 +138,37 @@ struct node::impl final : dispatch_sink, node_context {
   // -- dispatch_sink --------------------------------------------------------------------------
 
   void deliver_buffered(std::vector<envelope> envelopes) override {
-    workers.deliver_buffered(std::move(envelopes));
+    std::vector<envelope> elsewhere;
+    std::erase_if(envelopes, [&](envelope& e) {
+      if (served.contains(e.queue))
+        return false;
+      elsewhere.push_back(std::move(e));
+      return true;
+    });
+    if (!envelopes.empty())
+      workers.deliver_buffered(std::move(envelopes));
+    if (elsewhere.empty())
+      return;
+    if (auto a = cluster->node_actor())
+      caf::anon_send(a, peer_buffered_atom::value, std::move(elsewhere));
+    else
+      for (const auto& e : elsewhere)
+        log(log_level::warning, "buffered {} {} dropped: node {} does not serve queue {}",
+            e.message_type, e.id, self.number, e.queue);
   }
 
   void deliver_reply(reply_message reply) override {
-    if (reply.reply_to != address()) {
-      log(log_level::debug, "reply to {} is not for this node", reply.reply_to);
-      return;
+    if (reply.reply_to == address()) {
+      hand_over(std::move(reply));
+    } else if (auto a = node_of_address(reply.reply_to) ? cluster->node_actor() : caf::actor{}) {
+      caf::anon_send(a, peer_reply_atom::value, std::move(reply)); // another node asked
+    } else {
+      log(log_level::debug, "reply to {} dropped: no node of this cluster asked", reply.reply_to);
     }
+  }
+
+  /// Hands `reply` to the request of this node it answers, if that still waits.
+  void hand_over(reply_message reply) {
     std::lock_guard guard{replies_mutex};
     auto i = waiting.find(reply.request_id);
     if (i == waiting.end())
@@ -153,6 +176,12 @@ struct node::impl final : dispatch_sink, node_context {
     i->second.set_value(std::move(reply));
     waiting.erase(i);
   }
+
+  /// node::send_bodies: stores what is durable, then wakes and hands over the rest.
+  std::vector<std::string> send(std::string_view type, std::vector<std::string> bodies,
+                                send_options options, micros at, dispatch how);
+  /// node::request: sends `body` with this node as its reply address and waits for the reply.
+  reply_message request(std::string_view type, std::string body, std::chrono::milliseconds timeout);
 
   void count(const handling_counts& c) override {
     handled += c.handled;
@@ -266,14 +295,25 @@ void node::impl::check_connection_budget(const std::vector<service*>& all) {
 
 void node::impl::publish_node_actor() {
   const auto& s = settings_;
-  node_actor = spawn_node_actor(*system, self.number, cluster,
-                                [this](const std::vector<std::string>& queues) { wake(queues); });
+  node_hooks hooks{
+    .wake = [this](const std::vector<std::string>& queues) { wake(queues); },
+    .deliver = [this](std::vector<envelope> envelopes) { deliver_buffered(std::move(envelopes)); },
+    .reply =
+      [this](reply_message reply) {
+        if (reply.reply_to == address())
+          hand_over(std::move(reply));
+      },
+    .ask = [this](
+             const std::string& type, std::string body,
+             std::chrono::milliseconds timeout) { return request(type, std::move(body), timeout); },
+  };
+  node_actor = spawn_node_actor(*system, self.number, cluster, std::move(hooks), s.cluster_tls());
   node_actor->attach_functor([record = failures, n = self.number](const caf::error& reason) {
     if (reason && reason != caf::exit_reason::user_shutdown)
       record->fail(fmt::format("the node actor of node {} failed: {}", n, to_string(reason)));
   });
-  auto port = system->middleman().publish(node_actor, static_cast<std::uint16_t>(s.cluster_port),
-                                          s.cluster_host.c_str());
+  auto port = depot::publish_node_actor(
+    node_actor, s.cluster_host, static_cast<std::uint16_t>(s.cluster_port), s.cluster_tls());
   if (!port)
     throw startup_error{
       fmt::format("cannot listen for cluster peers on {}:{} (--cluster-host, --cluster-port): {}",
@@ -368,9 +408,9 @@ void node::start() {
       d.own_config = std::make_unique<caf::actor_system_config>();
       d.config = d.own_config.get();
     }
-    if (!d.middleman_loaded) { // peers talk to the node actor through CAF's middleman
-      d.config->load<caf::io::middleman>();
-      d.middleman_loaded = true;
+    if (!d.cluster_loaded) { // peers talk to the node actor through CAF's middleman
+      load_cluster_modules(*d.config, s);
+      d.cluster_loaded = true;
     }
     d.system = std::make_unique<caf::actor_system>(*d.config);
     d.failures = std::make_shared<failure_record>(s.max_restarts, s.restart_window);
@@ -420,10 +460,13 @@ void node::stop() {
 
 std::vector<std::string> node::send_bodies(std::string_view type, std::vector<std::string> bodies,
                                            send_options options, micros at, dispatch how) {
-  auto& d = *impl_;
-  auto sent = d.with_connection([&](connection& c) {
-    return send_durably(c, d.app_, d.settings_.service, d.self.number, type, bodies, options, at,
-                        how);
+  return impl_->send(type, std::move(bodies), std::move(options), at, how);
+}
+
+std::vector<std::string> node::impl::send(std::string_view type, std::vector<std::string> bodies,
+                                          send_options options, micros at, dispatch how) {
+  auto sent = with_connection([&](connection& c) {
+    return send_durably(c, app_, settings_.service, self.number, type, bodies, options, at, how);
   });
   std::vector<std::string> ids, ready;
   for (const auto* stored : {&sent.inbox, &sent.outbox})
@@ -434,35 +477,39 @@ std::vector<std::string> node::send_bodies(std::string_view type, std::vector<st
     }
   for (const auto& e : sent.memory)
     ids.push_back(e.id);
-  d.committed(ready);
-  d.deliver_buffered(std::move(sent.memory));
+  committed(ready);
+  deliver_buffered(std::move(sent.memory));
   return ids;
 }
 
 reply_message node::request_body(std::string_view type, std::string body,
                                  std::chrono::milliseconds timeout) {
-  auto& d = *impl_;
+  return impl_->request(type, std::move(body), timeout);
+}
+
+reply_message node::impl::request(std::string_view type, std::string body,
+                                  std::chrono::milliseconds timeout) {
   send_options options;
-  options.headers[header::reply_to] = d.address();
+  options.headers[header::reply_to] = address();
   // The id is known only once the envelope exists, so register under a correlation header
   // chosen here and carried as the request's id.
   auto request_id = new_envelope_id();
   options.headers[header::correlation_id] = request_id;
   std::future<reply_message> reply;
   {
-    std::lock_guard guard{d.replies_mutex};
-    reply = d.waiting[request_id].get_future();
+    std::lock_guard guard{replies_mutex};
+    reply = waiting[request_id].get_future();
   }
   try {
-    send_bodies(type, {std::move(body)}, std::move(options), 0, dispatch::send);
+    send(type, {std::move(body)}, std::move(options), 0, dispatch::send);
   } catch (...) {
-    std::lock_guard guard{d.replies_mutex};
-    d.waiting.erase(request_id);
+    std::lock_guard guard{replies_mutex};
+    waiting.erase(request_id);
     throw;
   }
   if (reply.wait_for(timeout) != std::future_status::ready) {
-    std::lock_guard guard{d.replies_mutex};
-    d.waiting.erase(request_id);
+    std::lock_guard guard{replies_mutex};
+    waiting.erase(request_id);
     throw request_timeout{fmt::format("no reply to {} within {} ms", type, timeout.count())};
   }
   return reply.get();

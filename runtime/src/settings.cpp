@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <fstream>
 
 #include <fmt/format.h>
 
@@ -70,6 +71,12 @@ void check_kafka_properties(const std::string& value) {
 void check_cluster_host(const std::string& value) {
   if (value.empty())
     throw invalid_setting{"--cluster-host must not be empty"};
+}
+
+/// A readable file or nothing: the cluster-tls options.
+void check_readable(const char* option, const std::string& path) {
+  if (!path.empty() && !std::ifstream{path})
+    throw invalid_setting{fmt::format("--{}: cannot read '{}'", option, path)};
 }
 
 /// The items of a comma-separated list, each trimmed of nothing: "a,b" -> a, b.
@@ -153,6 +160,15 @@ const std::vector<node_option>& node_options() {
      integer{DEPOT_FIELD(int, s.cluster_port), 0, 65'535}},
     {"queues", "the queues this node serves: QUEUE,QUEUE; unset: every queue",
      text{DEPOT_FIELD(std::string, s.queues), check_queue_list}},
+    {"cluster-tls-cert", "PEM certificate chain of this node for TLS between nodes; unset: no TLS",
+     text{DEPOT_FIELD(std::string, s.cluster_tls_cert),
+          [](const std::string& v) { check_readable("cluster-tls-cert", v); }}},
+    {"cluster-tls-key", "PEM private key of cluster-tls-cert",
+     text{DEPOT_FIELD(std::string, s.cluster_tls_key),
+          [](const std::string& v) { check_readable("cluster-tls-key", v); }}},
+    {"cluster-tls-ca", "PEM CA certificates a peer's certificate must chain to",
+     text{DEPOT_FIELD(std::string, s.cluster_tls_ca),
+          [](const std::string& v) { check_readable("cluster-tls-ca", v); }}},
   };
   return all;
 }
@@ -245,6 +261,12 @@ void check(const node_settings& settings) {
       "--stale-after {} must be at least twice --heartbeat-interval {}: a live node would be "
       "declared dead between two heartbeats",
       show_duration(s.stale_after), show_duration(s.heartbeat_interval))};
+  const int tls_set =
+    !s.cluster_tls_cert.empty() + !s.cluster_tls_key.empty() + !s.cluster_tls_ca.empty();
+  if (tls_set != 0 && tls_set != 3)
+    throw invalid_setting{
+      "TLS between nodes takes --cluster-tls-cert, --cluster-tls-key and --cluster-tls-ca "
+      "together"};
   if (s.failures.max_retry_delay < s.failures.retry_delay)
     throw invalid_setting{fmt::format("--max-retry-delay {} is below --retry-delay {}",
                                       show_duration(s.failures.max_retry_delay),

@@ -42,6 +42,18 @@ struct event_sql {
   soci::statement record;
 };
 
+/// The balance query, prepared once per connection.
+struct balance_sql {
+  explicit balance_sql(soci::session& db)
+    : load((db.prepare << "SELECT balance FROM accounts WHERE id = :id", soci::use(id),
+            soci::into(balance, found))) {}
+
+  std::string id;
+  long long balance = 0;
+  soci::indicator found = soci::i_null;
+  soci::statement load;
+};
+
 void record(depot::context& ctx, const std::string& account_id, std::int64_t balance) {
   auto& sql = ctx.prepared<event_sql>();
   sql.envelope_id = ctx.incoming().id;
@@ -68,6 +80,15 @@ void handle(const debit_account& cmd, depot::context& ctx) {
     ctx.schedule(enforce_account_overdrawn_deadline{acct.id}, 240h);
   }
   ctx.publish(account_updated{acct.id, acct.balance}, {.deliver_within = 5s});
+}
+
+balance answer(const get_balance& query, depot::context& ctx) {
+  auto& sql = ctx.prepared<balance_sql>();
+  sql.id = query.account_id;
+  sql.load.execute(true);
+  if (sql.found == soci::i_null || !sql.load.got_data())
+    throw depot::validation_error{"no account " + query.account_id};
+  return {query.account_id, sql.balance};
 }
 
 } // namespace
@@ -127,6 +148,8 @@ void register_bank(depot::routing& app) {
     .on_exception<no_account>()
     .retry_with_cooldown(100ms, 500ms)
     .then_dead_letter();
+  // Queries are answered from memory queues: no envelope is stored for them.
+  app.handle<get_balance>(answer).on_queue(queries_queue).buffered();
   app.handle<low_balance_detected>([](const low_balance_detected& m, depot::context& ctx) {
     record(ctx, m.account_id, m.balance);
   });

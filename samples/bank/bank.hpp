@@ -48,6 +48,23 @@ struct account_updated {
 DEPOT_MESSAGE(account_updated, "bank.account-updated", account_id, balance)
 DEPOT_MESSAGE_KEY(account_updated, account_id)
 
+/// The query side: asks for an account's balance, answered with a `balance` from the accounts
+/// table. Served on the buffered queue `queries_queue`: memory only, never stored.
+struct get_balance {
+  std::string account_id;
+};
+DEPOT_MESSAGE(get_balance, "bank.get-balance", account_id)
+
+/// The reply to get_balance.
+struct balance {
+  std::string account_id;
+  std::int64_t balance = 0;
+};
+DEPOT_MESSAGE(balance, "bank.balance", account_id, balance)
+
+/// The buffered queue that answers the bank's queries.
+inline constexpr const char* queries_queue = "bank.queries";
+
 /// A debit of an account that does not exist (yet). The bank's error policy retries it twice,
 /// then dead-letters it; replay it once the account exists.
 struct no_account : std::runtime_error {

@@ -56,7 +56,7 @@ TEST_CASE("a setting outside its bounds is refused with the option, the value an
 
 TEST_CASE(
   "rules between options: stale-after at least twice the heartbeat, retry delays in "
-  "order") {
+  "order, the TLS files together") {
   depot::node_settings s;
   s.stale_after = std::chrono::milliseconds{1500};
   CHECK_THROWS_WITH_AS(depot::check(s), doctest::Contains("at least twice --heartbeat-interval"),
@@ -65,6 +65,16 @@ TEST_CASE(
   s.failures.retry_delay = std::chrono::minutes{2};
   CHECK_THROWS_WITH_AS(depot::check(s), "--max-retry-delay 1min is below --retry-delay 2min",
                        depot::invalid_setting);
+  s = {};
+  s.cluster_tls_cert = s.cluster_tls_ca = DEPOT_SOURCE_ROOT "/meson.build"; // readable files
+  CHECK_THROWS_WITH_AS(depot::check(s),
+                       doctest::Contains("--cluster-tls-key and --cluster-tls-ca together"),
+                       depot::invalid_setting);
+  s.cluster_tls_key = DEPOT_SOURCE_ROOT "/no-such-key.pem";
+  CHECK_THROWS_WITH_AS(depot::check(s), doctest::Contains("--cluster-tls-key: cannot read"),
+                       depot::invalid_setting);
+  s.cluster_tls_key = s.cluster_tls_cert;
+  CHECK_NOTHROW(depot::check(s));
 }
 
 TEST_CASE("schema names are plain lower-case identifiers") {

@@ -46,6 +46,12 @@ struct node_settings {
   std::string cluster_host = "127.0.0.1"; ///< where this node's node actor listens for peers
   int cluster_port = 0;                   ///< its port; 0 = a free one
   std::string queues; ///< the queues this node serves, "a,b"; "" = every queue of the app
+  /// TLS between nodes (CAF's OpenSSL module): this node's certificate chain and private key
+  /// (PEM files), and the CA certificates its peers' must chain to. All three or none.
+  std::string cluster_tls_cert, cluster_tls_key, cluster_tls_ca;
+
+  /// Whether nodes talk over TLS (the cluster-tls options are set).
+  [[nodiscard]] bool cluster_tls() const { return !cluster_tls_cert.empty(); }
 
   /// Whether this node serves `queue` (see queues).
   [[nodiscard]] bool serves(std::string_view queue) const;
