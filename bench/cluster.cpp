@@ -15,6 +15,7 @@
 #include <depot/persistence/connection.hpp>
 
 #include "bench.hpp"
+#include "node.hpp"
 #include "noop.hpp"
 
 namespace bench {
@@ -88,12 +89,7 @@ void run_cluster_round(const options& o, case_result& round) {
     next();
   });
   auto settings = [&](const char* queues) {
-    depot::node_settings s;
-    s.db = with_search_path(o.db, schema);
-    s.schema = schema;
-    s.service = "bench";
-    s.batch_size = o.batch_size;
-    s.concurrency = o.concurrency;
+    auto s = node_settings_of(o, schema);
     s.heartbeat_interval = 100ms; // the nodes learn of each other from their heartbeats
     s.queues = queues;
     return s;

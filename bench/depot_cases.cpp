@@ -20,6 +20,7 @@
 
 #include "bank.hpp"
 #include "bench.hpp"
+#include "node.hpp"
 #include "noop.hpp"
 #include "saga.hpp"
 
@@ -167,13 +168,7 @@ measurement run_depot_case(const options& o, const std::string& name, case_resul
     next();
   });
 
-  depot::node_settings s;
-  s.db = db;
-  s.schema = schema;
-  s.service = "bench";
-  s.batch_size = o.batch_size;
-  s.concurrency = o.concurrency;
-  depot::node n{app, s};
+  depot::node n{app, node_settings_of(o, schema)};
   n.start();
 
   // Warm-up: one envelope per sender opens the sender connections and the handling path.

@@ -13,6 +13,7 @@
 
 #include "bench.hpp"
 #include "kafka.hpp"
+#include "node.hpp"
 
 namespace bench {
 
@@ -58,12 +59,7 @@ measurement run_depot_kafka(const options& o, const kafka::flow& f,
     .keep_offsets_in(o.kafka_offsets == "postgres" ? depot::offset_store::postgres
                                                    : depot::offset_store::kafka);
 
-  depot::node_settings s;
-  s.db = with_search_path(o.db, schema);
-  s.schema = schema;
-  s.service = "bench";
-  s.batch_size = o.batch_size;
-  s.concurrency = o.concurrency;
+  auto s = node_settings_of(o, schema);
   s.kafka = f.brokers;
   s.service_uri = "urn:bench:depot";
   s.kafka_properties = fmt::format("fetch.wait.max.ms={}", kafka::fetch_wait_ms);

@@ -16,6 +16,7 @@
 
 #include "bench.hpp"
 #include "child_process.hpp"
+#include "node.hpp"
 #include "noop.hpp"
 
 namespace bench {
@@ -44,13 +45,7 @@ public:
       lat.started(seq_of(e.body), t);
       next();
     });
-    depot::node_settings s;
-    s.db = db_;
-    s.schema = schema;
-    s.service = "bench";
-    s.batch_size = o.batch_size;
-    s.concurrency = o.concurrency;
-    node_ = std::make_unique<depot::node>(app_, s);
+    node_ = std::make_unique<depot::node>(app_, node_settings_of(o, schema));
     node_->start();
   }
 

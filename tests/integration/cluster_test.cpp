@@ -38,10 +38,14 @@ TEST_CASE("a request reaches the node serving its queue and the reply comes back
   test_schema s;
   std::atomic<int> answering{0}; // the node number of the queries' server
   depot::routing app;
-  app.handle<lookup>([&](const lookup& m, depot::context&) { return result{m.x * 3, answering}; })
+  app.handle<lookup>([&](const lookup& m, depot::context&) {
+       return result{m.x * 3, answering};
+     })
     .on_queue("it.queries")
     .buffered();
-  app.handle<order>([&](const order& m, depot::context&) { return result{m.x + 1, answering}; })
+  app.handle<order>([&](const order& m, depot::context&) {
+       return result{m.x + 1, answering};
+     })
     .on_queue("it.orders");
   app.handle<chatter>([](const chatter&, depot::context&) {}).on_queue("it.chatter");
 
