@@ -550,10 +550,11 @@ int cli::impl::describe(command_env& env) const {
   for (const auto& l : app.kafka_listeners())
     fmt::print(
       "  listens to {} in group {} (new group starts at {}, offsets kept in {}, pauses "
-      "above {} ready envelopes)\n",
+      "above {} ready envelopes{})\n",
       fmt::join(l.topics, ","), l.group.empty() ? env.settings.service : l.group,
       l.start == offset_reset::earliest ? "earliest" : "latest", to_string(l.offsets),
-      l.max_backlog > 0 ? l.max_backlog : env.settings.kafka_max_backlog);
+      l.max_backlog > 0 ? l.max_backlog : env.settings.kafka_max_backlog,
+      l.leader_only ? ", on the cluster's leader only" : "");
   fmt::print("sagas:\n");
   for (const auto& s : app.sagas()) {
     std::vector<std::string> steps{s.handled.begin(), s.handled.end()};

@@ -879,3 +879,34 @@ TEST_CASE("when the node that relays stops, another node of the store takes the 
   CHECK(wait_until([&] { return s.number("SELECT count(*) FROM outgoing") == 0; }));
   second.stop();
 }
+
+TEST_CASE("a listener on the leader only consumes while its node leads, and not before") {
+  test_schema s;
+  depot::embedded_kafka cluster;
+  depot::routing app;
+  listen_for_orders(app, s, "shop.open").in_group("it-open");
+  app.listen_to_kafka({"shop.exclusive"}).in_group("it-exclusive").on_leader_only();
+  // Another session holds the leader's lock: the node does not lead.
+  auto usurper = std::make_unique<test_store>(s.store_config());
+  REQUIRE(usurper->nodes.try_lead());
+  depot::node n{app, kafka_config(s, cluster)};
+  n.start();
+  kafka_client writer{cluster.bootstrap(), RD_KAFKA_PRODUCER};
+  auto order = [](const std::string& topic, const std::string& id) {
+    depot::envelope cmd;
+    cmd.id = depot::new_envelope_id();
+    cmd.message_type = "shop.place-order";
+    cmd.body = fmt::format(R"({{"order_id":"{}","amount":1}})", id);
+    return depot::cloudevents::to_record(cmd, topic, "urn:test:client",
+                                         depot::cloudevents_mode::binary);
+  };
+  writer.produce(order("shop.exclusive", "o-exclusive"));
+  writer.produce(order("shop.open", "o-open"));
+  // The plain listener joined its group and stored its record; the other stands by.
+  REQUIRE(wait_until([&] { return s.number("SELECT count(*) FROM effects") >= 1; }, 30s));
+  std::this_thread::sleep_for(1s);
+  CHECK(s.number("SELECT count(*) FROM effects") == 1);
+  usurper.reset(); // its connection closes, and the lock with it: the node leads next beat
+  CHECK(wait_until([&] { return s.number("SELECT count(*) FROM effects") == 2; }, 30s));
+  n.stop();
+}

@@ -41,6 +41,8 @@ constexpr int poll_ms = 100;
 /// leaves the queues idle).
 constexpr std::chrono::milliseconds backlog_check{500};
 constexpr std::chrono::milliseconds paused_check{100};
+/// How often a listener that consumes on the leader only looks whether its node leads.
+constexpr std::chrono::milliseconds standby_check{200};
 
 // -- relay ----------------------------------------------------------------------------------------
 
@@ -451,11 +453,32 @@ void store_held(listener_actor* self, std::size_t count, const std::string& refu
   st.node->wake(woken);
 }
 
+/// Whether a listener that consumes on the leader only stands by: its node does not lead, and it
+/// holds no record (what it holds it stores first). Leaves the group when it stops leading.
+bool standing_by(listener_state& st) {
+  if (!st.declared->leader_only || st.node->leader() || !st.held.empty())
+    return false;
+  if (st.consumer) {
+    st.consumer.reset(); // leaves the group: the leader's listener gets every partition
+    log(log_level::info, "Kafka listener {}: node {} no longer leads: stopped consuming", st.group,
+        st.node->number());
+  }
+  return true;
+}
+
 void listen_once(listener_actor* self, const std::string& brokers) {
   auto& st = self->state;
+  if (standing_by(st)) {
+    self->delayed_send(self, standby_check, listen_atom::value);
+    return;
+  }
   try {
-    if (!st.consumer)
+    if (!st.consumer) {
       st.consumer = make_consumer(brokers, st);
+      if (st.declared->leader_only)
+        log(log_level::info, "Kafka listener {}: node {} leads: consuming {}", st.group,
+            st.node->number(), fmt::join(st.declared->topics, ","));
+    }
     if (st.held.empty()) {
       apply_back_pressure(st);
       auto* m = rd_kafka_consumer_poll(st.consumer.get(), poll_ms);

@@ -50,6 +50,9 @@ struct kafka_listener {
   offset_reset start = offset_reset::earliest; ///< where a group without offsets begins
   offset_store offsets = offset_store::kafka;  ///< where consumed positions are kept
   std::int64_t max_backlog = 0; ///< pause above this many ready envelopes; 0 = the node's option
+  /// Consumes only on the cluster's leader: one consumer of the group in the whole cluster,
+  /// moving to the next leader when the leader changes (exclusive work, assigned by the lead).
+  bool leader_only = false;
 
   /// Chains: `app.listen_to_kafka({"bank.commands"}).group("bank").start_at(offset_reset::latest)`.
   kafka_listener& in_group(std::string g) {
@@ -66,6 +69,10 @@ struct kafka_listener {
   }
   kafka_listener& pause_above(std::int64_t n) {
     max_backlog = n;
+    return *this;
+  }
+  kafka_listener& on_leader_only() {
+    leader_only = true;
     return *this;
   }
 };
