@@ -73,12 +73,15 @@ std::size_t inbox_processor::process_batch() {
   }
   const bool fallback = permit == kind::fallback;
   std::vector<std::string> ids;
-  keyed_ = false;
+  keyed_batch_ = false;
   {
     unit_of_work uow{conn_};
-    auto batch = inbox_.claim(queue_.name, permit == kind::probe ? 1 : settings_.batch_size);
-    keyed_ =
-      std::any_of(batch.begin(), batch.end(), [](const envelope& e) { return !e.key.empty(); });
+    // Once the queue has shown keys, the claim that looks a bounded way ahead.
+    auto batch =
+      inbox_.claim(queue_.name, permit == kind::probe ? 1 : settings_.batch_size, keys_seen_);
+    if (!batch.empty())
+      keys_seen_ = keyed_batch_ =
+        std::any_of(batch.begin(), batch.end(), [](const envelope& e) { return !e.key.empty(); });
     if (batch.empty()) {
       if (permit == kind::probe)
         breaker_->give_back_probe();

@@ -63,8 +63,8 @@ public:
   /// Throws db_error on a database failure: the transaction rolled back, nothing is held.
   std::size_t process_batch();
   /// Whether the last batch may have left ready envelopes behind although it was not full: a
-  /// claim takes one envelope per key, so a batch with keys can be short while more wait.
-  [[nodiscard]] bool may_have_left_more() const { return keyed_; }
+  /// batch with keys is short when other transactions held keys, which may be free by now.
+  [[nodiscard]] bool may_have_left_more() const { return keyed_batch_; }
 
   /// Handles one memory-only envelope in a transaction of its own, retrying inline by policy.
   void process_buffered(const envelope& e);
@@ -120,7 +120,8 @@ private:
   error_policy default_policy_;             ///< for failures no declared rule matches
   circuit_breaker* breaker_;
   std::unordered_map<std::string, circuit_breaker*> handler_breakers_;
-  bool keyed_ = false; ///< the last batch held an envelope with a key
+  bool keyed_batch_ = false; ///< the last batch held an envelope with a key
+  bool keys_seen_ = false;   ///< the last batch that held any envelope held one with a key
 };
 
 } // namespace depot

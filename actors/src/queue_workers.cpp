@@ -60,8 +60,8 @@ void drain(worker_actor* self, queue_workers::slot* slot, int batch_size) {
   try {
     auto n = st.processor->process_batch();
     st.backoff = min_backoff;
-    // A full batch, or one with keys (a claim takes one envelope per key), means more may
-    // wait: continue after what else is in the mailbox.
+    // A full batch, or one with keys (see may_have_left_more), means more may wait: continue
+    // after what else is in the mailbox.
     if ((n >= static_cast<std::size_t>(batch_size) || st.processor->may_have_left_more()) &&
         !slot->pending.exchange(true))
       self->send(self, wake_atom::value);

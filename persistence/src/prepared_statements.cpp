@@ -66,9 +66,12 @@ std::vector<envelope> claimed_rows::fetch_all(soci::statement& statement) {
   return result;
 }
 
-claim_statement::claim_statement(soci::session& sql, const std::string& text) : statement(sql) {
+claim_statement::claim_statement(soci::session& sql, const std::string& text, bool keyed)
+  : statement(sql) {
   statement.exchange(soci::use(queue, "q"));
   statement.exchange(soci::use(limit, "n"));
+  if (keyed)
+    statement.exchange(soci::use(look_ahead, "w"));
   rows.bind(statement);
   prepare(statement, text);
 }
@@ -88,10 +91,11 @@ insert_incoming_statement::insert_incoming_statement(soci::session& sql, const s
   prepare(statement, text);
 }
 
-claim_statement& prepared_statements::claim() {
-  if (!claim_)
-    claim_ = std::make_unique<claim_statement>(sql_, texts_.claim);
-  return *claim_;
+claim_statement& prepared_statements::claim(bool keyed) {
+  auto& st = keyed ? claim_keyed_ : claim_;
+  if (!st)
+    st = std::make_unique<claim_statement>(sql_, keyed ? texts_.claim_keyed : texts_.claim, keyed);
+  return *st;
 }
 
 claim_again_statement& prepared_statements::claim_again() {

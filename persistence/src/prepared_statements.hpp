@@ -33,10 +33,12 @@ struct claimed_rows {
 
 /// Claim of a batch of one queue, in the handling transaction.
 struct claim_statement {
-  claim_statement(soci::session& sql, const std::string& text);
+  /// `keyed`: the claim for queues with keys, which looks `look_ahead` rows ahead at most.
+  claim_statement(soci::session& sql, const std::string& text, bool keyed);
 
   std::string queue;
   int limit = 0;
+  int look_ahead = 0;
   claimed_rows rows;
   soci::statement statement;
 };
@@ -64,14 +66,14 @@ struct prepared_statements {
   explicit prepared_statements(soci::session& sql, const statements& texts)
     : sql_(sql), texts_(texts) {}
 
-  claim_statement& claim();
+  claim_statement& claim(bool keyed);
   claim_again_statement& claim_again();
   insert_incoming_statement& insert_incoming();
 
 private:
   soci::session& sql_;
   const statements& texts_;
-  std::unique_ptr<claim_statement> claim_;
+  std::unique_ptr<claim_statement> claim_, claim_keyed_;
   std::unique_ptr<claim_again_statement> claim_again_;
   std::unique_ptr<insert_incoming_statement> insert_incoming_;
 };

@@ -14,7 +14,7 @@ struct statements {
   std::string schema_exists, schema_version, create_schema, create_version_table, record_version,
     search_path;
   // inbox
-  std::string insert_incoming, copy_incoming, notify, claim, claim_again, pause_queue,
+  std::string insert_incoming, copy_incoming, notify, claim, claim_keyed, claim_again, pause_queue,
     paused_queues, resume_queue, set_breaker, close_breaker, open_breakers, promote_due,
     forget_received_ids;
   // outbox

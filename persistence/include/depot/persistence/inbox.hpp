@@ -16,6 +16,11 @@ namespace depot::persistence {
 
 class inbox {
 public:
+  /// How far past its limit a claim looks for rows of keys no other transaction holds: with
+  /// every key at the head of the queue busy, a claim comes back short rather than scanning
+  /// the whole queue.
+  static constexpr int claim_look_ahead = 10;
+
   explicit inbox(connection& conn) : conn_(conn) {}
 
   // These run inside the caller's transaction when one is open (see unit_of_work).
@@ -31,9 +36,11 @@ public:
 
   /// Inside the handling transaction: takes up to `limit` ready envelopes of `queue`, best
   /// priority first, then in seq order, skipping rows and keys that other transactions hold,
-  /// and deletes them. They are gone when the transaction commits and ready again when it rolls
-  /// back. Returns them in claim order.
-  std::vector<envelope> claim(std::string_view queue, int limit);
+  /// and deletes them. The envelopes of one key come in the order stored. They are gone when
+  /// the transaction commits and ready again when it rolls back. Returns them in claim order.
+  /// `keyed` (for queues whose envelopes have keys): look at the first `limit *
+  /// claim_look_ahead` ready rows only; without it the claim goes as far as it must.
+  std::vector<envelope> claim(std::string_view queue, int limit, bool keyed = false);
   /// Like claim, for the envelopes among `ids` still ready: a batch taken again after its first
   /// transaction rolled back.
   std::vector<envelope> claim_again(const std::vector<std::string>& ids);

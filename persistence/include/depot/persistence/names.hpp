@@ -57,6 +57,9 @@ inline constexpr std::string_view dead = "dead";
 /// lock class; node numbers are positive and the outbox relay takes -1).
 inline constexpr int leader_lock_key = -2;
 
+/// The setting, local to a handling transaction, in which a claim notes the seqs it took.
+inline constexpr std::string_view claim_memo = "depot.claimed";
+
 /// The key of the transaction lock that serialises schema migrations of one schema.
 [[nodiscard]] inline std::string migration_lock(std::string_view schema) {
   return "depot.schema." + std::string{schema};
