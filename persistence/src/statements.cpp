@@ -120,12 +120,14 @@ statements::statements(std::string_view schema) {
     "NOT EXISTS (SELECT 1 FROM {} p WHERE p.queue = :q AND p.paused_until > now())", queue_states);
   // The candidates `where` picks (at most `look_ahead` of them), in claim order, in a subquery
   // the planner keeps whole (it has ORDER BY, and a filter with volatile functions is not pushed
-  // into it), filtered above it one at a time until `limit` are taken. The ids come out through
-  // ARRAY(...), evaluated once before the DELETE scans: a semi-join would run the claim again
-  // for each row it joins.
+  // into it), filtered above it one at a time until `limit` are taken. The rows' addresses come
+  // out through ARRAY(...), evaluated once before the DELETE scans (a semi-join would run the
+  // claim again for each row it joins), and the DELETE finds them by a TID scan whatever the
+  // statistics say (by id, a generic plan made while the inbox was empty seq-scanned all of it
+  // for every claim). A row's address holds: the claim holds its lock.
   auto claim_of = [&](std::string_view where, std::string_view look_ahead, std::string_view limit) {
     return fmt::format(
-      "DELETE FROM {0} WHERE id = ANY(ARRAY(SELECT c.id FROM (SELECT w.id, w.ctid AS at, w.queue, "
+      "DELETE FROM {0} WHERE ctid = ANY(ARRAY(SELECT c.at FROM (SELECT w.ctid AS at, w.queue, "
       "w.message_key, w.seq FROM {0} w WHERE {1} AND w.status = '{2}' AND w.execution_time <= "
       "now() ORDER BY w.priority DESC, w.seq {3}) c WHERE {4} {5})) RETURNING {6}",
       incoming, where, st::incoming, look_ahead, ready, limit, claimed_columns);
