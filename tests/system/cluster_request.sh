@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Queries across the cluster. Node 1 serves only the bank's queries (the buffered queue
-# bank.queries), node 2 everything else. `bank request` joins the cluster as a short-lived
-# client and asks node 1, which answers from the accounts table; the query is never stored.
+# Queries across the cluster, three nodes. Node 1 serves only the bank's queries (the buffered
+# queue bank.queries), node 2 the debits and their other cascades, node 3 the AccountUpdated
+# events. `bank request` joins the cluster as a short-lived client and asks node 1, which
+# answers from the accounts table; the query is never stored.
 # Bad input, an unknown account (no reply: --timeout) and a cluster where nobody serves the
 # query each exit 1 with one line.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.bash"
@@ -15,9 +16,11 @@ sys_start_node queries --node-id 1 --queues bank.queries
 one=$SYS_PID
 sys_start_node commands --node-id 2 --queues "$(
   "$BANK" describe | sed -n '/^queues:/,/^routes:/s/^  \(bank\.[a-z-]*\) .*/\1/p' |
-    grep -v '^bank.queries$' | paste -sd,
+    grep -Ev '^bank\.(queries|account-updated)$' | paste -sd,
 )"
 two=$SYS_PID
+sys_start_node events --node-id 3 --queues bank.account-updated
+three=$SYS_PID
 sys_send_debits "$SYS_WORK/debits.jsonl"
 sys_wait_sender
 sys_wait_drained 60
@@ -46,6 +49,7 @@ run 1 "nobody serves the query" "$BANK" request bank.get-balance '{"account_id":
   one_line "nobody serves" &&
   has "$ERR" "nobody serves" "no running node serves bank.get-balance \(queue bank.queries\)"
 sys_stop_node "$two"
+sys_stop_node "$three"
 
 sys_checked
 step "PASS"
