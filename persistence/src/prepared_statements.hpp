@@ -1,6 +1,8 @@
-// Private: the hot statements of the handling loop, prepared once per connection (server-side,
-// planned once) with their parameters and result columns bound to members. Each call sets the
-// parameters, sizes the result vectors and executes; nothing is parsed or planned again.
+// Private: the hot statements of the handling loop, made once per connection with their
+// parameters and result columns bound to members. Each call sets the parameters, sizes the
+// result vectors and executes. The insert is prepared server-side (planned once); the claims are
+// planned at each execution, for the inbox as it is then (a claim's cached plan, made while the
+// inbox was nearly empty, kept scanning all of it once it was full: see docs/decisions.md).
 // A connection drops them before it reconnects (they hold its session's backend).
 #pragma once
 
