@@ -297,7 +297,10 @@ void node::impl::publish_node_actor() {
   const auto& s = settings_;
   node_hooks hooks{
     .wake = [this](const std::vector<std::string>& queues) { wake(queues); },
-    .deliver = [this](std::vector<envelope> envelopes) { deliver_buffered(std::move(envelopes)); },
+    // A peer's envelopes go to this node's workers, never on to a third node: a stale view of
+    // who serves what must not bounce them between nodes.
+    .deliver =
+      [this](std::vector<envelope> envelopes) { workers.deliver_buffered(std::move(envelopes)); },
     .reply =
       [this](reply_message reply) {
         if (reply.reply_to == address())
