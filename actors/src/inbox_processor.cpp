@@ -71,29 +71,37 @@ std::size_t inbox_processor::process_batch() {
     if (permit == kind::none)
       return 0; // open: the queue's envelopes wait, untouched
   }
-  const bool fallback = permit == kind::fallback;
+  return claim_and_handle(permit == kind::probe, permit == kind::fallback);
+}
+
+std::size_t inbox_processor::claim_and_handle(bool probe, bool fallback) {
   std::vector<std::string> ids;
   keyed_batch_ = false;
   {
     unit_of_work uow{conn_};
-    // Once the queue has shown keys, the claim that looks a bounded way ahead.
-    auto batch =
-      inbox_.claim(queue_.name, permit == kind::probe ? 1 : settings_.batch_size, keys_seen_);
-    if (!batch.empty())
-      keys_seen_ = keyed_batch_ =
-        std::any_of(batch.begin(), batch.end(), [](const envelope& e) { return !e.key.empty(); });
+    auto batch = inbox_.claim(queue_.name, probe ? 1 : settings_.batch_size, keys_seen_);
     if (batch.empty()) {
-      if (permit == kind::probe)
+      if (probe)
         breaker_->give_back_probe();
       return 0;
     }
+    keyed_batch_ =
+      std::any_of(batch.begin(), batch.end(), [](const envelope& e) { return !e.key.empty(); });
+    if (keyed_batch_ && !keys_seen_) {
+      // The claim for queues without keys took them without their keys' locks: the batch goes
+      // back untouched, and the queue is claimed with the claim that takes them from now on.
+      keys_seen_ = true;
+      uow.rollback();
+      return claim_and_handle(probe, fallback);
+    }
+    keys_seen_ = keyed_batch_;
     if (handle(batch, uow, false, fallback))
       return batch.size();
     for (const auto& e : batch)
       ids.push_back(e.id);
   } // rolled back: the batch is ready again
   unit_of_work uow{conn_};
-  handle(inbox_.claim_again(ids), uow, true, fallback);
+  handle(inbox_.claim_again(queue_.name, ids), uow, true, fallback);
   return ids.size();
 }
 

@@ -72,6 +72,9 @@ public:
 private:
   struct outcome;
 
+  /// process_batch once the breaker let it claim (`probe`: one envelope).
+  std::size_t claim_and_handle(bool probe, bool fallback);
+
   /// Handles the batch claimed in `uow` and commits. With `isolate`, each envelope runs under a
   /// savepoint and a failure is decided by policy; without, the first failure ends the attempt
   /// (returns false, nothing committed).
@@ -121,7 +124,8 @@ private:
   circuit_breaker* breaker_;
   std::unordered_map<std::string, circuit_breaker*> handler_breakers_;
   bool keyed_batch_ = false; ///< the last batch held an envelope with a key
-  bool keys_seen_ = false;   ///< the last batch that held any envelope held one with a key
+  /// The last batch held an envelope with a key: the next claim takes keys' locks.
+  bool keys_seen_ = false;
 };
 
 } // namespace depot

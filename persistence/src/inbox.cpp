@@ -111,12 +111,14 @@ std::vector<envelope> inbox::claim(std::string_view queue, int limit, bool keyed
   });
 }
 
-std::vector<envelope> inbox::claim_again(const std::vector<std::string>& ids) {
+std::vector<envelope> inbox::claim_again(std::string_view queue,
+                                         const std::vector<std::string>& ids) {
   if (ids.empty())
     return {};
   auto& sql = conn_.session();
   return guarded(sql, [&] {
     auto& st = conn_.prepared().claim_again();
+    st.queue = std::string{queue};
     st.ids = uuid_array(ids);
     return in_claim_order(st.rows.fetch_all(st.statement));
   });

@@ -8,10 +8,9 @@ namespace depot::persistence {
 namespace {
 
 /// Prepares `statement` on `text` once its parameters and columns are exchanged.
-void prepare(soci::statement& statement, const std::string& text,
-             soci::details::statement_type type = soci::details::st_repeatable_query) {
+void prepare(soci::statement& statement, const std::string& text) {
   statement.alloc();
-  statement.prepare(text, type);
+  statement.prepare(text, soci::details::st_repeatable_query);
   statement.define_and_bind();
 }
 
@@ -74,16 +73,15 @@ claim_statement::claim_statement(soci::session& sql, const std::string& text, bo
   if (keyed)
     statement.exchange(soci::use(look_ahead, "w"));
   rows.bind(statement);
-  // Planned at every execution, for the inbox as it is then: a generic plan made while the inbox
-  // was nearly empty deletes the claimed rows with a sequential scan of all of it, for ever after.
-  prepare(statement, text, soci::details::st_one_time_query);
+  prepare(statement, text);
 }
 
 claim_again_statement::claim_again_statement(soci::session& sql, const std::string& text)
   : statement(sql) {
+  statement.exchange(soci::use(queue, "q"));
   statement.exchange(soci::use(ids, "ids"));
   rows.bind(statement);
-  prepare(statement, text, soci::details::st_one_time_query); // as claim_statement's
+  prepare(statement, text);
 }
 
 insert_incoming_statement::insert_incoming_statement(soci::session& sql, const std::string& text)

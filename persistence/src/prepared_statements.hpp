@@ -1,9 +1,8 @@
 // Private: the hot statements of the handling loop, made once per connection with their
-// parameters and result columns bound to members. Each call sets the parameters, sizes the
-// result vectors and executes. The insert is prepared server-side (planned once); the claims are
-// planned at each execution, for the inbox as it is then (a claim's cached plan, made while the
-// inbox was nearly empty, kept scanning all of it once it was full: see docs/decisions.md).
-// A connection drops them before it reconnects (they hold its session's backend).
+// parameters and result columns bound to members and prepared server-side. Each call sets the
+// parameters, sizes the result vectors and executes. The claims call the schema's claim
+// functions, which keep their own plans (see sql/009_claims.sql). A connection drops them before
+// it reconnects (they hold its session's backend).
 #pragma once
 
 #include <memory>
@@ -49,6 +48,7 @@ struct claim_statement {
 struct claim_again_statement {
   claim_again_statement(soci::session& sql, const std::string& text);
 
+  std::string queue;
   std::string ids;
   claimed_rows rows;
   soci::statement statement;

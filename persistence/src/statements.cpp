@@ -78,67 +78,19 @@ statements::statements(std::string_view schema) {
     timestamp_or_null("r.deliver_by"), names::qualified(schema, t::incoming_seq));
   copy_incoming = fmt::format("COPY {} {} FROM STDIN", incoming, copy_columns);
   notify = "SELECT pg_notify(:c, :p)";
-  // The claim deletes: it runs in the handling transaction, so the envelopes are gone when that
-  // commits and ready again when it aborts. It takes ready rows of the queue in claim order
-  // (priority, then seq), filtered one at a time in that order, until :n rows are taken. Rows
-  // with a key are taken only with their key's transaction lock, which every claim of the queue
-  // on every node asks for (try, never wait): one transaction at a time holds a key.
+  // The claims are the schema's functions (version 9, where their design is described): they
+  // run with the plans they need whatever the statistics say, planned once per connection.
   const auto claimed_columns = fmt::format(
     "id::text, queue, message_type, body, headers::text, {}, coalesce({}, 0), attempts, "
     "priority, {}, seq, coalesce(tenant, ''), coalesce(message_key, '')",
     micros_of("execution_time"), micros_of("deliver_by"), micros_of("received_at"));
-  // The key's envelopes go in the order stored, whatever their priorities: a keyed row is taken
-  // only when the row of its key just before it (one probe of incoming_keyed, walking back) is
-  // not waiting or was taken by this same statement. Without that check a claim that skipped a
-  // key's first rows while another transaction held the key would take its later rows once
-  // that transaction commits. The seqs taken so far are the statement's memo: a setting local
-  // to the transaction, valid for the statement that started at the time it begins with. A row
-  // goes into the memo once it is locked, so a row some other statement holds (a purge) stops
-  // its key for this claim. The key's lock is tried first (CASE keeps that order), so rows of
-  // keys other transactions hold cost a lookup in shared memory and no probe.
-  const auto memo = fmt::format(
-    "CASE WHEN strpos(current_setting('{0}', true), statement_timestamp()::text) = 1 THEN "
-    "current_setting('{0}', true) ELSE statement_timestamp()::text || '|' END",
-    names::claim_memo);
-  // The filter has effects (locks, the memo), so it must run once per candidate, in claim order,
-  // and only on candidates: on the output of the ordered subquery `c` below, never on a scan of
-  // the table the planner may pick for a join (with an inbox whose statistics say empty it
-  // chose a seq scan of all of `incoming`, every queue's rows, for each candidate, and
-  // re-ran the whole claim for each row of the DELETE's semi-join: the claim took other
-  // queues' keys and its memo grew without bound, a claim ran for minutes). Every row is
-  // row-locked here (SKIP LOCKED), with or without a key.
-  const auto ready = fmt::format(
-    "CASE WHEN c.message_key IS NULL THEN EXISTS (SELECT 1 FROM {1} l WHERE l.ctid = c.at FOR "
-    "UPDATE SKIP LOCKED) WHEN pg_try_advisory_xact_lock(hashtextextended(c.queue || '/' || "
-    "c.message_key, 0)) THEN coalesce(strpos({0}, '|' || (SELECT e.seq FROM {1} e WHERE e.queue "
-    "= c.queue AND e.message_key = c.message_key AND e.status = '{2}' AND e.seq < c.seq ORDER BY "
-    "e.seq DESC LIMIT 1) || '|') > 0, true) AND EXISTS (SELECT 1 FROM {1} l WHERE l.ctid = c.at "
-    "FOR UPDATE SKIP LOCKED) AND set_config('{3}', {0} || c.seq || '|', true) IS NOT NULL ELSE "
-    "false END",
-    memo, incoming, st::incoming, names::claim_memo);
-  const auto not_paused = fmt::format(
-    "NOT EXISTS (SELECT 1 FROM {} p WHERE p.queue = :q AND p.paused_until > now())", queue_states);
-  // The candidates `where` picks (at most `look_ahead` of them), in claim order, in a subquery
-  // the planner keeps whole (it has ORDER BY, and a filter with volatile functions is not pushed
-  // into it), filtered above it one at a time until `limit` are taken. The rows' addresses come
-  // out through ARRAY(...), evaluated once before the DELETE scans (a semi-join would run the
-  // claim again for each row it joins), and the DELETE finds them by a TID scan whatever the
-  // statistics say (by id, a generic plan made while the inbox was empty seq-scanned all of it
-  // for every claim). A row's address holds: the claim holds its lock.
-  auto claim_of = [&](std::string_view where, std::string_view look_ahead, std::string_view limit) {
-    return fmt::format(
-      "DELETE FROM {0} WHERE ctid = ANY(ARRAY(SELECT c.at FROM (SELECT w.ctid AS at, w.queue, "
-      "w.message_key, w.seq FROM {0} w WHERE {1} AND w.status = '{2}' AND w.execution_time <= "
-      "now() ORDER BY w.priority DESC, w.seq {3}) c WHERE {4} {5})) RETURNING {6}",
-      incoming, where, st::incoming, look_ahead, ready, limit, claimed_columns);
-  };
-  const auto of_queue = fmt::format("w.queue = :q AND {}", not_paused);
-  // Queues without keys: the whole queue in order (an index scan that stops at :n rows).
-  claim = claim_of(of_queue, "", "LIMIT :n");
-  // For queues with keys: while other transactions hold the keys at the head of the queue, a
-  // claim looks :w rows ahead, not through the whole queue.
-  claim_keyed = claim_of(of_queue, "LIMIT :w", "LIMIT :n");
-  claim_again = claim_of("w.id = ANY(:ids::uuid[])", "", "");
+  claim = fmt::format("SELECT {} FROM {}(:q, :n)", claimed_columns,
+                      names::qualified(schema, names::function::claim_ready));
+  const auto claim_keyed_function = names::qualified(schema, names::function::claim_keyed);
+  claim_keyed =
+    fmt::format("SELECT {} FROM {}(:q, :n, :w, NULL)", claimed_columns, claim_keyed_function);
+  claim_again = fmt::format("SELECT {} FROM {}(:q, NULL, NULL, :ids::uuid[])", claimed_columns,
+                            claim_keyed_function);
   pause_queue = fmt::format(
     "INSERT INTO {} (queue, paused_until, reason) VALUES (:q, timestamptz 'epoch' + :u * interval "
     "'1 microsecond', :r) ON "

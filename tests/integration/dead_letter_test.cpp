@@ -107,7 +107,7 @@ TEST_CASE("a replay moves dead letters back as first attempts, once, and lifts t
   REQUIRE(store.inbox.insert({dead}) == 1);
   {
     unit_of_work uow{store.conn};
-    REQUIRE(store.inbox.claim_again({dead.id}).size() == 1);
+    REQUIRE(store.inbox.claim_again("it.q", {dead.id}).size() == 1);
     store.dead_letters.add(dead, "std::runtime_error", "no account");
     uow.commit();
   }

@@ -69,6 +69,43 @@ TEST_CASE(
   CHECK(calls == 2);
 }
 
+TEST_CASE(
+  "a worker that has claimed only envelopes without keys takes a key's lock when one with a key "
+  "comes") {
+  test_schema s;
+  create_effects_table(s);
+  std::atomic<int> calls{0};
+  depot::routing app;
+  record_notes(app, s, calls);
+  auto settings = s.node_config();
+  settings.concurrency = 1;
+  depot::node node{app, settings};
+  node.start();
+  test_store store{s.store_config()};
+  auto note_of = [](const std::string& text, const std::string& key) {
+    auto e = make_envelope(note_queue, note_queue, R"({"text": ")" + text + R"("})");
+    e.key = key;
+    return e;
+  };
+  REQUIRE(store.inbox.insert({note_of("plain", "")}) == 1);
+  REQUIRE(wait_until([&] { return s.number("SELECT count(*) FROM effects") == 1; }));
+
+  // Another transaction holds key "a": its envelope waits, the one after it goes by.
+  const auto key_lock = "hashtextextended('" + note_queue + "/a', 0)";
+  s.exec("SELECT pg_advisory_lock(" + key_lock + ")");
+  auto keyed = note_of("keyed", "a");
+  REQUIRE(store.inbox.insert({keyed, note_of("after", "")}) == 2);
+  REQUIRE(wait_until([&] { return s.number("SELECT count(*) FROM effects") == 2; }));
+  std::this_thread::sleep_for(200ms); // polls and wake-ups meanwhile
+  CHECK(s.number("SELECT count(*) FROM effects WHERE envelope_id = '" + keyed.id + "'") == 0);
+  CHECK(s.number("SELECT count(*) FROM incoming") == 1);
+
+  s.exec("SELECT pg_advisory_unlock(" + key_lock + ")");
+  REQUIRE(wait_until([&] { return s.number("SELECT count(*) FROM effects") == 3; }));
+  CHECK(calls == 3);
+  node.stop();
+}
+
 TEST_CASE("a scheduled message is not handled before its time and is handled after it") {
   test_schema s;
   create_effects_table(s);

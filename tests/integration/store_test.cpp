@@ -109,7 +109,7 @@ TEST_CASE("db apply migrates a version-2 schema without losing its envelopes") {
     "('00000000-0000-7000-8000-000000000004', 'it.q', 'it.t', '{}', 'handled', 4, now(), "
     "now() + interval '1 day', now())");
 
-  REQUIRE(store.apply_schema() == std::vector<int>{3, 4, 5, 6, 7, 8});
+  REQUIRE(store.apply_schema() == std::vector<int>{3, 4, 5, 6, 7, 8, 9});
   CHECK(s.number("SELECT count(*) FROM incoming") == 3);
   // The handled id is still a duplicate for the rest of its window.
   CHECK(s.number("SELECT count(*) FROM received_ids") == 1);
@@ -247,7 +247,7 @@ TEST_CASE(
   CHECK(s.number("SELECT count(*) FROM incoming") == 1);
   {
     unit_of_work again{other.conn};
-    CHECK(ids_of(other.inbox.claim_again({first.id, second.id})) ==
+    CHECK(ids_of(other.inbox.claim_again("it.work", {first.id, second.id})) ==
           std::vector<std::string>{first.id}); // second is gone: committed
     again.commit();
   }
@@ -258,78 +258,64 @@ TEST_CASE(
 TEST_CASE(
   "envelopes with the same key are claimed by one transaction at a time, in order; other keys "
   "run beside them") {
-  for (bool look_ahead : {false, true}) { // both forms of the claim
-    CAPTURE(look_ahead);
-    test_schema s;
-    test_store store{s.store_config()};
-    test_store other{s.store_config()};
-    provision(store);
-    auto keyed = [](const std::string& key) {
-      auto e = make_envelope("it.accounts", "it.debit", "{}");
-      e.key = key;
-      return e;
-    };
-    auto a1 = keyed("a"), b1 = keyed("b"), a2 = keyed("a"), none = keyed(""), a3 = keyed("a");
-    insert_all(store, {a1, b1, a2, none, a3});
-    unit_of_work holding{store.conn};
-    REQUIRE(ids_of(store.inbox.claim("it.accounts", 1, look_ahead)) ==
-            std::vector<std::string>{a1.id});
-    // Key "a" is held: its later envelopes wait, whatever the limit.
-    CHECK(ids_of(handle(other, "it.accounts", 10, look_ahead)) ==
-          std::vector<std::string>{b1.id, none.id});
-    CHECK(handle(other, "it.accounts", 10, look_ahead).empty());
-    holding.commit();
-    // The key is free again: one batch takes the rest of its envelopes, in order.
-    CHECK(ids_of(handle(other, "it.accounts", 10, look_ahead)) ==
-          std::vector<std::string>{a2.id, a3.id});
-  }
+  test_schema s;
+  test_store store{s.store_config()};
+  test_store other{s.store_config()};
+  provision(store);
+  auto keyed = [](const std::string& key) {
+    auto e = make_envelope("it.accounts", "it.debit", "{}");
+    e.key = key;
+    return e;
+  };
+  auto a1 = keyed("a"), b1 = keyed("b"), a2 = keyed("a"), none = keyed(""), a3 = keyed("a");
+  insert_all(store, {a1, b1, a2, none, a3});
+  unit_of_work holding{store.conn};
+  REQUIRE(ids_of(store.inbox.claim("it.accounts", 1, true)) == std::vector<std::string>{a1.id});
+  // Key "a" is held: its later envelopes wait, whatever the limit.
+  CHECK(ids_of(handle(other, "it.accounts", 10, true)) == std::vector<std::string>{b1.id, none.id});
+  CHECK(handle(other, "it.accounts", 10, true).empty());
+  holding.commit();
+  // The key is free again: one batch takes the rest of its envelopes, in order.
+  CHECK(ids_of(handle(other, "it.accounts", 10, true)) == std::vector<std::string>{a2.id, a3.id});
 }
 
 TEST_CASE("a later envelope of a key is not claimed while an earlier one waits") {
-  for (bool look_ahead : {false, true}) { // both forms of the claim
-    CAPTURE(look_ahead);
-    // What a claim sees when its scan passed a key's first envelope while another transaction
-    // held the key, and reaches the next one after that transaction committed: the first is
-    // still there, and the next must not overtake it.
-    test_schema s;
-    test_store store{s.store_config()};
-    test_store other{s.store_config()};
-    provision(store);
-    auto a1 = make_envelope("it.accounts", "it.debit", "{}");
-    auto a2 = make_envelope("it.accounts", "it.debit", "{}");
-    a1.key = a2.key = "a";
-    insert_all(store, {a1, a2});
-    unit_of_work passing{store.conn}; // a1 locked, as a concurrent scan holds it, key "a" free
-    store.conn.session() << "SELECT id FROM " + s.table("incoming") + " WHERE id = '" + a1.id +
-                              "' FOR UPDATE";
-    CHECK(handle(other, "it.accounts", 10, look_ahead).empty());
-    passing.rollback();
-    CHECK(ids_of(handle(other, "it.accounts", 10, look_ahead)) ==
-          std::vector<std::string>{a1.id, a2.id});
-  }
+  // What a claim sees when its scan passed a key's first envelope while another transaction
+  // held the key, and reaches the next one after that transaction committed: the first is
+  // still there, and the next must not overtake it.
+  test_schema s;
+  test_store store{s.store_config()};
+  test_store other{s.store_config()};
+  provision(store);
+  auto a1 = make_envelope("it.accounts", "it.debit", "{}");
+  auto a2 = make_envelope("it.accounts", "it.debit", "{}");
+  a1.key = a2.key = "a";
+  insert_all(store, {a1, a2});
+  unit_of_work passing{store.conn}; // a1 locked, as a concurrent scan holds it, key "a" free
+  store.conn.session() << "SELECT id FROM " + s.table("incoming") + " WHERE id = '" + a1.id +
+                            "' FOR UPDATE";
+  CHECK(handle(other, "it.accounts", 10, true).empty());
+  passing.rollback();
+  CHECK(ids_of(handle(other, "it.accounts", 10, true)) == std::vector<std::string>{a1.id, a2.id});
 }
 
 TEST_CASE("a key's envelopes go in the order stored whatever their priorities") {
-  for (bool look_ahead : {false, true}) { // both forms of the claim
-    CAPTURE(look_ahead);
-    test_schema s;
-    test_store store{s.store_config()};
-    provision(store);
-    auto keyed = [](int priority) {
-      auto e = make_envelope("it.accounts", "it.debit", "{}");
-      e.key = "a";
-      e.priority = priority;
-      return e;
-    };
-    auto low = keyed(0), high = keyed(5), other = make_envelope("it.accounts", "it.debit", "{}");
-    other.priority = 9;
-    insert_all(store, {low, high, other});
-    // `high` comes first in claim order but waits for `low`, stored before it.
-    CHECK(ids_of(handle(store, "it.accounts", 10, look_ahead)) ==
-          std::vector<std::string>{other.id, low.id});
-    CHECK(ids_of(handle(store, "it.accounts", 10, look_ahead)) ==
-          std::vector<std::string>{high.id});
-  }
+  test_schema s;
+  test_store store{s.store_config()};
+  provision(store);
+  auto keyed = [](int priority) {
+    auto e = make_envelope("it.accounts", "it.debit", "{}");
+    e.key = "a";
+    e.priority = priority;
+    return e;
+  };
+  auto low = keyed(0), high = keyed(5), other = make_envelope("it.accounts", "it.debit", "{}");
+  other.priority = 9;
+  insert_all(store, {low, high, other});
+  // `high` comes first in claim order but waits for `low`, stored before it.
+  CHECK(ids_of(handle(store, "it.accounts", 10, true)) ==
+        std::vector<std::string>{other.id, low.id});
+  CHECK(ids_of(handle(store, "it.accounts", 10, true)) == std::vector<std::string>{high.id});
 }
 
 TEST_CASE("a claim looks ahead a bounded number of rows past keys other transactions hold") {
@@ -351,11 +337,9 @@ TEST_CASE("a claim looks ahead a bounded number of rows past keys other transact
   REQUIRE(store.inbox.claim("it.accounts", 1, true).size() == 1); // holds key "busy"
   // One row wanted: ten looked at, all of the busy key.
   CHECK(handle(other, "it.accounts", 1, true).empty());
-  // The claim for queues without keys goes as far as it must.
-  CHECK(ids_of(handle(other, "it.accounts", 1)) ==
-        std::vector<std::string>{batch[batch.size() - 2].id});
-  // Two wanted: twenty looked at, "other" among them.
-  CHECK(ids_of(handle(other, "it.accounts", 2, true)) == std::vector<std::string>{batch.back().id});
+  // Two wanted: twenty looked at, "free" and "other" among them.
+  CHECK(ids_of(handle(other, "it.accounts", 2, true)) ==
+        std::vector<std::string>{batch[batch.size() - 2].id, batch.back().id});
 }
 
 TEST_CASE(
@@ -383,20 +367,17 @@ TEST_CASE(
       batch.back().key = fmt::format("k{}", i % 20);
     }
   insert_all(store, batch);
-  for (bool look_ahead : {false, true}) { // both forms of the claim
-    CAPTURE(look_ahead);
-    unit_of_work holding{store.conn};
-    REQUIRE(store.inbox.claim("it.first", 50, look_ahead).size() == 50);
-    // The memo holds the seqs of what the claim took, each once.
-    std::string memo;
-    store.conn.session() << "SELECT current_setting('depot.claimed', true)", soci::into(memo);
-    CHECK(std::count(memo.begin(), memo.end(), '|') == 51);
-    // The other queue's keys are free: its claim takes a batch beside the first one.
-    {
-      unit_of_work beside{other.conn};
-      CHECK(other.inbox.claim("it.second", 50, look_ahead).size() == 50);
-    } // rolled back
-  }   // rolled back
+  unit_of_work holding{store.conn};
+  REQUIRE(store.inbox.claim("it.first", 50, true).size() == 50);
+  // The memo holds the seqs of what the claim took, each once.
+  std::string memo;
+  store.conn.session() << "SELECT current_setting('depot.claimed', true)", soci::into(memo);
+  CHECK(std::count(memo.begin(), memo.end(), '|') == 51);
+  // The other queue's keys are free: its claim takes a batch beside the first one.
+  {
+    unit_of_work beside{other.conn};
+    CHECK(other.inbox.claim("it.second", 50, true).size() == 50);
+  } // rolled back
 }
 
 TEST_CASE("claim returns nothing when nothing qualifies") {
@@ -409,7 +390,7 @@ TEST_CASE("claim returns nothing when nothing qualifies") {
   later.execution_time = depot::now_micros() + 3'600'000'000LL;
   insert(store, later);
   CHECK(handle(store, "it.work", 1).empty());
-  CHECK(store.inbox.claim_again({later.id}).empty());
+  CHECK(store.inbox.claim_again("it.work", {later.id}).empty());
 }
 
 TEST_CASE("deduplicated ids are remembered for the dedup window, even once handled") {

@@ -38,12 +38,14 @@ public:
   /// priority first, then in seq order, skipping rows and keys that other transactions hold,
   /// and deletes them. The envelopes of one key come in the order stored. They are gone when
   /// the transaction commits and ready again when it rolls back. Returns them in claim order.
-  /// `keyed` (for queues whose envelopes have keys): look at the first `limit *
-  /// claim_look_ahead` ready rows only; without it the claim goes as far as it must.
+  /// `keyed` (for queues whose envelopes have keys): take the keys' locks, looking at the first
+  /// `limit * claim_look_ahead` ready rows only. Without it the claim takes no key locks (it is
+  /// the cheaper one): a caller that finds a key in its batch must roll back and claim again
+  /// with `keyed`.
   std::vector<envelope> claim(std::string_view queue, int limit, bool keyed = false);
-  /// Like claim, for the envelopes among `ids` still ready: a batch taken again after its first
-  /// transaction rolled back.
-  std::vector<envelope> claim_again(const std::vector<std::string>& ids);
+  /// Like claim with `keyed`, for the envelopes of `queue` among `ids` still ready: a batch taken
+  /// again after its first transaction rolled back.
+  std::vector<envelope> claim_again(std::string_view queue, const std::vector<std::string>& ids);
 
   /// Inside the handling transaction: puts claimed envelopes back as they are (same id, seq,
   /// status, attempts and execution time): a retry later, or a requeue.

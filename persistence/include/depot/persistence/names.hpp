@@ -1,6 +1,6 @@
-// Every name depot's tables and their statements share, defined once: tables, status values, the
-// wake-up channel and the advisory-lock keys. SQL in persistence/ and the migrations in sql/ use
-// these names; nothing outside persistence/ should need them.
+// Every name depot's tables and their statements share, defined once: tables, functions, status
+// values, the wake-up channel and the advisory-lock keys. SQL in persistence/ and the migrations
+// in sql/ use these names; nothing outside persistence/ should need them.
 #pragma once
 
 #include <string>
@@ -57,8 +57,12 @@ inline constexpr std::string_view dead = "dead";
 /// lock class; node numbers are positive and the outbox relay takes -1).
 inline constexpr int leader_lock_key = -2;
 
-/// The setting, local to a handling transaction, in which a claim notes the seqs it took.
-inline constexpr std::string_view claim_memo = "depot.claimed";
+/// Functions of one service's schema: the claims (see sql/009_claims.sql, where the setting
+/// `depot.claimed`, local to a handling transaction, is a keyed claim's memo of the seqs it took).
+namespace function {
+inline constexpr std::string_view claim_ready = "claim_ready";
+inline constexpr std::string_view claim_keyed = "claim_keyed";
+} // namespace function
 
 /// The key of the transaction lock that serialises schema migrations of one schema.
 [[nodiscard]] inline std::string migration_lock(std::string_view schema) {
