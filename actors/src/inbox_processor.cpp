@@ -94,7 +94,6 @@ std::size_t inbox_processor::claim_and_handle(bool probe, bool fallback) {
       uow.rollback();
       return claim_and_handle(probe, fallback);
     }
-    keys_seen_ = keyed_batch_;
     if (handle(batch, uow, false, fallback))
       return batch.size();
     for (const auto& e : batch)

@@ -124,7 +124,8 @@ private:
   circuit_breaker* breaker_;
   std::unordered_map<std::string, circuit_breaker*> handler_breakers_;
   bool keyed_batch_ = false; ///< the last batch held an envelope with a key
-  /// The last batch held an envelope with a key: the next claim takes keys' locks.
+  /// A batch of this queue held an envelope with a key: every claim takes keys' locks from then
+  /// on (a queue that has keys keeps having them; switching back and forth costs a claim each).
   bool keys_seen_ = false;
 };
 

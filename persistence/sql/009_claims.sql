@@ -43,11 +43,12 @@ END $$;
 -- The filter has effects (locks, the memo), so it runs once per candidate, in claim order, and
 -- only on candidates: on the output of the ordered subquery `c`, which the planner keeps whole
 -- (it has ORDER BY, and a filter with volatile functions is not pushed into it). While other
--- transactions hold the keys at the head of the queue, a claim looks `_look_ahead` rows ahead
--- (NULL: as far as it must), not through the whole queue. The rows' addresses reach the DELETE
+-- transactions hold the keys at the head of the queue, a claim looks `_look_ahead` rows ahead,
+-- not through the whole queue. The rows' addresses reach the DELETE
 -- through ARRAY(...), evaluated once (a semi-join would run the filter again for each row it
--- joins); a row's address holds, the claim holds its lock. With `_ids`, only those envelopes:
--- a batch taken again after the transaction that first took it rolled back.
+-- joins); a row's address holds, the claim holds its lock. With `_ids`, only those envelopes
+-- (`_limit` NULL: all it finds): a batch taken again after the transaction that first took it
+-- rolled back.
 CREATE FUNCTION claim_keyed(_queue text, _limit integer, _look_ahead integer, _ids uuid[])
   RETURNS SETOF incoming
   LANGUAGE plpgsql
@@ -59,7 +60,7 @@ BEGIN
   RETURN QUERY WITH taken AS (
     DELETE FROM incoming WHERE ctid = ANY(ARRAY(
       SELECT c.at FROM (
-        SELECT w.ctid AS at, w.queue, w.message_key, w.seq FROM incoming w
+        SELECT w.ctid AS at, w.id, w.queue, w.message_key, w.seq FROM incoming w
         WHERE w.queue = _queue AND w.status = 'incoming' AND w.execution_time <= now()
           AND (_ids IS NULL OR w.id = ANY(_ids))
           AND NOT EXISTS (SELECT 1 FROM queue_states p WHERE p.queue = _queue
@@ -67,13 +68,13 @@ BEGIN
         ORDER BY w.priority DESC, w.seq LIMIT _look_ahead) c
       WHERE CASE
         WHEN c.message_key IS NULL THEN
-          EXISTS (SELECT 1 FROM incoming l WHERE l.ctid = c.at FOR UPDATE SKIP LOCKED)
+          EXISTS (SELECT 1 FROM incoming l WHERE l.id = c.id FOR UPDATE SKIP LOCKED)
         WHEN pg_try_advisory_xact_lock(hashtextextended(c.queue || '/' || c.message_key, 0)) THEN
           coalesce(strpos(current_setting('depot.claimed'),
             '|' || (SELECT e.seq FROM incoming e WHERE e.queue = c.queue
                     AND e.message_key = c.message_key AND e.status = 'incoming'
                     AND e.seq < c.seq ORDER BY e.seq DESC LIMIT 1) || '|') > 0, true)
-          AND EXISTS (SELECT 1 FROM incoming l WHERE l.ctid = c.at FOR UPDATE SKIP LOCKED)
+          AND EXISTS (SELECT 1 FROM incoming l WHERE l.id = c.id FOR UPDATE SKIP LOCKED)
           AND set_config('depot.claimed', current_setting('depot.claimed') || c.seq || '|', true)
             IS NOT NULL
         ELSE false END

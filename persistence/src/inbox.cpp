@@ -119,6 +119,7 @@ std::vector<envelope> inbox::claim_again(std::string_view queue,
   return guarded(sql, [&] {
     auto& st = conn_.prepared().claim_again();
     st.queue = std::string{queue};
+    st.look_ahead = claim_again_look_ahead;
     st.ids = uuid_array(ids);
     return in_claim_order(st.rows.fetch_all(st.statement));
   });

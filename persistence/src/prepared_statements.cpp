@@ -79,6 +79,7 @@ claim_statement::claim_statement(soci::session& sql, const std::string& text, bo
 claim_again_statement::claim_again_statement(soci::session& sql, const std::string& text)
   : statement(sql) {
   statement.exchange(soci::use(queue, "q"));
+  statement.exchange(soci::use(look_ahead, "w"));
   statement.exchange(soci::use(ids, "ids"));
   rows.bind(statement);
   prepare(statement, text);

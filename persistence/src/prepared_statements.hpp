@@ -49,6 +49,7 @@ struct claim_again_statement {
   claim_again_statement(soci::session& sql, const std::string& text);
 
   std::string queue;
+  int look_ahead = 0;
   std::string ids;
   claimed_rows rows;
   soci::statement statement;

@@ -20,6 +20,9 @@ public:
   /// every key at the head of the queue busy, a claim comes back short rather than scanning
   /// the whole queue.
   static constexpr int claim_look_ahead = 10;
+  /// How many ready rows claim_again looks at for the envelopes it names: a rolled-back batch
+  /// is back near the head of its queue; one further back is left to the next claims.
+  static constexpr int claim_again_look_ahead = 10'000;
 
   explicit inbox(connection& conn) : conn_(conn) {}
 
@@ -43,8 +46,9 @@ public:
   /// the cheaper one): a caller that finds a key in its batch must roll back and claim again
   /// with `keyed`.
   std::vector<envelope> claim(std::string_view queue, int limit, bool keyed = false);
-  /// Like claim with `keyed`, for the envelopes of `queue` among `ids` still ready: a batch taken
-  /// again after its first transaction rolled back.
+  /// Like claim with `keyed`, for the envelopes of `queue` among `ids` still ready within the
+  /// first `claim_again_look_ahead` ready rows: a batch taken again after its first transaction
+  /// rolled back.
   std::vector<envelope> claim_again(std::string_view queue, const std::vector<std::string>& ids);
 
   /// Inside the handling transaction: puts claimed envelopes back as they are (same id, seq,
