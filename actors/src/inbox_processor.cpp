@@ -79,7 +79,15 @@ std::size_t inbox_processor::claim_and_handle(bool probe, bool fallback) {
   keyed_batch_ = false;
   {
     unit_of_work uow{conn_};
-    auto batch = inbox_.claim(queue_.name, probe ? 1 : settings_.batch_size, keys_seen_);
+    const int limit = probe ? 1 : settings_.batch_size;
+    auto batch = inbox_.claim(queue_.name, limit, keys_seen_, continue_from());
+    // A full batch of the claim without keys: the next one continues where this one began.
+    // A short one: the queue's ready rows from there on are (nearly) all taken, so the next
+    // claim looks at the whole queue, for other priorities and rows that came in behind.
+    if (static_cast<int>(batch.size()) == limit && !keys_seen_)
+      head_ = persistence::claim_position{batch.front().priority, batch.front().seq};
+    else
+      head_.reset();
     if (batch.empty()) {
       if (probe)
         breaker_->give_back_probe();
@@ -102,6 +110,14 @@ std::size_t inbox_processor::claim_and_handle(bool probe, bool fallback) {
   unit_of_work uow{conn_};
   handle(inbox_.claim_again(queue_.name, ids), uow, true, fallback);
   return ids.size();
+}
+
+std::optional<persistence::claim_position> inbox_processor::continue_from() {
+  if (keys_seen_ || !head_ || ++continued_ >= claims_per_full_claim) {
+    continued_ = 0;
+    return std::nullopt;
+  }
+  return head_;
 }
 
 namespace {

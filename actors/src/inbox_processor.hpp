@@ -74,6 +74,11 @@ private:
 
   /// process_batch once the breaker let it claim (`probe`: one envelope).
   std::size_t claim_and_handle(bool probe, bool fallback);
+  /// Where the next claim without keys continues: where the last full batch began, except for
+  /// every claims_per_full_claim-th claim, which looks at the whole queue so that a row before
+  /// that position (a higher priority, a row given back or promoted, a late commit) waits for
+  /// that many claims at most while the queue stays busy.
+  std::optional<persistence::claim_position> continue_from();
 
   /// Handles the batch claimed in `uow` and commits. With `isolate`, each envelope runs under a
   /// savepoint and a failure is decided by policy; without, the first failure ends the attempt
@@ -124,6 +129,9 @@ private:
   circuit_breaker* breaker_;
   std::unordered_map<std::string, circuit_breaker*> handler_breakers_;
   bool keyed_batch_ = false; ///< the last batch held an envelope with a key
+  static constexpr int claims_per_full_claim = 16;
+  std::optional<persistence::claim_position> head_; ///< where the last full batch began
+  int continued_ = 0; ///< claims since the last one that looked at the whole queue
   /// A batch of this queue held an envelope with a key: every claim takes keys' locks from then
   /// on (a queue that has keys keeps having them; switching back and forth costs a claim each).
   bool keys_seen_ = false;

@@ -11,22 +11,41 @@
 
 -- For queues without keys: the first `_limit` ready rows no other transaction holds, locked by
 -- the index scan itself. It takes no key locks: a caller that finds a key in what it took rolls
--- back and claims with claim_keyed.
-CREATE FUNCTION claim_ready(_queue text, _limit integer) RETURNS SETOF incoming
+-- back and claims with claim_keyed. With `_after_seq`, a continuation: only rows of priority
+-- `_priority` from seq `_after_seq` on, where the caller's last batch began. The index scan
+-- then starts there instead of walking, from the head of the queue, the entries of every row
+-- claimed since the last VACUUM (the claimed rows are deleted, but their index entries stay
+-- until VACUUM removes them, and autovacuum comes once a minute at most). The two statements
+-- differ only in that bound; they are two so that each keeps a plan that uses its own.
+CREATE FUNCTION claim_ready(_queue text, _limit integer, _priority integer, _after_seq bigint)
+  RETURNS SETOF incoming
   LANGUAGE plpgsql
   SET search_path FROM CURRENT SET enable_seqscan = off SET enable_bitmapscan = off
   SET enable_sort = off
 AS $$
 BEGIN
-  RETURN QUERY WITH taken AS (
-    DELETE FROM incoming WHERE ctid = ANY(ARRAY(
-      SELECT w.ctid FROM incoming w
-      WHERE w.queue = _queue AND w.status = 'incoming' AND w.execution_time <= now()
-        AND NOT EXISTS (SELECT 1 FROM queue_states p WHERE p.queue = _queue
-                        AND p.paused_until > now())
-      ORDER BY w.priority DESC, w.seq LIMIT _limit FOR UPDATE OF w SKIP LOCKED))
-    RETURNING *)
-  SELECT * FROM taken;
+  IF _after_seq IS NULL THEN
+    RETURN QUERY WITH taken AS (
+      DELETE FROM incoming WHERE ctid = ANY(ARRAY(
+        SELECT w.ctid FROM incoming w
+        WHERE w.queue = _queue AND w.status = 'incoming' AND w.execution_time <= now()
+          AND NOT EXISTS (SELECT 1 FROM queue_states p WHERE p.queue = _queue
+                          AND p.paused_until > now())
+        ORDER BY w.priority DESC, w.seq LIMIT _limit FOR UPDATE OF w SKIP LOCKED))
+      RETURNING *)
+    SELECT * FROM taken;
+  ELSE
+    RETURN QUERY WITH taken AS (
+      DELETE FROM incoming WHERE ctid = ANY(ARRAY(
+        SELECT w.ctid FROM incoming w
+        WHERE w.queue = _queue AND w.priority = _priority AND w.seq >= _after_seq
+          AND w.status = 'incoming' AND w.execution_time <= now()
+          AND NOT EXISTS (SELECT 1 FROM queue_states p WHERE p.queue = _queue
+                          AND p.paused_until > now())
+        ORDER BY w.priority DESC, w.seq LIMIT _limit FOR UPDATE OF w SKIP LOCKED))
+      RETURNING *)
+    SELECT * FROM taken;
+  END IF;
 END $$;
 
 -- For queues with keys: a row with a key is taken only with its key's transaction lock, which

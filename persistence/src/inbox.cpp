@@ -99,12 +99,14 @@ std::vector<envelope> in_claim_order(std::vector<envelope> claimed) {
 
 } // namespace
 
-std::vector<envelope> inbox::claim(std::string_view queue, int limit, bool keyed) {
+std::vector<envelope> inbox::claim(std::string_view queue, int limit, bool keyed,
+                                   const std::optional<claim_position>& after) {
   auto& sql = conn_.session();
   return guarded(sql, [&] {
     auto& st = conn_.prepared().claim(keyed);
     st.queue = std::string{queue};
     st.limit = limit;
+    st.continue_from(after);
     st.look_ahead = static_cast<int>(std::min<long long>(
       static_cast<long long>(limit) * claim_look_ahead, std::numeric_limits<int>::max()));
     return in_claim_order(st.rows.fetch_all(st.statement));

@@ -70,10 +70,20 @@ claim_statement::claim_statement(soci::session& sql, const std::string& text, bo
   : statement(sql) {
   statement.exchange(soci::use(queue, "q"));
   statement.exchange(soci::use(limit, "n"));
-  if (keyed)
+  if (keyed) {
     statement.exchange(soci::use(look_ahead, "w"));
+  } else {
+    statement.exchange(soci::use(priority, after, "p"));
+    statement.exchange(soci::use(after_seq, after, "s"));
+  }
   rows.bind(statement);
   prepare(statement, text);
+}
+
+void claim_statement::continue_from(const std::optional<claim_position>& position) {
+  after = position ? soci::i_ok : soci::i_null;
+  priority = position ? position->priority : 0;
+  after_seq = position ? position->seq : 0;
 }
 
 claim_again_statement::claim_again_statement(soci::session& sql, const std::string& text)

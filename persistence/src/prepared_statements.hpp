@@ -6,11 +6,13 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <soci/soci.h>
 
+#include "depot/persistence/inbox.hpp"
 #include "depot/runtime/envelope.hpp"
 #include "statements.hpp"
 
@@ -34,12 +36,19 @@ struct claimed_rows {
 
 /// Claim of a batch of one queue, in the handling transaction.
 struct claim_statement {
-  /// `keyed`: the claim for queues with keys, which looks `look_ahead` rows ahead at most.
+  /// `keyed`: the claim for queues with keys, which looks `look_ahead` rows ahead at most;
+  /// otherwise the claim for queues without keys, which continues from `after` when it is set.
   claim_statement(soci::session& sql, const std::string& text, bool keyed);
+
+  /// Sets `after` (null when `position` is empty).
+  void continue_from(const std::optional<claim_position>& position);
 
   std::string queue;
   int limit = 0;
   int look_ahead = 0;
+  int priority = 0;
+  long long after_seq = 0;
+  soci::indicator after = soci::i_null;
   claimed_rows rows;
   soci::statement statement;
 };

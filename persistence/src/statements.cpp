@@ -84,7 +84,7 @@ statements::statements(std::string_view schema) {
     "id::text, queue, message_type, body, headers::text, {}, coalesce({}, 0), attempts, "
     "priority, {}, seq, coalesce(tenant, ''), coalesce(message_key, '')",
     micros_of("execution_time"), micros_of("deliver_by"), micros_of("received_at"));
-  claim = fmt::format("SELECT {} FROM {}(:q, :n)", claimed_columns,
+  claim = fmt::format("SELECT {} FROM {}(:q, :n, :p, :s)", claimed_columns,
                       names::qualified(schema, names::function::claim_ready));
   const auto claim_keyed_function = names::qualified(schema, names::function::claim_keyed);
   claim_keyed =

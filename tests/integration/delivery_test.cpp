@@ -2,7 +2,10 @@
 // restart), and never after its deliver-by.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <mutex>
+#include <vector>
 
 #include "depot/actors/node.hpp"
 #include "depot/runtime/routing.hpp"
@@ -104,6 +107,50 @@ TEST_CASE(
   REQUIRE(wait_until([&] { return s.number("SELECT count(*) FROM effects") == 3; }));
   CHECK(calls == 3);
   node.stop();
+}
+
+TEST_CASE(
+  "an envelope of a higher priority that comes in during a backlog is handled within a "
+  "few batches") {
+  test_schema s;
+  std::mutex m;
+  std::vector<std::string> order;
+  std::atomic<bool> reached{false}, released{false};
+  depot::routing app;
+  app.handle<note>([&](const note& n, depot::context&) {
+    if (n.text == "n3") {
+      reached = true;
+      for (int i = 0; i < 500 && !released; ++i)
+        std::this_thread::sleep_for(10ms);
+    }
+    std::lock_guard guard{m};
+    order.push_back(n.text);
+  });
+  auto settings = s.node_config();
+  settings.batch_size = 1; // every claim continues from the last one's position
+  depot::node node{app, settings};
+  test_store store{s.store_config()};
+  store.apply_schema();
+  std::vector<depot::envelope> backlog;
+  for (int i = 0; i < 60; ++i)
+    backlog.push_back(
+      make_envelope(note_queue, note_queue, R"({"text": "n)" + std::to_string(i) + R"("})"));
+  REQUIRE(store.inbox.insert(backlog) == 60);
+  node.start();
+  REQUIRE(wait_until([&] { return reached.load(); }));
+  auto urgent = make_envelope(note_queue, note_queue, R"({"text": "urgent"})");
+  urgent.priority = 5;
+  REQUIRE(store.inbox.insert({urgent}) == 1);
+  released = true;
+  REQUIRE(wait_until([&] {
+    std::lock_guard guard{m};
+    return order.size() == 61;
+  }));
+  node.stop();
+  auto at = std::find(order.begin(), order.end(), "urgent") - order.begin();
+  CAPTURE(at);
+  // Claims continue from where the last began; every 16th looks at the whole queue.
+  CHECK(at <= 4 + 16 + 1);
 }
 
 TEST_CASE("a scheduled message is not handled before its time and is handled after it") {

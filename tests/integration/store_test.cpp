@@ -380,6 +380,31 @@ TEST_CASE(
   } // rolled back
 }
 
+TEST_CASE(
+  "a claim that continues from a position takes rows of its priority from its seq on; a whole "
+  "claim takes the rest") {
+  test_schema s;
+  test_store store{s.store_config()};
+  provision(store);
+  std::vector<depot::envelope> rows;
+  for (int i = 0; i < 5; ++i)
+    rows.push_back(make_envelope("it.work", "it.work", "{}"));
+  insert_all(store, rows);
+  auto urgent = make_envelope("it.work", "it.work", "{}");
+  urgent.priority = 5;
+  insert(store, urgent);
+  const depot::persistence::claim_position third{
+    0, s.number("SELECT seq FROM incoming WHERE id = '" + rows[2].id + "'")};
+  {
+    unit_of_work uow{store.conn};
+    CHECK(ids_of(store.inbox.claim("it.work", 10, false, third)) ==
+          std::vector<std::string>{rows[2].id, rows[3].id, rows[4].id});
+    uow.commit();
+  }
+  CHECK(ids_of(handle(store, "it.work", 10)) ==
+        std::vector<std::string>{urgent.id, rows[0].id, rows[1].id});
+}
+
 TEST_CASE("claim returns nothing when nothing qualifies") {
   test_schema s;
   test_store store{s.store_config()};

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -13,6 +14,14 @@
 #include "depot/persistence/connection.hpp"
 
 namespace depot::persistence {
+
+/// Where a batch began in claim order: a claim that continues from there starts its scan
+/// there, instead of walking the index entries of every row claimed before it that VACUUM has
+/// not removed yet.
+struct claim_position {
+  int priority = 0;
+  long long seq = 0;
+};
 
 class inbox {
 public:
@@ -38,14 +47,19 @@ public:
                      const std::set<std::string>& also_notify = {});
 
   /// Inside the handling transaction: takes up to `limit` ready envelopes of `queue`, best
-  /// priority first, then in seq order, skipping rows and keys that other transactions hold,
-  /// and deletes them. The envelopes of one key come in the order stored. They are gone when
-  /// the transaction commits and ready again when it rolls back. Returns them in claim order.
-  /// `keyed` (for queues whose envelopes have keys): take the keys' locks, looking at the first
+  /// priority first, then in seq order, skipping rows (and with `keyed`, keys) that other
+  /// transactions hold, and deletes them. They are gone when the transaction commits and ready
+  /// again when it rolls back. Returns them in claim order.
+  /// `keyed` (for queues whose envelopes have keys): take the keys' locks, so that the envelopes
+  /// of one key come in the order stored, one transaction at a time, looking at the first
   /// `limit * claim_look_ahead` ready rows only. Without it the claim takes no key locks (it is
   /// the cheaper one): a caller that finds a key in its batch must roll back and claim again
   /// with `keyed`.
-  std::vector<envelope> claim(std::string_view queue, int limit, bool keyed = false);
+  /// `after` (without `keyed`): continue where the caller's last batch began, taking only rows
+  /// of its priority from its seq on; rows before it or of other priorities wait for a claim
+  /// without `after` (see claim_position).
+  std::vector<envelope> claim(std::string_view queue, int limit, bool keyed = false,
+                              const std::optional<claim_position>& after = {});
   /// Like claim with `keyed`, for the envelopes of `queue` among `ids` still ready within the
   /// first `claim_again_look_ahead` ready rows: a batch taken again after its first transaction
   /// rolled back.
