@@ -60,7 +60,7 @@ public:
       .add(o.out, "out", "where the JSON results go")
       .add(cases_, "cases",
            "comma-separated cases: noop, bank, bank_concurrent, saga, latency, latency_remote, "
-           "recovery, kafka (default: all)")
+           "cluster, recovery, kafka (default: all)")
       .add(o.batch_size, "batch-size", "envelopes claimed and handled per transaction")
       .add(o.send_batch, "send-batch", "messages per send transaction")
       .add(o.senders, "senders", "sender threads of depot's path")
