@@ -7,7 +7,8 @@
 -- the server's settings), and PL/pgSQL keeps their plans per connection: a claim is planned once,
 -- not at every call. Both take ready rows of the queue in claim order (best priority first, then
 -- seq), skip rows other transactions hold (SKIP LOCKED), and delete what they take: the rows are
--- gone when the handling transaction commits and ready again when it rolls back.
+-- gone when the handling transaction commits and ready again when it rolls back. While the
+-- queue is paused (`queue_states`) they take nothing.
 
 -- For queues without keys: the first `_limit` ready rows no other transaction holds, locked by
 -- the index scan itself. It takes no key locks: a caller that finds a key in what it took rolls
@@ -24,13 +25,14 @@ CREATE FUNCTION claim_ready(_queue text, _limit integer, _priority integer, _aft
   SET enable_sort = off
 AS $$
 BEGIN
+  IF EXISTS (SELECT 1 FROM queue_states p WHERE p.queue = _queue AND p.paused_until > now()) THEN
+    RETURN; -- paused
+  END IF;
   IF _after_seq IS NULL THEN
     RETURN QUERY WITH taken AS (
       DELETE FROM incoming WHERE ctid = ANY(ARRAY(
         SELECT w.ctid FROM incoming w
         WHERE w.queue = _queue AND w.status = 'incoming' AND w.execution_time <= now()
-          AND NOT EXISTS (SELECT 1 FROM queue_states p WHERE p.queue = _queue
-                          AND p.paused_until > now())
         ORDER BY w.priority DESC, w.seq LIMIT _limit FOR UPDATE OF w SKIP LOCKED))
       RETURNING *)
     SELECT * FROM taken;
@@ -40,8 +42,6 @@ BEGIN
         SELECT w.ctid FROM incoming w
         WHERE w.queue = _queue AND w.priority = _priority AND w.seq >= _after_seq
           AND w.status = 'incoming' AND w.execution_time <= now()
-          AND NOT EXISTS (SELECT 1 FROM queue_states p WHERE p.queue = _queue
-                          AND p.paused_until > now())
         ORDER BY w.priority DESC, w.seq LIMIT _limit FOR UPDATE OF w SKIP LOCKED))
       RETURNING *)
     SELECT * FROM taken;
@@ -75,6 +75,9 @@ CREATE FUNCTION claim_keyed(_queue text, _limit integer, _look_ahead integer, _i
   SET enable_sort = off
 AS $$
 BEGIN
+  IF EXISTS (SELECT 1 FROM queue_states p WHERE p.queue = _queue AND p.paused_until > now()) THEN
+    RETURN; -- paused
+  END IF;
   PERFORM set_config('depot.claimed', '|', true);
   RETURN QUERY WITH taken AS (
     DELETE FROM incoming WHERE ctid = ANY(ARRAY(
@@ -82,8 +85,6 @@ BEGIN
         SELECT w.ctid AS at, w.id, w.queue, w.message_key, w.seq FROM incoming w
         WHERE w.queue = _queue AND w.status = 'incoming' AND w.execution_time <= now()
           AND (_ids IS NULL OR w.id = ANY(_ids))
-          AND NOT EXISTS (SELECT 1 FROM queue_states p WHERE p.queue = _queue
-                          AND p.paused_until > now())
         ORDER BY w.priority DESC, w.seq LIMIT _look_ahead) c
       WHERE CASE
         WHEN c.message_key IS NULL THEN
