@@ -80,7 +80,7 @@ std::size_t inbox_processor::claim_and_handle(bool probe, bool fallback) {
   {
     unit_of_work uow{conn_};
     const int limit = probe ? 1 : settings_.batch_size;
-    auto batch = inbox_.claim(queue_.name, limit, keys_seen_, continue_from());
+    auto batch = inbox_.claim(queue_.name, limit, keys_seen_, next_claim_start());
     // A full batch of the claim without keys: the next one continues where this one began.
     // A short one: the queue's ready rows from there on are (nearly) all taken, so the next
     // claim looks at the whole queue, for other priorities and rows that came in behind.
@@ -112,7 +112,7 @@ std::size_t inbox_processor::claim_and_handle(bool probe, bool fallback) {
   return ids.size();
 }
 
-std::optional<persistence::claim_position> inbox_processor::continue_from() {
+std::optional<persistence::claim_position> inbox_processor::next_claim_start() {
   if (keys_seen_ || !head_ || ++continued_ >= claims_per_full_claim) {
     continued_ = 0;
     return std::nullopt;

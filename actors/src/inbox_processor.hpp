@@ -74,11 +74,11 @@ private:
 
   /// process_batch once the breaker let it claim (`probe`: one envelope).
   std::size_t claim_and_handle(bool probe, bool fallback);
-  /// Where the next claim without keys continues: where the last full batch began, except for
-  /// every claims_per_full_claim-th claim, which looks at the whole queue so that a row before
-  /// that position (a higher priority, a row given back or promoted, a late commit) waits for
-  /// that many claims at most while the queue stays busy.
-  std::optional<persistence::claim_position> continue_from();
+  /// Where the next claim without keys starts, counting it: where the last full batch began,
+  /// except for every claims_per_full_claim-th claim, which looks at the whole queue so that a row
+  /// before that position (a higher priority, a row given back or promoted, a late commit) waits
+  /// for that many claims at most while the queue stays busy.
+  std::optional<persistence::claim_position> next_claim_start();
 
   /// Handles the batch claimed in `uow` and commits. With `isolate`, each envelope runs under a
   /// savepoint and a failure is decided by policy; without, the first failure ends the attempt

@@ -106,9 +106,11 @@ std::vector<envelope> inbox::claim(std::string_view queue, int limit, bool keyed
     auto& st = conn_.prepared().claim(keyed);
     st.queue = std::string{queue};
     st.limit = limit;
-    st.continue_from(after);
-    st.look_ahead = static_cast<int>(std::min<long long>(
-      static_cast<long long>(limit) * claim_look_ahead, std::numeric_limits<int>::max()));
+    if (keyed)
+      st.look_ahead = static_cast<int>(std::min<long long>(
+        static_cast<long long>(limit) * claim_look_ahead, std::numeric_limits<int>::max()));
+    else
+      st.continue_from(after);
     return in_claim_order(st.rows.fetch_all(st.statement));
   });
 }
