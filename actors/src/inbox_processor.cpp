@@ -44,7 +44,8 @@ struct inbox_processor::outcome {
 
 inbox_processor::inbox_processor(persistence::connection& conn, const routing& routes,
                                  const queue_definition& queue, const node_settings& settings,
-                                 int node_number, dispatch_sink& sink, queue_breakers breakers)
+                                 int node_number, dispatch_sink& sink, claim_frontier& frontier,
+                                 queue_breakers breakers)
   : conn_(conn)
   , inbox_(conn)
   , dead_letters_(conn)
@@ -58,7 +59,8 @@ inbox_processor::inbox_processor(persistence::connection& conn, const routing& r
   , fallback_(routes.instantiate(queue, true))
   , default_policy_(default_error_policy(settings.failures))
   , breaker_(breakers.queue)
-  , handler_breakers_(std::move(breakers.handlers)) {}
+  , handler_breakers_(std::move(breakers.handlers))
+  , frontier_(frontier) {}
 
 std::size_t inbox_processor::process_batch() {
   using kind = circuit_breaker::permit::kind;
@@ -75,19 +77,22 @@ std::size_t inbox_processor::process_batch() {
 }
 
 std::size_t inbox_processor::claim_and_handle(bool probe, bool fallback) {
+  try {
+    return claim_and_handle_from(probe, fallback);
+  } catch (...) {
+    frontier_.clear(); // what this worker took is ready again behind it
+    throw;
+  }
+}
+
+std::size_t inbox_processor::claim_and_handle_from(bool probe, bool fallback) {
   std::vector<std::string> ids;
   keyed_batch_ = false;
   {
     unit_of_work uow{conn_};
     const int limit = probe ? 1 : settings_.batch_size;
     auto batch = inbox_.claim(queue_.name, limit, keys_seen_, next_claim_start());
-    // A full batch of the claim without keys: the next one continues where this one began.
-    // A short one: the queue's ready rows from there on are (nearly) all taken, so the next
-    // claim looks at the whole queue, for other priorities and rows that came in behind.
-    if (static_cast<int>(batch.size()) == limit && !keys_seen_)
-      head_ = persistence::claim_position{batch.front().priority, batch.front().seq};
-    else
-      head_.reset();
+    sink_.count({.claims = 1, .empty_claims = batch.empty() ? 1U : 0U});
     if (batch.empty()) {
       if (probe)
         breaker_->give_back_probe();
@@ -100,24 +105,46 @@ std::size_t inbox_processor::claim_and_handle(bool probe, bool fallback) {
       // back untouched, and the queue is claimed with the claim that takes them from now on.
       keys_seen_ = true;
       uow.rollback();
-      return claim_and_handle(probe, fallback);
+      return claim_and_handle_from(probe, fallback);
     }
+    // The queue's next claims on this node continue past this batch while it is handled.
+    frontier_.claimed(batch, limit);
     if (handle(batch, uow, false, fallback))
       return batch.size();
     for (const auto& e : batch)
       ids.push_back(e.id);
   } // rolled back: the batch is ready again
+  frontier_.clear();
   unit_of_work uow{conn_};
   handle(inbox_.claim_again(queue_.name, ids), uow, true, fallback);
   return ids.size();
 }
 
 std::optional<persistence::claim_position> inbox_processor::next_claim_start() {
-  if (keys_seen_ || !head_ || ++continued_ >= claims_per_full_claim) {
+  auto position = frontier_.position();
+  if (!position || ++continued_ >= claims_per_full_claim) {
     continued_ = 0;
     return std::nullopt;
   }
-  return head_;
+  return position;
+}
+
+void claim_frontier::claimed(const std::vector<envelope>& batch, int limit) {
+  std::lock_guard guard{mutex_};
+  if (batch.empty() || static_cast<int>(batch.size()) < limit)
+    position_.reset();
+  else
+    position_ = persistence::claim_position{batch.back().priority, batch.back().seq + 1};
+}
+
+void claim_frontier::clear() {
+  std::lock_guard guard{mutex_};
+  position_.reset();
+}
+
+std::optional<persistence::claim_position> claim_frontier::position() const {
+  std::lock_guard guard{mutex_};
+  return position_;
 }
 
 namespace {

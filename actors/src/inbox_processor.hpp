@@ -5,6 +5,8 @@
 
 #include <exception>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -27,6 +29,8 @@ struct handling_counts {
   std::size_t dead = 0;      ///< moved to dead letters
   std::size_t discarded = 0; ///< dropped by an error policy
   std::size_t deferred = 0;  ///< put back for later by middleware (a rate limit)
+  std::size_t claims = 0;    ///< claims, empty ones included
+  std::size_t empty_claims = 0;
 };
 
 /// The circuit breakers of one queue on a node, shared by its workers.
@@ -34,6 +38,26 @@ struct queue_breakers {
   circuit_breaker* queue = nullptr; ///< the queue's, or null
   /// message type → the breaker of its handler
   std::unordered_map<std::string, circuit_breaker*> handlers;
+};
+
+/// Where the next claims of one queue's workers on a node continue: past the last full batch
+/// any of them took. A worker that continues from there starts its scan past the rows its
+/// siblings hold and the index entries of rows claimed since the last VACUUM, instead of walking
+/// them from the head of the queue. Thread-safe.
+class claim_frontier {
+public:
+  /// After a claim of at most `limit` envelopes that took `batch` (in claim order): a full batch
+  /// moves the frontier past its last envelope; a short one, where the ready rows from there on
+  /// are (nearly) all taken, clears it.
+  void claimed(const std::vector<envelope>& batch, int limit);
+  /// Clears the frontier: the next claim looks at the whole queue. For a batch that went back
+  /// (rolled back), whose rows are ready again behind the frontier.
+  void clear();
+  [[nodiscard]] std::optional<persistence::claim_position> position() const;
+
+private:
+  mutable std::mutex mutex_;
+  std::optional<persistence::claim_position> position_;
 };
 
 /// What happens after a handling transaction committed: the node's side.
@@ -53,10 +77,10 @@ public:
 
 class inbox_processor {
 public:
-  /// `breakers` are the queue's circuit breakers on this node, shared by its workers.
+  /// `frontier` and `breakers` are the queue's on this node, shared by its workers.
   inbox_processor(persistence::connection& conn, const routing& routes,
                   const queue_definition& queue, const node_settings& settings, int node_number,
-                  dispatch_sink& sink, queue_breakers breakers = {});
+                  dispatch_sink& sink, claim_frontier& frontier, queue_breakers breakers = {});
 
   /// Claims one batch and handles it in one transaction (one envelope when the breaker probes,
   /// none while it is open without fallbacks). Returns how many envelopes it claimed.
@@ -73,11 +97,14 @@ private:
   struct outcome;
 
   /// process_batch once the breaker let it claim (`probe`: one envelope).
+  /// Clears the frontier when the batch's transaction fails.
   std::size_t claim_and_handle(bool probe, bool fallback);
-  /// Where the next claim without keys starts, counting it: where the last full batch began,
-  /// except for every claims_per_full_claim-th claim, which looks at the whole queue so that a row
-  /// before that position (a higher priority, a row given back or promoted, a late commit) waits
-  /// for that many claims at most while the queue stays busy.
+  std::size_t claim_and_handle_from(bool probe, bool fallback);
+  /// Where the next claim starts, counting it: at the queue's frontier on this node, except for
+  /// every claims_per_full_claim-th claim of this worker, which looks at the whole queue so that
+  /// a row before the frontier (a higher priority, a row given back or promoted, a late commit, a
+  /// key another transaction held) waits for that many claims at most while the queue stays
+  /// busy.
   std::optional<persistence::claim_position> next_claim_start();
 
   /// Handles the batch claimed in `uow` and commits. With `isolate`, each envelope runs under a
@@ -130,7 +157,7 @@ private:
   std::unordered_map<std::string, circuit_breaker*> handler_breakers_;
   bool keyed_batch_ = false; ///< the last batch held an envelope with a key
   static constexpr int claims_per_full_claim = 16;
-  std::optional<persistence::claim_position> head_; ///< where the last full batch began
+  claim_frontier& frontier_;
   int continued_ = 0; ///< claims since the last one that looked at the whole queue
   /// A batch of this queue held an envelope with a key: every claim takes keys' locks from then
   /// on (a queue that has keys keeps having them; switching back and forth costs a claim each).

@@ -74,7 +74,8 @@ struct node::impl final : dispatch_sink, node_context {
   std::mutex replies_mutex;
   std::unordered_map<std::string, std::promise<reply_message>> waiting;
 
-  std::atomic<std::uint64_t> handled{0}, expired{0}, retried{0}, dead{0}, discarded{0}, deferred{0};
+  std::atomic<std::uint64_t> handled{0}, expired{0}, retried{0}, dead{0}, discarded{0}, deferred{0},
+    claims{0}, empty_claims{0};
 
   [[nodiscard]] std::string address() const { return fmt::format("node:{}", self.number); }
 
@@ -97,7 +98,10 @@ struct node::impl final : dispatch_sink, node_context {
   [[nodiscard]] std::unique_ptr<connection> connect() const override {
     return std::make_unique<connection>(persistence::store_settings_of(settings_));
   }
-  void wake(const std::vector<std::string>& queues) override {
+  void wake(const std::vector<std::string>& queues) override { wake(queues, false); }
+  /// Wakes the local workers and the relays of `queues`; `counted`: a queue is named once per
+  /// envelope, and wakes only as many of its workers as those envelopes need.
+  void wake(const std::vector<std::string>& queues, bool counted) {
     std::vector<std::string> local;
     std::set<std::string_view> transports;
     for (const auto& q : queues) {
@@ -106,14 +110,16 @@ struct node::impl final : dispatch_sink, node_context {
       else
         local.push_back(q);
     }
-    if (!local.empty())
+    if (counted)
+      workers.wake_for(local);
+    else if (!local.empty())
       workers.wake(local);
     for (auto t : transports)
       if (auto i = outbox_wakers.find(t); i != outbox_wakers.end())
         i->second();
   }
   void committed(const std::vector<std::string>& queues) override {
-    wake(queues);
+    wake(queues, true);
     std::vector<std::string> elsewhere;
     for (const auto& q : queues)
       if (q.find("://") == std::string::npos && !served.contains(q))
@@ -190,6 +196,8 @@ struct node::impl final : dispatch_sink, node_context {
     dead += c.dead;
     discarded += c.discarded;
     deferred += c.deferred;
+    claims += c.claims;
+    empty_claims += c.empty_claims;
   }
 
   // -- connections for callers' sends ---------------------------------------------------------
@@ -245,8 +253,9 @@ const node_settings& node::settings() const {
 }
 
 node_stats node::stats() const {
-  return {impl_->handled.load(), impl_->expired.load(),   impl_->retried.load(),
-          impl_->dead.load(),    impl_->discarded.load(), impl_->deferred.load()};
+  return {impl_->handled.load(), impl_->expired.load(),     impl_->retried.load(),
+          impl_->dead.load(),    impl_->discarded.load(),   impl_->deferred.load(),
+          impl_->claims.load(),  impl_->empty_claims.load()};
 }
 
 node_health node::health() const {

@@ -1,6 +1,7 @@
 // The queue worker actor and the service that lays out, wakes and feeds the workers.
 #include "queue_workers.hpp"
 
+#include <map>
 #include <set>
 
 #include <caf/all.hpp>
@@ -57,6 +58,11 @@ void drain(worker_actor* self, queue_workers::slot* slot, int batch_size) {
   auto& st = self->state;
   if (!st.connected)
     return;
+  struct busy_while_draining {
+    explicit busy_while_draining(std::atomic<bool>& b) : busy(b) { busy = true; }
+    ~busy_while_draining() { busy = false; }
+    std::atomic<bool>& busy;
+  } busy{slot->busy};
   try {
     auto n = st.processor->process_batch();
     st.backoff = min_backoff;
@@ -83,9 +89,9 @@ void connect(worker_actor* self, const worker_env& env) {
     else
       st.conn->reconnect();
     if (!st.processor)
-      st.processor =
-        std::make_unique<inbox_processor>(*st.conn, env.node->app(), *slot->queue, settings,
-                                          env.node->number(), *env.sink, slot->breakers);
+      st.processor = std::make_unique<inbox_processor>(*st.conn, env.node->app(), *slot->queue,
+                                                       settings, env.node->number(), *env.sink,
+                                                       *slot->frontier, slot->breakers);
     if (!st.connected && st.backoff > min_backoff)
       log(log_level::info, "{}: database connection is back", slot->label);
     st.connected = true;
@@ -154,10 +160,12 @@ void queue_workers::stopped() {
   by_queue_.clear();
   slots_.clear();
   breakers_.clear();
+  frontiers_.clear();
 }
 
 void queue_workers::plan(const routing& app, const node_settings& s) {
   stopped(); // a node started again plans afresh
+  batch_size_ = std::max(1, s.batch_size);
   for (const auto& [name, n] : s.queue_concurrency)
     if (app.find_queue(name) == nullptr)
       throw std::invalid_argument{
@@ -183,11 +191,13 @@ void queue_workers::plan(const routing& app, const node_settings& s) {
     for (const auto& [type, settings] : q.handler_breakers)
       if (n > 0)
         breakers.handlers[type] = &breakers_.emplace_back(settings, q.fallbacks.contains(type));
+    auto* frontier = n > 0 ? &frontiers_.emplace_back() : nullptr;
     for (int i = 1; i <= n; ++i) {
       auto& slot = slots_.emplace_back();
       slot.label = fmt::format("queue worker {}#{}", q.name, i);
       slot.queue = &q;
       slot.breakers = breakers;
+      slot.frontier = frontier;
       by_queue_[q.name].push_back(&slot);
     }
   }
@@ -215,6 +225,28 @@ void queue_workers::wake(const std::vector<std::string>& queues) {
     for (auto* w : i->second)
       if (!w->pending.exchange(true))
         caf::anon_send(w->current(), wake_atom::value);
+  }
+}
+
+void queue_workers::wake_for(const std::vector<std::string>& queues) {
+  std::map<std::string_view, std::size_t> ready;
+  for (const auto& q : queues)
+    ++ready[q];
+  for (const auto& [q, n] : ready) {
+    auto i = by_queue_.find(std::string{q});
+    if (i == by_queue_.end())
+      continue;
+    const auto& workers = i->second;
+    auto wanted = (n + static_cast<std::size_t>(batch_size_) - 1) / batch_size_;
+    for (auto* w : workers)
+      if (wanted > 0 && w->pending)
+        --wanted;
+    for (bool busy : {false, true})
+      for (auto* w : workers)
+        if (wanted > 0 && w->busy == busy && !w->pending.exchange(true)) {
+          caf::anon_send(w->current(), wake_atom::value);
+          --wanted;
+        }
   }
 }
 

@@ -32,8 +32,14 @@ public:
   /// Forgets the slots.
   void stopped() override;
 
-  /// Wakes the workers of `queues` on this node; a pending wake-up coalesces with the next.
+  /// Wakes every worker of `queues` on this node: how much is ready there is not known. A
+  /// pending wake-up coalesces with the next.
   void wake(const std::vector<std::string>& queues);
+  /// Wakes as many workers of each queue as its newly committed envelopes fill batches: `queues`
+  /// names a queue once per envelope. Workers with a wake-up on its way count, idle ones are
+  /// woken before busy ones. Waking every worker for a few envelopes has all but one of them
+  /// claim nothing, each walking the rows the first one holds.
+  void wake_for(const std::vector<std::string>& queues);
   /// Hands memory-only envelopes to their queues' workers, round robin.
   void deliver_buffered(std::vector<envelope> envelopes);
 
@@ -41,9 +47,11 @@ public:
   struct slot {
     std::string label;
     const queue_definition* queue = nullptr;
-    std::atomic<bool> pending{false}; // a wake-up is on its way: coalesce
-    queue_breakers breakers;          // the queue's on this node, shared by its slots
-    std::mutex mutex;                 // guards actor: each incarnation of the worker sets it
+    std::atomic<bool> pending{false};   // a wake-up is on its way: coalesce
+    std::atomic<bool> busy{false};      // handling a batch
+    queue_breakers breakers;            // the queue's on this node, shared by its slots
+    claim_frontier* frontier = nullptr; // the queue's on this node, shared by its slots
+    std::mutex mutex;                   // guards actor: each incarnation of the worker sets it
     caf::actor actor;
     /// The connection the first incarnation starts with; later ones open their own.
     std::unique_ptr<persistence::connection> first_connection;
@@ -56,7 +64,9 @@ private:
   std::deque<slot> slots_; // fixed after plan(): slots keep their address
   std::unordered_map<std::string, std::vector<slot*>> by_queue_;
   std::deque<circuit_breaker> breakers_; // of queues and handlers; fixed after plan()
+  std::deque<claim_frontier> frontiers_; // one per queue; fixed after plan()
   std::atomic<std::size_t> round_robin_{0};
+  int batch_size_ = 1; // of every durable queue (settings)
 };
 
 } // namespace depot

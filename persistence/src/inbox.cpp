@@ -109,8 +109,7 @@ std::vector<envelope> inbox::claim(std::string_view queue, int limit, bool keyed
     if (keyed)
       st.look_ahead = static_cast<int>(std::min<long long>(
         static_cast<long long>(limit) * claim_look_ahead, std::numeric_limits<int>::max()));
-    else
-      st.continue_from(after);
+    st.continue_from(after);
     return in_claim_order(st.rows.fetch_all(st.statement));
   });
 }

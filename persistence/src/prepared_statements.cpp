@@ -70,12 +70,10 @@ claim_statement::claim_statement(soci::session& sql, const std::string& text, bo
   : statement(sql) {
   statement.exchange(soci::use(queue, "q"));
   statement.exchange(soci::use(limit, "n"));
-  if (keyed) {
+  if (keyed)
     statement.exchange(soci::use(look_ahead, "w"));
-  } else {
-    statement.exchange(soci::use(priority, after, "p"));
-    statement.exchange(soci::use(after_seq, after, "s"));
-  }
+  statement.exchange(soci::use(priority, after, "p"));
+  statement.exchange(soci::use(after_seq, after, "s"));
   rows.bind(statement);
   prepare(statement, text);
 }

@@ -37,7 +37,7 @@ struct claimed_rows {
 /// Claim of a batch of one queue, in the handling transaction.
 struct claim_statement {
   /// `keyed`: the claim for queues with keys, which looks `look_ahead` rows ahead at most;
-  /// otherwise the claim for queues without keys, which continues from `after` when it is set.
+  /// otherwise the claim for queues without keys. Either continues from `after` when it is set.
   claim_statement(soci::session& sql, const std::string& text, bool keyed);
 
   /// Sets `after` (null when `position` is empty).

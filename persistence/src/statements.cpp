@@ -87,10 +87,10 @@ statements::statements(std::string_view schema) {
   claim = fmt::format("SELECT {} FROM {}(:q, :n, :p, :s)", claimed_columns,
                       names::qualified(schema, names::function::claim_ready));
   const auto claim_keyed_function = names::qualified(schema, names::function::claim_keyed);
-  claim_keyed =
-    fmt::format("SELECT {} FROM {}(:q, :n, :w, NULL)", claimed_columns, claim_keyed_function);
-  claim_again = fmt::format("SELECT {} FROM {}(:q, NULL, :w, :ids::uuid[])", claimed_columns,
+  claim_keyed = fmt::format("SELECT {} FROM {}(:q, :n, :w, :p, :s, NULL)", claimed_columns,
                             claim_keyed_function);
+  claim_again = fmt::format("SELECT {} FROM {}(:q, NULL, :w, NULL, NULL, :ids::uuid[])",
+                            claimed_columns, claim_keyed_function);
   pause_queue = fmt::format(
     "INSERT INTO {} (queue, paused_until, reason) VALUES (:q, timestamptz 'epoch' + :u * interval "
     "'1 microsecond', :r) ON "

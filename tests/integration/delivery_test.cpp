@@ -127,7 +127,7 @@ TEST_CASE(
     order.push_back(n.text);
   });
   auto settings = s.node_config();
-  settings.batch_size = 1; // every claim continues from the last one's position
+  settings.batch_size = 1; // every claim continues past the last one's batch
   depot::node node{app, settings};
   test_store store{s.store_config()};
   store.apply_schema();
@@ -149,7 +149,7 @@ TEST_CASE(
   node.stop();
   auto at = std::find(order.begin(), order.end(), "urgent") - order.begin();
   CAPTURE(at);
-  // Claims continue from where the last began; every 16th looks at the whole queue.
+  // Claims continue past the last batch; every 16th looks at the whole queue.
   CHECK(at <= 4 + 16 + 1);
 }
 
@@ -281,4 +281,31 @@ TEST_CASE(
   // every 50 ms. A bad envelope would show within a few of those claims; none should ever come.
   CHECK_FALSE(wait_until([&] { return phantoms > 0; }, 1s));
   CHECK(s.number("SELECT count(*) FROM dead_letters") == 0);
+}
+
+TEST_CASE("a send of fewer envelopes than a batch wakes one worker of the queue, not all of them") {
+  test_schema s;
+  std::atomic<int> calls{0};
+  depot::routing app;
+  app.handle<note>([&calls](const note&, depot::context&) { ++calls; });
+  auto settings = s.node_config();
+  settings.concurrency = 4;
+  settings.polling_interval = 1h; // only wake-ups make workers claim
+  depot::node node{app, settings};
+  node.start();
+  // Each worker claims as it starts (and once more for the start's wake-up), finding nothing.
+  REQUIRE(wait_until([&] { return node.stats().claims >= 4; }));
+  std::this_thread::sleep_for(300ms);
+  const auto before = node.stats();
+  for (int i = 0; i < 10; ++i) {
+    node.send(note{"n" + std::to_string(i)});
+    REQUIRE(wait_until([&] { return calls == i + 1; }));
+  }
+  REQUIRE(node.wait_idle(10s));
+  const auto after = node.stats();
+  CAPTURE(after.claims - before.claims);
+  // Woken all four times, the others would have claimed nothing 30 times.
+  CHECK(after.empty_claims - before.empty_claims <= 2);
+  CHECK(after.claims - before.claims <= 12);
+  node.stop();
 }

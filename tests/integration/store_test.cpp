@@ -109,7 +109,7 @@ TEST_CASE("db apply migrates a version-2 schema without losing its envelopes") {
     "('00000000-0000-7000-8000-000000000004', 'it.q', 'it.t', '{}', 'handled', 4, now(), "
     "now() + interval '1 day', now())");
 
-  REQUIRE(store.apply_schema() == std::vector<int>{3, 4, 5, 6, 7, 8, 9});
+  REQUIRE(store.apply_schema() == std::vector<int>{3, 4, 5, 6, 7, 8, 9, 10});
   CHECK(s.number("SELECT count(*) FROM incoming") == 3);
   // The handled id is still a duplicate for the rest of its window.
   CHECK(s.number("SELECT count(*) FROM received_ids") == 1);
@@ -403,6 +403,35 @@ TEST_CASE(
   }
   CHECK(ids_of(handle(store, "it.work", 10)) ==
         std::vector<std::string>{urgent.id, rows[0].id, rows[1].id});
+}
+
+TEST_CASE(
+  "a keyed claim that continues from a position keeps each key's order: a row whose key "
+  "has a row waiting before the position waits for a whole claim") {
+  test_schema s;
+  test_store store{s.store_config()};
+  provision(store);
+  std::vector<depot::envelope> rows;
+  for (int i = 0; i < 5; ++i) {
+    rows.push_back(make_envelope("it.work", "it.work", "{}"));
+    rows.back().key = fmt::format("k{}", i);
+  }
+  rows[3].key = rows[0].key; // after the position, behind a row of its key before it
+  insert_all(store, rows);
+  auto urgent = make_envelope("it.work", "it.work", "{}");
+  urgent.priority = 5;
+  urgent.key = "urgent";
+  insert(store, urgent);
+  const depot::persistence::claim_position third{
+    0, s.number("SELECT seq FROM incoming WHERE id = '" + rows[2].id + "'")};
+  {
+    unit_of_work uow{store.conn};
+    CHECK(ids_of(store.inbox.claim("it.work", 10, true, third)) ==
+          std::vector<std::string>{rows[2].id, rows[4].id});
+    uow.commit();
+  }
+  CHECK(ids_of(handle(store, "it.work", 10, true)) ==
+        std::vector<std::string>{urgent.id, rows[0].id, rows[1].id, rows[3].id});
 }
 
 TEST_CASE("claim returns nothing when nothing qualifies") {

@@ -44,8 +44,10 @@ struct node_stats {
   std::uint64_t expired = 0;
   std::uint64_t retried = 0;
   std::uint64_t dead_lettered = 0;
-  std::uint64_t discarded = 0; ///< dropped by an error policy
-  std::uint64_t deferred = 0;  ///< put back for later by middleware (a rate limit)
+  std::uint64_t discarded = 0;    ///< dropped by an error policy
+  std::uint64_t deferred = 0;     ///< put back for later by middleware (a rate limit)
+  std::uint64_t claims = 0;       ///< claims of durable queues' workers, empty ones included
+  std::uint64_t empty_claims = 0; ///< claims that found nothing to take
 };
 
 /// Whether a node's actors keep running. A failed actor is restarted; one that fails again

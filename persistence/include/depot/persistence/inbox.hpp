@@ -15,9 +15,9 @@
 
 namespace depot::persistence {
 
-/// Where a batch began in claim order: a claim that continues from there starts its scan
-/// there, instead of walking the index entries of every row claimed before it that VACUUM has
-/// not removed yet.
+/// A place in claim order (a priority, a seq): a claim that continues from there starts its
+/// scan there, instead of walking the index entries of every row claimed before it that VACUUM
+/// has not removed yet.
 struct claim_position {
   int priority = 0;
   long long seq = 0;
@@ -55,9 +55,9 @@ public:
   /// `limit * claim_look_ahead` ready rows only. Without it the claim takes no key locks (it is
   /// the cheaper one): a caller that finds a key in its batch must roll back and claim again
   /// with `keyed`.
-  /// `after` (without `keyed`): continue where the caller's last batch began, taking only rows
-  /// of its priority from its seq on; rows before it or of other priorities wait for a claim
-  /// without `after` (see claim_position).
+  /// `after`: continue from a position (past the last batch of the queue on this node), taking
+  /// only rows of its priority from its seq on; rows before it or of other priorities wait for a
+  /// claim without `after` (see claim_position). A key's order holds wherever a claim starts.
   std::vector<envelope> claim(std::string_view queue, int limit, bool keyed = false,
                               const std::optional<claim_position>& after = {});
   /// Like claim with `keyed`, for the envelopes of `queue` among `ids` still ready within the
