@@ -309,3 +309,37 @@ TEST_CASE("a send of fewer envelopes than a batch wakes one worker of the queue,
   CHECK(after.claims - before.claims <= 12);
   node.stop();
 }
+
+TEST_CASE(
+  "after a burst, an envelope that comes in before where the claims continued is handled "
+  "at once") {
+  test_schema s;
+  std::mutex m;
+  std::vector<std::string> order;
+  depot::routing app;
+  app.handle<note>([&](const note& n, depot::context&) {
+    std::lock_guard guard{m};
+    order.push_back(n.text);
+  });
+  auto settings = s.node_config();
+  settings.concurrency = 1;
+  settings.batch_size = 2;        // the burst fills batches: the claims continue past them
+  settings.polling_interval = 1h; // only wake-ups make the worker claim
+  depot::node node{app, settings};
+  node.start();
+  node.send_all(std::vector<note>{{"n0"}, {"n1"}, {"n2"}, {"n3"}});
+  auto handled = [&](std::size_t n) {
+    return wait_until([&] {
+      std::lock_guard guard{m};
+      return order.size() == n;
+    });
+  };
+  REQUIRE(handled(4));
+  // A higher priority sorts before where the last claims continued from.
+  test_store store{s.store_config()};
+  auto urgent = make_envelope(note_queue, note_queue, R"({"text": "urgent"})");
+  urgent.priority = 5;
+  REQUIRE(store.inbox.insert({urgent}) == 1);
+  CHECK(handled(5));
+  node.stop();
+}
