@@ -91,14 +91,10 @@ std::size_t inbox_processor::claim_and_handle_from(bool probe, bool fallback) {
   {
     unit_of_work uow{conn_};
     const int limit = probe ? 1 : settings_.batch_size;
-    const auto start = next_claim_start();
-    auto batch = inbox_.claim(queue_.name, limit, keys_seen_, start);
+    auto batch = inbox_.claim(queue_.name, limit, keys_seen_, next_claim_start());
     sink_.count({.claims = 1, .empty_claims = batch.empty() ? 1U : 0U});
-    // A continuation that comes back short has taken (nearly) all from its start on, but rows
-    // may wait before it: the next claim, at once, looks at the whole queue.
-    short_continuation_ = start && static_cast<int>(batch.size()) < limit;
     if (batch.empty()) {
-      frontier_.clear();
+      frontier_.clear(); // the next claim looks at the whole queue: rows may wait before it
       if (probe)
         breaker_->give_back_probe();
       return 0;

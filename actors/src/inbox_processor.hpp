@@ -87,9 +87,8 @@ public:
   /// Throws db_error on a database failure: the transaction rolled back, nothing is held.
   std::size_t process_batch();
   /// Whether the last batch may have left ready envelopes behind although it was not full: a
-  /// batch with keys is short when other transactions held keys, which may be free by now, and
-  /// a claim that continued from the frontier did not look at the rows before it.
-  [[nodiscard]] bool may_have_left_more() const { return keyed_batch_ || short_continuation_; }
+  /// batch with keys is short when other transactions held keys, which may be free by now.
+  [[nodiscard]] bool may_have_left_more() const { return keyed_batch_; }
 
   /// Handles one memory-only envelope in a transaction of its own, retrying inline by policy.
   void process_buffered(const envelope& e);
@@ -156,8 +155,7 @@ private:
   error_policy default_policy_;             ///< for failures no declared rule matches
   circuit_breaker* breaker_;
   std::unordered_map<std::string, circuit_breaker*> handler_breakers_;
-  bool keyed_batch_ = false;        ///< the last batch held an envelope with a key
-  bool short_continuation_ = false; ///< the last claim continued from the frontier, came back short
+  bool keyed_batch_ = false; ///< the last batch held an envelope with a key
   static constexpr int claims_per_full_claim = 16;
   claim_frontier& frontier_;
   int continued_ = 0; ///< claims since the last one that looked at the whole queue
