@@ -38,7 +38,7 @@ DEPOT_MESSAGE_KEY(open_tally, id)
 struct add_one {
   std::string id;
   std::string tag;
-  std::string compensation;
+  std::string compensation{};
   bool fail = false;     ///< the step throws
   bool finish = false;   ///< the step completes the saga
   bool give_up = false;  ///< the step asks for compensation
@@ -152,7 +152,7 @@ struct saga_fixture {
 } // namespace
 
 TEST_CASE_FIXTURE(saga_fixture, "each step commits the saga's state with its messages") {
-  auto saga = tally_saga(app, s.table("effects"));
+  tally_saga(app, s.table("effects"));
   depot::node node{app, s.node_config()};
   node.start();
   CHECK(s.number("SELECT count(*) FROM information_schema.tables WHERE table_name = 'saga_tally' "
