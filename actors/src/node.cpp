@@ -98,32 +98,42 @@ struct node::impl final : dispatch_sink, node_context {
   [[nodiscard]] std::unique_ptr<connection> connect() const override {
     return std::make_unique<connection>(persistence::store_settings_of(settings_));
   }
-  void wake(const std::vector<std::string>& queues) override { wake(queues, false); }
-  /// Wakes the local workers and the relays of `queues`; `counted`: a queue is named once per
-  /// envelope, and wakes only as many of its workers as those envelopes need.
-  void wake(const std::vector<std::string>& queues, bool counted) {
+  /// What a list of wake-up targets names: local queues, and transports ("transport://...")
+  /// whose relays have outbox rows.
+  struct wake_targets {
     std::vector<std::string> local;
     std::set<std::string_view> transports;
+  };
+  static wake_targets split(const std::vector<std::string>& queues) {
+    wake_targets t;
     for (const auto& q : queues) {
       if (auto scheme = q.find("://"); scheme != std::string::npos)
-        transports.insert(std::string_view{q}.substr(0, scheme));
+        t.transports.insert(std::string_view{q}.substr(0, scheme));
       else
-        local.push_back(q);
+        t.local.push_back(q);
     }
-    if (counted)
-      workers.wake_for(local);
-    else if (!local.empty())
-      workers.wake(local);
+    return t;
+  }
+  void wake_relays(const std::set<std::string_view>& transports) {
     for (auto t : transports)
       if (auto i = outbox_wakers.find(t); i != outbox_wakers.end())
         i->second();
   }
+  /// How much is ready is not known: every worker of the local queues.
+  void wake(const std::vector<std::string>& queues) override {
+    auto targets = split(queues);
+    workers.wake(targets.local);
+    wake_relays(targets.transports);
+  }
+  /// A queue is named once per envelope: as many of its workers as those envelopes need.
   void committed(const std::vector<std::string>& queues) override {
-    wake(queues, true);
+    auto targets = split(queues);
+    workers.wake_for(targets.local);
+    wake_relays(targets.transports);
     std::vector<std::string> elsewhere;
-    for (const auto& q : queues)
-      if (q.find("://") == std::string::npos && !served.contains(q))
-        elsewhere.push_back(q);
+    for (auto& q : targets.local)
+      if (!served.contains(q))
+        elsewhere.push_back(std::move(q));
     if (elsewhere.empty())
       return;
     if (auto a = cluster->node_actor()) // workers call this from their threads
