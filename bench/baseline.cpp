@@ -1,16 +1,22 @@
 // The throughput baselines: the raw durable-queue cycle through libpq, no depot code, on the same
 // database (the queue is raw_queue.hpp's). One producer thread COPYs batches (one transaction
-// each); one consumer thread claims batches at the same time:
+// each); consumer threads, each with its own connection, claim batches at the same time:
 //   noop: the claim alone, one transaction per batch.
 //   bank: BEGIN; the claim; per claimed debit the database effects the bank sample's handlers
 //         commit (the account's update, the account_events row of its AccountUpdated); COMMIT.
-// The producer wakes the consumer in memory after each commit (as a node wakes its own queue);
-// the consumer sleeps only when it found nothing. The bank tables are made by the sample's own
+// With more than one consumer the accounts are partitioned: consumer i of n owns the accounts
+// a with a % n == i, whose debits the producer writes to a queue of its own, so that consumers
+// never wait on each other's row locks (what keys do for a node's workers).
+// The producer wakes the consumers in memory after each commit (as a node wakes its own queue);
+// a consumer sleeps only when it found nothing. The bank tables are made by the sample's own
 // create_tables and seed (setup, not measured), so that their shape is the handlers'.
+#include <atomic>
 #include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -105,7 +111,12 @@ private:
   std::string account_, balance_; // parameters of the current debit
 };
 
-/// Wakes the consumer after each producer commit.
+/// The queue of consumer `part`'s rows.
+std::string partition_queue(const std::string& queue, std::int64_t part) {
+  return fmt::format("{}#{}", queue, part);
+}
+
+/// Wakes the consumers after each producer commit.
 struct wake {
   std::mutex m;
   std::condition_variable cv;
@@ -141,7 +152,7 @@ std::string check_bank_tables(const options& o) {
 
 } // namespace
 
-measurement run_baseline(const options& o, const std::string& name) {
+measurement run_baseline(const options& o, const std::string& name, int consumers) {
   const bool bank_case = name == "bank";
   const std::string queue = bank_case ? "bank.debit-account" : "bench.noop";
   {
@@ -151,11 +162,14 @@ measurement run_baseline(const options& o, const std::string& name) {
   if (bank_case)
     create_bank_tables(o);
   raw::connection producer{o.db};
-  raw::connection consumer{o.db};
-  consumer.prepare("claim", raw::claim_sql(), 2);
-  std::unique_ptr<bank_effects> effects;
-  if (bank_case)
-    effects = std::make_unique<bank_effects>(consumer);
+  std::vector<std::unique_ptr<raw::connection>> connections;
+  std::vector<std::unique_ptr<bank_effects>> effects;
+  for (int i = 0; i < consumers; ++i) {
+    auto& c = *connections.emplace_back(std::make_unique<raw::connection>(o.db));
+    c.prepare("claim", raw::claim_sql(), 2);
+    if (bank_case)
+      effects.push_back(std::make_unique<bank_effects>(c));
+  }
   const auto copy_sql =
     fmt::format("COPY {}.incoming (id, queue, message_type, body) FROM STDIN", raw::schema);
 
@@ -179,7 +193,7 @@ measurement run_baseline(const options& o, const std::string& name) {
         for (auto seq = first; seq < last; ++seq) {
           data += ids.next();
           data += '\t';
-          data += queue;
+          data += partition_queue(queue, bank_account_of(seq, o.accounts) % consumers);
           data += '\t';
           data += queue;
           data += '\t';
@@ -209,76 +223,92 @@ measurement run_baseline(const options& o, const std::string& name) {
           std::lock_guard guard{w.m};
           ++w.commits;
         }
-        w.cv.notify_one();
+        w.cv.notify_all();
       }
     } catch (...) {
       producer_error = std::current_exception();
     }
     std::lock_guard guard{w.m};
     w.done = true;
-    w.cv.notify_one();
+    w.cv.notify_all();
   }};
 
-  // The consumer runs on this thread.
   const auto limit = std::to_string(o.batch_size);
-  const char* params[2] = {queue.c_str(), limit.c_str()};
-  std::int64_t consumed = 0;
-  std::int64_t t_end = 0;
-  std::uint64_t seen = 0;
-  auto deadline = clock::now() + std::chrono::seconds{o.timeout_s};
-  std::exception_ptr consumer_error;
-  try {
-    while (consumed < o.messages && clock::now() < deadline) {
-      {
-        std::lock_guard guard{w.m};
-        seen = w.commits;
-      }
-      // noop: the claim commits on its own; bank: the claim and its effects commit together.
-      if (bank_case)
-        consumer.exec("BEGIN");
-      auto* r = consumer.run("claim", 2, params);
-      auto t = now_ns();
-      auto rows = PQntuples(r);
-      for (int i = 0; i < rows; ++i) {
-        auto body =
-          std::string_view{PQgetvalue(r, i, 2), static_cast<std::size_t>(PQgetlength(r, i, 2))};
-        lat.started(seq_of(body), t);
-      }
-      if (bank_case) {
-        try {
-          effects->apply(r);
-        } catch (...) {
-          PQclear(r);
-          throw;
+  const auto deadline = clock::now() + std::chrono::seconds{o.timeout_s};
+  std::atomic<std::int64_t> consumed = 0;
+  std::atomic<std::int64_t> t_end = 0; // set by the consumer whose batch completes the count
+  std::atomic<bool> failed = false;
+  std::vector<std::exception_ptr> consumer_errors(static_cast<std::size_t>(consumers));
+  auto consume = [&](int part) {
+    auto& consumer = *connections[static_cast<std::size_t>(part)];
+    const auto own_queue = partition_queue(queue, part);
+    const char* params[2] = {own_queue.c_str(), limit.c_str()};
+    std::uint64_t seen = 0;
+    try {
+      while (consumed < o.messages && !failed && clock::now() < deadline) {
+        {
+          std::lock_guard guard{w.m};
+          seen = w.commits;
         }
-        consumer.exec("COMMIT");
-        t = now_ns();
+        // noop: the claim commits on its own; bank: the claim and its effects commit together.
+        if (bank_case)
+          consumer.exec("BEGIN");
+        auto* r = consumer.run("claim", 2, params);
+        auto t = now_ns();
+        auto rows = PQntuples(r);
+        for (int i = 0; i < rows; ++i) {
+          auto body =
+            std::string_view{PQgetvalue(r, i, 2), static_cast<std::size_t>(PQgetlength(r, i, 2))};
+          lat.started(seq_of(body), t);
+        }
+        if (bank_case) {
+          try {
+            effects[static_cast<std::size_t>(part)]->apply(r);
+          } catch (...) {
+            PQclear(r);
+            throw;
+          }
+          consumer.exec("COMMIT");
+          t = now_ns();
+        }
+        PQclear(r);
+        auto before_batch = consumed.fetch_add(rows);
+        if (before_batch < o.messages && before_batch + rows >= o.messages) {
+          t_end = t;
+          w.cv.notify_all(); // the other consumers stop
+          break;
+        }
+        if (rows == 0) {
+          std::unique_lock lock{w.m};
+          if (w.done && w.commits == seen)
+            break; // nothing more will come
+          w.cv.wait_for(lock, 100ms, [&] {
+            return w.commits != seen || w.done || consumed >= o.messages || failed;
+          });
+        }
       }
-      PQclear(r);
-      consumed += rows;
-      if (consumed >= o.messages) {
-        t_end = t;
-        break;
-      }
-      if (rows == 0) {
-        std::unique_lock lock{w.m};
-        if (w.done && w.commits == seen)
-          break; // nothing more will come
-        w.cv.wait_for(lock, 100ms, [&] { return w.commits != seen || w.done; });
-      }
+    } catch (...) {
+      consumer_errors[static_cast<std::size_t>(part)] = std::current_exception();
+      failed = true;
+      w.cv.notify_all();
     }
-  } catch (...) {
-    consumer_error = std::current_exception();
-  }
+  };
+  std::vector<std::thread> consuming;
+  for (int i = 1; i < consumers; ++i)
+    consuming.emplace_back(consume, i);
+  consume(0); // on this thread
+  for (auto& c : consuming)
+    c.join();
   if (t_end != 0)
     m.used = resources::sample(o.db) - before;
   produce.join();
   if (producer_error)
     std::rethrow_exception(producer_error);
-  if (consumer_error)
-    std::rethrow_exception(consumer_error);
+  for (const auto& e : consumer_errors)
+    if (e)
+      std::rethrow_exception(e);
   if (t_end == 0) {
-    m.note = fmt::format("timed out: {} of {} consumed", consumed, o.messages);
+    m.note = fmt::format("timed out: {} of {} consumed", consumed.load(), o.messages);
   } else {
     m.seconds = static_cast<double>(t_end - t0) / 1e9;
     m.msgs_per_s = static_cast<double>(o.messages) / m.seconds;

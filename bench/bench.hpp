@@ -80,18 +80,22 @@ struct case_result {
   std::string name;
   measurement ours;
   measurement baseline;
-  measurement single_worker; ///< bank_concurrent: depot's path with one worker per queue
-  measurement kafka_raw;     ///< kafka: raw librdkafka produce and consume, no database
-  measurement queries;       ///< cluster: request round trips to the other node
-  measurement local_queries; ///< cluster: the same requests answered on the same node
+  measurement single_worker;  ///< bank_concurrent: depot's path with one worker per queue
+  measurement raw_single;     ///< bank_concurrent: the bank baseline, a consumer per busy worker
+  measurement raw_concurrent; ///< of the one-worker run and of the measured run
+  measurement kafka_raw;      ///< kafka: raw librdkafka produce and consume, no database
+  measurement queries;        ///< cluster: request round trips to the other node
+  measurement local_queries;  ///< cluster: the same requests answered on the same node
   std::vector<double> rounds_msgs_per_s;               ///< depot's path, every round in order
   std::vector<double> rounds_baseline_msgs_per_s;      ///< the baseline, every round in order
   std::vector<double> rounds_single_worker_msgs_per_s; ///< bank_concurrent's one-worker runs
-  std::vector<double> rounds_kafka_raw_msgs_per_s;     ///< kafka's raw librdkafka runs
-  std::vector<double> rounds_queries_per_s;            ///< cluster's cross-node queries
-  std::vector<double> rounds_local_queries_per_s;      ///< cluster's same-node queries
-  std::uint64_t envelopes_handled = 0; ///< by the node, cascades and warm-up included
-  double drained_s = 0;                ///< first send until every queue was empty (cascades)
+  std::vector<double> rounds_raw_single_msgs_per_s;
+  std::vector<double> rounds_raw_concurrent_msgs_per_s;
+  std::vector<double> rounds_kafka_raw_msgs_per_s; ///< kafka's raw librdkafka runs
+  std::vector<double> rounds_queries_per_s;        ///< cluster's cross-node queries
+  std::vector<double> rounds_local_queries_per_s;  ///< cluster's same-node queries
+  std::uint64_t envelopes_handled = 0;             ///< by the node, cascades and warm-up included
+  double drained_s = 0; ///< first send until every queue was empty (cascades)
   [[nodiscard]] double ratio() const {
     return baseline.msgs_per_s > 0 ? ours.msgs_per_s / baseline.msgs_per_s : 0;
   }
@@ -212,6 +216,8 @@ private:
 
 /// Workers per queue of bank_concurrent's measured run (its other run has one).
 constexpr int bank_concurrent_workers = 4;
+/// The bank's queues that are busy in a run: the debits and their AccountUpdated cascade.
+constexpr int bank_busy_queues = 2;
 
 /// Every case, in the order a default run runs them.
 [[nodiscard]] const std::vector<std::string>& case_names();
@@ -239,8 +245,9 @@ void run_round(const options& o, const std::string& name, case_result& round);
 /// errors.
 measurement run_depot_case(const options& o, const std::string& name, case_result& result);
 
-/// Runs the libpq throughput baseline doing the work of case `name` ("noop" or "bank").
-measurement run_baseline(const options& o, const std::string& name);
+/// Runs the libpq throughput baseline doing the work of case `name` ("noop" or "bank") with
+/// `consumers` consumer connections (bank: each owns a partition of the accounts).
+measurement run_baseline(const options& o, const std::string& name, int consumers = 1);
 
 /// latency: one message at a time through an idle node, sent by this process.
 measurement run_latency(const options& o, case_result& result);

@@ -41,6 +41,13 @@ void run_round(const options& o, const std::string& name, case_result& round) {
       round.ours.note = "with 1 worker: " + round.single_worker.note;
     }
     round.baseline = run_baseline(o, "bank");
+    round.raw_single = run_baseline(o, "bank", bank_busy_queues);
+    round.raw_concurrent = run_baseline(o, "bank", bank_busy_queues * bank_concurrent_workers);
+    for (const auto* raw : {&round.raw_single, &round.raw_concurrent})
+      if (!raw->ok) { // the case fails with any of its runs
+        round.baseline.ok = false;
+        round.baseline.note = "raw cycle with more consumers: " + raw->note;
+      }
   } else if (name == "saga") {
     round.ours = run_depot_case(o, name, round);
     case_result plain_round; // its drained time and envelope count are not reported
@@ -95,6 +102,8 @@ case_result median_of(const std::string& name, const std::vector<case_result>& r
   r.drained_s = ours->drained_s;
   r.baseline = median_by(&case_result::baseline)->baseline;
   r.single_worker = median_by(&case_result::single_worker)->single_worker;
+  r.raw_single = median_by(&case_result::raw_single)->raw_single;
+  r.raw_concurrent = median_by(&case_result::raw_concurrent)->raw_concurrent;
   r.kafka_raw = median_by(&case_result::kafka_raw)->kafka_raw;
   r.queries = median_by(&case_result::queries)->queries;
   r.local_queries = median_by(&case_result::local_queries)->local_queries;
@@ -102,6 +111,8 @@ case_result median_of(const std::string& name, const std::vector<case_result>& r
     r.rounds_msgs_per_s.push_back(x.ours.msgs_per_s);
     r.rounds_baseline_msgs_per_s.push_back(x.baseline.msgs_per_s);
     r.rounds_single_worker_msgs_per_s.push_back(x.single_worker.msgs_per_s);
+    r.rounds_raw_single_msgs_per_s.push_back(x.raw_single.msgs_per_s);
+    r.rounds_raw_concurrent_msgs_per_s.push_back(x.raw_concurrent.msgs_per_s);
     r.rounds_kafka_raw_msgs_per_s.push_back(x.kafka_raw.msgs_per_s);
     r.rounds_queries_per_s.push_back(x.queries.msgs_per_s);
     r.rounds_local_queries_per_s.push_back(x.local_queries.msgs_per_s);

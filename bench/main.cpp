@@ -258,6 +258,12 @@ void write_json(const std::string& path, const machine_info& mi, const options& 
     if (r.name == "bank_concurrent") {
       num("single_worker_msgs_per_s", r.single_worker.msgs_per_s);
       list("rounds_single_worker_msgs_per_s", r.rounds_single_worker_msgs_per_s);
+      num("raw_single_consumers", bench::bank_busy_queues);
+      num("raw_single_msgs_per_s", r.raw_single.msgs_per_s);
+      list("rounds_raw_single_msgs_per_s", r.rounds_raw_single_msgs_per_s);
+      num("raw_concurrent_consumers", bench::bank_busy_queues * bench::bank_concurrent_workers);
+      num("raw_concurrent_msgs_per_s", r.raw_concurrent.msgs_per_s);
+      list("rounds_raw_concurrent_msgs_per_s", r.rounds_raw_concurrent_msgs_per_s);
     }
     if (r.name == "cluster") {
       num("query_msgs_per_s", r.queries.msgs_per_s);
@@ -288,6 +294,11 @@ void write_json(const std::string& path, const machine_info& mi, const options& 
     throw std::runtime_error{fmt::format("cannot write {}", path)};
 }
 
+/// `more`'s msgs/s as a share of `fewer`'s: what more workers (or consumers) gave.
+double scaling(const bench::measurement& more, const bench::measurement& fewer) {
+  return fewer.msgs_per_s > 0 ? more.msgs_per_s / fewer.msgs_per_s : 0;
+}
+
 /// The figures of case `name` in `r`, for the progress lines.
 std::string figures(const std::string& name, const bench::case_result& r) {
   switch (bench::kind_of(name)) {
@@ -315,7 +326,11 @@ std::string figures(const std::string& name, const bench::case_result& r) {
     r.ours.msgs_per_s, r.ours.seconds, r.drained_s, r.envelopes_handled, r.baseline.msgs_per_s,
     r.baseline.seconds);
   if (name == "bank_concurrent")
-    text += fmt::format(", 1 worker {:.0f} msg/s", r.single_worker.msgs_per_s);
+    text += fmt::format(
+      ", 1 worker {:.0f} msg/s; raw cycle with {} consumers {:.0f} msg/s, with {} "
+      "{:.0f} msg/s",
+      r.single_worker.msgs_per_s, bench::bank_busy_queues, r.raw_single.msgs_per_s,
+      bench::bank_busy_queues * bench::bank_concurrent_workers, r.raw_concurrent.msgs_per_s);
   if (name == "kafka")
     text = fmt::format(
       "depot {:.0f} msg/s in {:.2f} s (p50 {:.1f} ms, p99 {:.1f} ms, {} envelopes), baseline "
@@ -427,8 +442,13 @@ int main(int argc, char** argv) {
           : "-");
     for (const auto& r : results)
       if (r.name == "bank_concurrent")
-        fmt::print("bank_concurrent with 1 worker per queue: {:.0f} msg/s\n",
-                   r.single_worker.msgs_per_s);
+        fmt::print(
+          "bank_concurrent with 1 worker per queue: {:.0f} msg/s ({} workers: {:.3f} of it); the "
+          "raw cycle with {} consumers: {:.0f} msg/s ({} consumers: {:.3f} of it)\n",
+          r.single_worker.msgs_per_s, bench::bank_concurrent_workers,
+          scaling(r.ours, r.single_worker), bench::bank_busy_queues, r.raw_single.msgs_per_s,
+          bench::bank_busy_queues * bench::bank_concurrent_workers,
+          scaling(r.raw_concurrent, r.raw_single));
     for (const auto& r : results)
       if (r.name == "cluster")
         fmt::print(
