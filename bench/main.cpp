@@ -264,6 +264,9 @@ void write_json(const std::string& path, const machine_info& mi, const options& 
       num("raw_concurrent_consumers", bench::bank_busy_queues * bench::bank_concurrent_workers);
       num("raw_concurrent_msgs_per_s", r.raw_concurrent.msgs_per_s);
       list("rounds_raw_concurrent_msgs_per_s", r.rounds_raw_concurrent_msgs_per_s);
+      per("single_worker_profile", r.single_worker);
+      per("raw_single_profile", r.raw_single);
+      per("raw_concurrent_profile", r.raw_concurrent);
     }
     if (r.name == "cluster") {
       num("query_msgs_per_s", r.queries.msgs_per_s);
