@@ -204,7 +204,9 @@ public:
   [[nodiscard]] std::vector<std::pair<std::string, std::string>> effective() const {
     std::vector<std::pair<std::string, std::string>> result;
     for (const auto& o : node_options()) {
-      if (o.name != "db")
+      if (o.name == "max-concurrent-batches" && s_.max_concurrent_batches == 0)
+        result.emplace_back(o.name, fmt::format("0 ({} on this machine)", s_.concurrent_batches()));
+      else if (o.name != "db")
         result.emplace_back(o.name, show(o, s_));
       else if (s_.db.empty())
         result.emplace_back(o.name,

@@ -64,7 +64,11 @@ void drain(worker_actor* self, queue_workers::slot* slot, int batch_size) {
     std::atomic<bool>& busy;
   } busy{slot->busy};
   try {
-    auto n = st.processor->process_batch();
+    std::size_t n = 0;
+    { // the batch's transaction runs in one of the node's batch slots (max-concurrent-batches)
+      auto slot_held = slot->batches->take();
+      n = st.processor->process_batch();
+    }
     st.backoff = min_backoff;
     // A full batch, or one with keys (see may_have_left_more), means more may wait: continue
     // after what else is in the mailbox.
@@ -161,11 +165,13 @@ void queue_workers::stopped() {
   slots_.clear();
   breakers_.clear();
   frontiers_.clear();
+  batches_.reset();
 }
 
 void queue_workers::plan(const routing& app, const node_settings& s) {
   stopped(); // a node started again plans afresh
   batch_size_ = std::max(1, s.batch_size);
+  batches_ = std::make_unique<batch_slots>(s.concurrent_batches());
   for (const auto& [name, n] : s.queue_concurrency)
     if (app.find_queue(name) == nullptr)
       throw std::invalid_argument{
@@ -198,6 +204,7 @@ void queue_workers::plan(const routing& app, const node_settings& s) {
       slot.queue = &q;
       slot.breakers = breakers;
       slot.frontier = frontier;
+      slot.batches = batches_.get();
       by_queue_[q.name].push_back(&slot);
     }
   }

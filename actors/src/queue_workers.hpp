@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "depot/actors/service.hpp"
+#include "depot/runtime/batch_slots.hpp"
 #include "inbox_processor.hpp"
 
 namespace depot {
@@ -51,6 +52,7 @@ public:
     std::atomic<bool> busy{false};      // handling a batch
     queue_breakers breakers;            // the queue's on this node, shared by its slots
     claim_frontier* frontier = nullptr; // the queue's on this node, shared by its slots
+    batch_slots* batches = nullptr;     // the node's, shared by every durable worker
     std::mutex mutex;                   // guards actor: each incarnation of the worker sets it
     caf::actor actor;
     /// The connection the first incarnation starts with; later ones open their own.
@@ -65,6 +67,7 @@ private:
   std::unordered_map<std::string, std::vector<slot*>> by_queue_;
   std::deque<circuit_breaker> breakers_; // of queues and handlers; fixed after plan()
   std::deque<claim_frontier> frontiers_; // one per queue; fixed after plan()
+  std::unique_ptr<batch_slots> batches_; // made by plan()
   std::atomic<std::size_t> round_robin_{0};
   int batch_size_ = 1; // of every durable queue (settings)
 };

@@ -5,6 +5,7 @@
 #include <cctype>
 #include <charconv>
 #include <fstream>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -118,6 +119,10 @@ const std::vector<node_option>& node_options() {
      queue_counts{DEPOT_FIELD(queue_map, s.queue_concurrency), 0, max_workers}},
     {"batch-size", "envelopes claimed and handled per transaction",
      integer{DEPOT_FIELD(int, s.batch_size), 1, 10'000}},
+    {"max-concurrent-batches",
+     "batches this node's durable workers handle at once, across queues; 0: one per core, at "
+     "least 2",
+     integer{DEPOT_FIELD(int, s.max_concurrent_batches), 0, 100'000}},
     {"dedup-window", "how long ids of deduplicated envelopes are remembered",
      duration{DEPOT_FIELD(milliseconds, s.dedup_window), 0ms, 24h * 365}},
     {"polling-interval", "fallback poll of each queue",
@@ -292,6 +297,12 @@ void check_schema_name(const std::string& name) {
 
 std::vector<std::string> node_settings::named_queues() const {
   return split_list(queues);
+}
+
+int node_settings::concurrent_batches() const {
+  if (max_concurrent_batches > 0)
+    return max_concurrent_batches;
+  return std::max(2, static_cast<int>(std::thread::hardware_concurrency()));
 }
 
 bool node_settings::serves(std::string_view queue) const {

@@ -310,6 +310,39 @@ TEST_CASE("a send of fewer envelopes than a batch wakes one worker of the queue,
   node.stop();
 }
 
+TEST_CASE("a node's workers handle at most max-concurrent-batches batches at once, across queues") {
+  test_schema s;
+  std::atomic<int> calls{0}, running{0}, most{0};
+  auto handle = [&] {
+    auto now = ++running;
+    for (auto seen = most.load(); now > seen && !most.compare_exchange_weak(seen, now);) {}
+    std::this_thread::sleep_for(20ms);
+    --running;
+    ++calls;
+  };
+  depot::routing app;
+  app.handle<note>([&](const note&, depot::context&) { handle(); });
+  app.handle<reminder>([&](const reminder&, depot::context&) { handle(); });
+  auto settings = s.node_config();
+  settings.concurrency = 4; // 8 workers on the two queues
+  settings.batch_size = 1;
+  settings.max_concurrent_batches = 2;
+  depot::node node{app, settings};
+  node.start();
+  std::vector<note> notes;
+  std::vector<reminder> reminders;
+  for (int i = 0; i < 16; ++i) {
+    notes.push_back({"n" + std::to_string(i)});
+    reminders.push_back({"r" + std::to_string(i)});
+  }
+  node.send_all(notes);
+  node.send_all(reminders);
+  REQUIRE(wait_until([&] { return calls == 32; }));
+  node.stop();
+  // Without the bound, the 8 workers would have handled up to 8 batches at once.
+  CHECK(most.load() <= 2);
+}
+
 TEST_CASE(
   "after a burst, an envelope that comes in before where the claims continued is handled "
   "at once") {

@@ -44,7 +44,10 @@ types=(bank.debit-account bank.low-balance-detected bank.account-overdrawn
   bank.enforce-account-overdrawn-deadline bank.account-updated)
 run 0 "describe" "$BANK" describe --polling-interval=200ms --node-id 7 &&
   has "$OUT" "describe" "${types[@]/#/^ +}" '^configuration:' '^ +polling-interval +200ms' \
-    '^ +node-id +7' "^ +db +$DB\$" '^ +schema +depot' '^ +stale-after ' '^ +batch-size '
+    '^ +node-id +7' "^ +db +$DB\$" '^ +schema +depot' '^ +stale-after ' '^ +batch-size ' \
+    '^ +max-concurrent-batches +0 \([0-9]+ on this machine\)$'
+run 0 "describe --max-concurrent-batches 3" "$BANK" describe --max-concurrent-batches 3 &&
+  has "$OUT" "describe --max-concurrent-batches 3" '^ +max-concurrent-batches +3$'
 run 0 "describe without a database" env -u DEPOT_DB "$BANK" describe &&
   has "$OUT" "describe without a database" '^ +bank.debit-account' \
     '^ +db +\(embedded PostgreSQL in \.depot/postgres\)$'

@@ -6,6 +6,7 @@
 #include <regex>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "depot/runtime/settings.hpp"
 
@@ -127,4 +128,15 @@ TEST_CASE("docs/configuration.md has one row per option, with its variable and d
     documented.erase(std::string{o.name});
   }
   CHECK_MESSAGE(documented.empty(), "documented but not options: " << *documented.begin());
+}
+
+TEST_CASE("max-concurrent-batches 0 means one batch per core, and never fewer than 2") {
+  depot::node_settings s;
+  CHECK(s.max_concurrent_batches == 0);
+  CHECK(s.concurrent_batches() ==
+        std::max(2, static_cast<int>(std::thread::hardware_concurrency())));
+  s.max_concurrent_batches = 1;
+  CHECK(s.concurrent_batches() == 1);
+  s.max_concurrent_batches = -1;
+  CHECK_THROWS_AS(depot::check(s), depot::invalid_setting);
 }

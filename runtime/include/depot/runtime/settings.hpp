@@ -25,6 +25,9 @@ struct node_settings {
   int concurrency = 1; ///< workers per durable queue on this node
   std::map<std::string, int> queue_concurrency; ///< per-queue override of concurrency
   int batch_size = 100;                         ///< envelopes claimed and handled per transaction
+  /// batches this node's durable workers handle at once, across queues; 0 = one per core, at
+  /// least 2 (see concurrent_batches)
+  int max_concurrent_batches = 0;
   std::chrono::milliseconds dedup_window{24 * 3600 * 1000}; ///< how long handled ids are kept
   std::chrono::milliseconds polling_interval{1000};         ///< fallback poll of each queue
   std::chrono::milliseconds heartbeat_interval{1000};       ///< node heartbeat and agent period
@@ -62,6 +65,10 @@ struct node_settings {
   [[nodiscard]] std::string source_uri() const {
     return service_uri.empty() ? "urn:depot:" + service : service_uri;
   }
+
+  /// How many batches this node's durable workers handle at once: max_concurrent_batches, or
+  /// when 0, one per core of this machine and at least 2.
+  [[nodiscard]] int concurrent_batches() const;
 
   /// Workers for `queue` on this node.
   [[nodiscard]] int concurrency_of(const std::string& queue, int queue_default) const {
