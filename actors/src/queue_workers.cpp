@@ -2,6 +2,7 @@
 #include "queue_workers.hpp"
 
 #include <map>
+#include <optional>
 #include <set>
 
 #include <caf/all.hpp>
@@ -25,6 +26,8 @@ using reconnect_atom = caf::atom_constant<caf::atom("reconnect")>;
 struct worker_state {
   std::unique_ptr<persistence::connection> conn;
   std::unique_ptr<inbox_processor> processor;
+  std::shared_ptr<batch_slots> batches;        // outlives batch_slot, which gives back into it
+  std::optional<batch_slots::held> batch_slot; // kept for the queue's next batch
   std::chrono::milliseconds backoff = min_backoff;
   bool connected = false;
   static inline const char* name = "depot.queue_worker";
@@ -51,6 +54,7 @@ void on_db_error(worker_actor* self, const db_error& e) {
   } else {
     self->delayed_send(self, st.backoff, wake_atom::value);
   }
+  st.batch_slot.reset(); // nobody waits on a backoff
   st.backoff = next_backoff(st.backoff);
 }
 
@@ -64,16 +68,21 @@ void drain(worker_actor* self, queue_workers::slot* slot, int batch_size) {
     std::atomic<bool>& busy;
   } busy{slot->busy};
   try {
-    std::size_t n = 0;
-    { // the batch's transaction runs in one of the node's batch slots (max-concurrent-batches)
-      auto slot_held = slot->batches->take();
-      n = st.processor->process_batch();
+    // The batch's transaction runs in one of the node's batch slots (max-concurrent-batches).
+    if (!st.batch_slot) {
+      auto taken = st.batches->take(slot->queue->name);
+      if (!taken)
+        return; // a sibling waits for a slot: it claims what this one would have
+      st.batch_slot.emplace(std::move(*taken));
     }
+    auto n = st.processor->process_batch();
     st.backoff = min_backoff;
     // A full batch, or one with keys (see may_have_left_more), means more may wait: continue
-    // after what else is in the mailbox.
-    if ((n >= static_cast<std::size_t>(batch_size) || st.processor->may_have_left_more()) &&
-        !slot->pending.exchange(true))
+    // after what else is in the mailbox, keeping the slot unless a queue without one waits.
+    bool more = n >= static_cast<std::size_t>(batch_size) || st.processor->may_have_left_more();
+    if (!more || st.batch_slot->wanted_elsewhere())
+      st.batch_slot.reset();
+    if (more && !slot->pending.exchange(true))
       self->send(self, wake_atom::value);
   } catch (const db_error& e) {
     on_db_error(self, e);
@@ -118,6 +127,7 @@ caf::behavior queue_worker(worker_actor* self, worker_env env) {
     slot->actor = caf::actor_cast<caf::actor>(self);
   }
   slot->pending = false;
+  self->state.batches = slot->batches;
   self->send(self, reconnect_atom::value);
   const auto& settings = env.node->settings();
   auto batch = settings.batch_size;
@@ -165,13 +175,12 @@ void queue_workers::stopped() {
   slots_.clear();
   breakers_.clear();
   frontiers_.clear();
-  batches_.reset();
 }
 
 void queue_workers::plan(const routing& app, const node_settings& s) {
   stopped(); // a node started again plans afresh
   batch_size_ = std::max(1, s.batch_size);
-  batches_ = std::make_unique<batch_slots>(s.concurrent_batches());
+  batches_ = std::make_shared<batch_slots>(s.concurrent_batches());
   for (const auto& [name, n] : s.queue_concurrency)
     if (app.find_queue(name) == nullptr)
       throw std::invalid_argument{
@@ -204,7 +213,7 @@ void queue_workers::plan(const routing& app, const node_settings& s) {
       slot.queue = &q;
       slot.breakers = breakers;
       slot.frontier = frontier;
-      slot.batches = batches_.get();
+      slot.batches = batches_;
       by_queue_[q.name].push_back(&slot);
     }
   }

@@ -48,12 +48,12 @@ public:
   struct slot {
     std::string label;
     const queue_definition* queue = nullptr;
-    std::atomic<bool> pending{false};   // a wake-up is on its way: coalesce
-    std::atomic<bool> busy{false};      // handling a batch
-    queue_breakers breakers;            // the queue's on this node, shared by its slots
-    claim_frontier* frontier = nullptr; // the queue's on this node, shared by its slots
-    batch_slots* batches = nullptr;     // the node's, shared by every durable worker
-    std::mutex mutex;                   // guards actor: each incarnation of the worker sets it
+    std::atomic<bool> pending{false};     // a wake-up is on its way: coalesce
+    std::atomic<bool> busy{false};        // handling a batch
+    queue_breakers breakers;              // the queue's on this node, shared by its slots
+    claim_frontier* frontier = nullptr;   // the queue's on this node, shared by its slots
+    std::shared_ptr<batch_slots> batches; // the node's, shared by every durable worker
+    std::mutex mutex;                     // guards actor: each incarnation of the worker sets it
     caf::actor actor;
     /// The connection the first incarnation starts with; later ones open their own.
     std::unique_ptr<persistence::connection> first_connection;
@@ -67,7 +67,7 @@ private:
   std::unordered_map<std::string, std::vector<slot*>> by_queue_;
   std::deque<circuit_breaker> breakers_; // of queues and handlers; fixed after plan()
   std::deque<claim_frontier> frontiers_; // one per queue; fixed after plan()
-  std::unique_ptr<batch_slots> batches_; // made by plan()
+  std::shared_ptr<batch_slots> batches_; // made by plan(); its workers share it
   std::atomic<std::size_t> round_robin_{0};
   int batch_size_ = 1; // of every durable queue (settings)
 };
